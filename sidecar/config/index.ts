@@ -1,0 +1,327 @@
+// The one configuration loader: a YAML file (optional) and HSC_* environment variables
+// become one validated, frozen object with defaults. A bad value stops start-up with a
+// message that names the key; secrets never appear in logs (see redactConfig).
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+
+export interface DataplaneConfig {
+  readonly url: string;
+  readonly username: string;
+  readonly password: string;
+  /** Per-request timeout. */
+  readonly timeoutMs: number;
+  /** Attempts after the first one for transient failures (connection refused, 5xx, 429). */
+  readonly retries: number;
+  /** How long to wait for a reload the Data Plane API scheduled. */
+  readonly reloadTimeoutMs: number;
+}
+
+export type AddressMode = 'published' | 'network';
+
+export interface DockerConfig {
+  readonly socketPath: string;
+  /**
+   * `published`: HAProxy runs on the host and reaches a container through the port it
+   * publishes on the loopback. `network`: HAProxy shares a Docker network with the
+   * containers and uses the container's address on it.
+   */
+  readonly addressMode: AddressMode;
+  /** The Docker network whose address is used in `network` mode. */
+  readonly network: string;
+  /** Containers of this Compose service are managed without any label. */
+  readonly composeService: string;
+  /** Label prefix, as in `haproxy.enable=true`. */
+  readonly labelPrefix: string;
+}
+
+export interface BackendDefaults {
+  /** The backend containers join when they carry no backend label. */
+  readonly defaultBackend: string;
+  /** Every backend the sidecar may manage; a label naming another one is rejected. */
+  readonly managedBackends: readonly string[];
+  readonly port: number;
+  readonly healthPath: string;
+  readonly weight: number;
+}
+
+export interface ReconcileConfig {
+  /** Full relist and re-plan at least this often, whatever the events said. */
+  readonly resyncIntervalMs: number;
+  /** Events closer than this are merged into one reconcile. */
+  readonly debounceMs: number;
+  /** Re-reads and re-plans after a 409 version conflict before giving up this round. */
+  readonly maxConflictRetries: number;
+}
+
+export interface HttpConfig {
+  readonly host: string;
+  readonly port: number;
+  /** Bearer token for mutating admin routes; empty means loopback-only and read-only. */
+  readonly adminToken: string;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+
+export interface SidecarConfig {
+  readonly dataplane: DataplaneConfig;
+  readonly docker: DockerConfig;
+  readonly backends: BackendDefaults;
+  readonly reconcile: ReconcileConfig;
+  readonly http: HttpConfig;
+  readonly logLevel: LogLevel;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly key: string,
+    message: string,
+  ) {
+    super(`configuration key ${key}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Every key, its environment variable and how to read it. Paths are dotted. */
+type Reader<T> = (raw: unknown, key: string) => T;
+
+const str: Reader<string> = (raw, key) => {
+  if (typeof raw === 'string') return raw;
+  if (typeof raw === 'number') return String(raw);
+  throw new ConfigError(key, `expected a string, got ${JSON.stringify(raw)}`);
+};
+
+const nonEmpty: Reader<string> = (raw, key) => {
+  const value = str(raw, key);
+  if (value.trim() === '') throw new ConfigError(key, 'must not be empty');
+  return value;
+};
+
+const int =
+  (min: number, max: number): Reader<number> =>
+  (raw, key) => {
+    const value = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      throw new ConfigError(key, `expected a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+    }
+    return value;
+  };
+
+const oneOf =
+  <T extends string>(...allowed: T[]): Reader<T> =>
+  (raw, key) => {
+    const value = str(raw, key);
+    if (!(allowed as string[]).includes(value)) {
+      throw new ConfigError(key, `expected one of ${allowed.join(', ')}, got ${JSON.stringify(raw)}`);
+    }
+    return value as T;
+  };
+
+const url: Reader<string> = (raw, key) => {
+  const value = nonEmpty(raw, key);
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    throw new ConfigError(key, `expected an http(s) URL, got ${JSON.stringify(value)}`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new ConfigError(key, `expected an http(s) URL, got ${JSON.stringify(value)}`);
+  }
+  return value.replace(/\/+$/, '');
+};
+
+const backendName: Reader<string> = (raw, key) => {
+  const value = nonEmpty(raw, key);
+  if (!/^[A-Za-z0-9_.:-]+$/.test(value)) throw new ConfigError(key, `not a valid HAProxy backend name: ${value}`);
+  return value;
+};
+
+const nameList: Reader<readonly string[]> = (raw, key) => {
+  const items = typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter((s) => s !== '') : raw;
+  if (!Array.isArray(items) || items.length === 0) throw new ConfigError(key, 'expected a non-empty list of names');
+  return items.map((item, index) => backendName(item, `${key}[${index}]`));
+};
+
+const httpPath: Reader<string> = (raw, key) => {
+  const value = nonEmpty(raw, key);
+  if (!value.startsWith('/') || /\s/.test(value)) throw new ConfigError(key, `expected a path starting with /, got ${value}`);
+  return value;
+};
+
+interface KeySpec<T> {
+  readonly env: string;
+  readonly read: Reader<T>;
+  /** undefined: the key is required. */
+  readonly fallback?: T;
+  readonly secret?: boolean;
+}
+
+const spec = {
+  'dataplane.url': { env: 'HSC_DATAPLANE_URL', read: url, fallback: 'http://127.0.0.1:5555' },
+  'dataplane.username': { env: 'HSC_DATAPLANE_USERNAME', read: nonEmpty, fallback: 'admin' },
+  'dataplane.password': { env: 'HSC_DATAPLANE_PASSWORD', read: nonEmpty, secret: true },
+  'dataplane.timeoutMs': { env: 'HSC_DATAPLANE_TIMEOUT_MS', read: int(100, 600_000), fallback: 10_000 },
+  'dataplane.retries': { env: 'HSC_DATAPLANE_RETRIES', read: int(0, 20), fallback: 4 },
+  'dataplane.reloadTimeoutMs': { env: 'HSC_DATAPLANE_RELOAD_TIMEOUT_MS', read: int(100, 600_000), fallback: 30_000 },
+  'docker.socketPath': { env: 'HSC_DOCKER_SOCKET', read: nonEmpty, fallback: '/var/run/docker.sock' },
+  'docker.addressMode': { env: 'HSC_DOCKER_ADDRESS_MODE', read: oneOf<AddressMode>('published', 'network'), fallback: 'network' },
+  'docker.network': { env: 'HSC_DOCKER_NETWORK', read: str, fallback: '' },
+  'docker.composeService': { env: 'HSC_DOCKER_COMPOSE_SERVICE', read: str, fallback: 'nginx' },
+  'docker.labelPrefix': { env: 'HSC_DOCKER_LABEL_PREFIX', read: nonEmpty, fallback: 'haproxy' },
+  'backends.defaultBackend': { env: 'HSC_DEFAULT_BACKEND', read: backendName, fallback: 'be_app' },
+  'backends.managedBackends': { env: 'HSC_MANAGED_BACKENDS', read: nameList, fallback: undefined },
+  'backends.port': { env: 'HSC_BACKEND_PORT', read: int(1, 65_535), fallback: 80 },
+  'backends.healthPath': { env: 'HSC_BACKEND_HEALTH_PATH', read: httpPath, fallback: '/healthz' },
+  'backends.weight': { env: 'HSC_BACKEND_WEIGHT', read: int(0, 256), fallback: 100 },
+  'reconcile.resyncIntervalMs': { env: 'HSC_RESYNC_INTERVAL_MS', read: int(1000, 3_600_000), fallback: 30_000 },
+  'reconcile.debounceMs': { env: 'HSC_RECONCILE_DEBOUNCE_MS', read: int(0, 60_000), fallback: 250 },
+  'reconcile.maxConflictRetries': { env: 'HSC_MAX_CONFLICT_RETRIES', read: int(0, 50), fallback: 5 },
+  'http.host': { env: 'HSC_HTTP_HOST', read: nonEmpty, fallback: '127.0.0.1' },
+  'http.port': { env: 'HSC_HTTP_PORT', read: int(0, 65_535), fallback: 9180 },
+  'http.adminToken': { env: 'HSC_ADMIN_TOKEN', read: str, fallback: '', secret: true },
+  logLevel: {
+    env: 'HSC_LOG_LEVEL',
+    read: oneOf<LogLevel>('fatal', 'error', 'warn', 'info', 'debug', 'trace'),
+    fallback: 'info',
+  },
+} satisfies Record<string, KeySpec<unknown>>;
+
+type Spec = typeof spec;
+type Key = keyof Spec;
+
+function lookup(tree: unknown, path: string): unknown {
+  let node = tree;
+  for (const part of path.split('.')) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+/** Every dotted key the file may contain, so a typo is an error rather than silently ignored. */
+function checkUnknownKeys(tree: unknown, prefix = ''): void {
+  if (tree === null || typeof tree !== 'object' || Array.isArray(tree)) return;
+  const known = Object.keys(spec);
+  for (const [name, value] of Object.entries(tree as Record<string, unknown>)) {
+    const path = prefix === '' ? name : `${prefix}.${name}`;
+    if (known.includes(path)) continue;
+    if (known.some((key) => key.startsWith(`${path}.`))) {
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+        throw new ConfigError(path, 'expected a section (a mapping of keys)');
+      }
+      checkUnknownKeys(value, path);
+      continue;
+    }
+    throw new ConfigError(path, 'unknown key');
+  }
+}
+
+export interface ConfigSources {
+  readonly env?: NodeJS.ProcessEnv;
+  /** YAML text of the configuration file, if one is used. */
+  readonly fileText?: string;
+  readonly fileName?: string;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
+  const env = sources.env ?? {};
+  let fileTree: unknown = {};
+  if (sources.fileText !== undefined) {
+    try {
+      fileTree = parseYaml(sources.fileText) ?? {};
+    } catch (error) {
+      throw new ConfigError(sources.fileName ?? 'file', `not valid YAML: ${(error as Error).message}`);
+    }
+    checkUnknownKeys(fileTree);
+  }
+  const values = {} as { [K in Key]: unknown };
+  for (const key of Object.keys(spec) as Key[]) {
+    const entry: KeySpec<unknown> = spec[key];
+    const fromEnv = env[entry.env];
+    const raw = fromEnv !== undefined ? fromEnv : lookup(fileTree, key);
+    if (raw === undefined || raw === null) {
+      if (!('fallback' in entry)) {
+        throw new ConfigError(key, `is required (set it in the file or with ${entry.env})`);
+      }
+      values[key] = entry.fallback;
+      continue;
+    }
+    values[key] = entry.read(raw, fromEnv !== undefined ? `${key} (${entry.env})` : key);
+  }
+  const v = values as { [K in Key]: ReturnType<Spec[K]['read']> };
+  const defaultBackend = v['backends.defaultBackend'];
+  const managedBackends = (v['backends.managedBackends'] as readonly string[] | undefined) ?? [defaultBackend];
+  if (!managedBackends.includes(defaultBackend)) {
+    throw new ConfigError('backends.defaultBackend', `${defaultBackend} is not one of backends.managedBackends`);
+  }
+  const addressMode = v['docker.addressMode'];
+  if (addressMode === 'network' && v['docker.network'] === '') {
+    throw new ConfigError('docker.network', 'is required when docker.addressMode is network');
+  }
+  const host = v['http.host'];
+  const loopback = host === '127.0.0.1' || host === '::1' || host === 'localhost';
+  if (!loopback && v['http.adminToken'] === '') {
+    throw new ConfigError('http.adminToken', `is required to listen on ${host}, beyond the loopback`);
+  }
+  return deepFreeze({
+    dataplane: {
+      url: v['dataplane.url'],
+      username: v['dataplane.username'],
+      password: v['dataplane.password'],
+      timeoutMs: v['dataplane.timeoutMs'],
+      retries: v['dataplane.retries'],
+      reloadTimeoutMs: v['dataplane.reloadTimeoutMs'],
+    },
+    docker: {
+      socketPath: v['docker.socketPath'],
+      addressMode,
+      network: v['docker.network'],
+      composeService: v['docker.composeService'],
+      labelPrefix: v['docker.labelPrefix'],
+    },
+    backends: {
+      defaultBackend,
+      managedBackends,
+      port: v['backends.port'],
+      healthPath: v['backends.healthPath'],
+      weight: v['backends.weight'],
+    },
+    reconcile: {
+      resyncIntervalMs: v['reconcile.resyncIntervalMs'],
+      debounceMs: v['reconcile.debounceMs'],
+      maxConflictRetries: v['reconcile.maxConflictRetries'],
+    },
+    http: { host, port: v['http.port'], adminToken: v['http.adminToken'] },
+    logLevel: v.logLevel,
+  });
+}
+
+/** Reads HSC_CONFIG_FILE (if set) and the environment. */
+export function loadConfigFromProcess(env: NodeJS.ProcessEnv = process.env): SidecarConfig {
+  const fileName = env.HSC_CONFIG_FILE;
+  if (fileName === undefined || fileName === '') return loadConfig({ env });
+  let fileText: string;
+  try {
+    fileText = readFileSync(fileName, 'utf8');
+  } catch (error) {
+    throw new ConfigError('HSC_CONFIG_FILE', `cannot read ${fileName}: ${(error as Error).message}`);
+  }
+  return loadConfig({ env, fileText, fileName });
+}
+
+/** The configuration as it may be logged: every secret replaced. */
+export function redactConfig(config: SidecarConfig): unknown {
+  return {
+    ...config,
+    dataplane: { ...config.dataplane, password: '[redacted]' },
+    http: { ...config.http, adminToken: config.http.adminToken === '' ? '' : '[redacted]' },
+  };
+}

@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, redactConfig } from '../../../sidecar/config/index.js';
+
+const minimalEnv = { HSC_DATAPLANE_PASSWORD: 's3cret', HSC_DOCKER_NETWORK: 'app' };
+
+describe('loadConfig', () => {
+  it('applies the defaults and freezes the result', () => {
+    const config = loadConfig({ env: minimalEnv });
+    expect(config.dataplane.url).toBe('http://127.0.0.1:5555');
+    expect(config.backends.managedBackends).toEqual(['be_app']);
+    expect(config.reconcile.resyncIntervalMs).toBe(30_000);
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.backends.managedBackends)).toBe(true);
+  });
+
+  it('lets the environment override the file', () => {
+    const config = loadConfig({
+      env: { ...minimalEnv, HSC_DATAPLANE_TIMEOUT_MS: '2500' },
+      fileText: 'dataplane:\n  timeoutMs: 900\n  url: http://10.0.0.1:5555/\n',
+    });
+    expect(config.dataplane.timeoutMs).toBe(2500);
+    expect(config.dataplane.url).toBe('http://10.0.0.1:5555');
+  });
+
+  it.each([
+    [{ HSC_DATAPLANE_TIMEOUT_MS: 'soon' }, 'dataplane.timeoutMs (HSC_DATAPLANE_TIMEOUT_MS)'],
+    [{ HSC_DATAPLANE_URL: 'ftp://x' }, 'dataplane.url (HSC_DATAPLANE_URL)'],
+    [{ HSC_DOCKER_ADDRESS_MODE: 'bridge' }, 'docker.addressMode (HSC_DOCKER_ADDRESS_MODE)'],
+    [{ HSC_BACKEND_PORT: '70000' }, 'backends.port (HSC_BACKEND_PORT)'],
+    [{ HSC_MANAGED_BACKENDS: 'be_a, bad name' }, 'backends.managedBackends (HSC_MANAGED_BACKENDS)[1]'],
+    [{ HSC_DATAPLANE_PASSWORD: undefined }, 'dataplane.password'],
+    [{ HSC_DOCKER_NETWORK: '' }, 'docker.network'],
+    [{ HSC_HTTP_HOST: '0.0.0.0' }, 'http.adminToken'],
+    [{ HSC_MANAGED_BACKENDS: 'be_other' }, 'backends.defaultBackend'],
+  ])('rejects %o naming the key', (override, key) => {
+    const env = { ...minimalEnv, ...override };
+    expect(() => loadConfig({ env })).toThrow(ConfigError);
+    try {
+      loadConfig({ env });
+    } catch (error) {
+      expect((error as ConfigError).key).toBe(key);
+      expect((error as Error).message).toContain(`configuration key ${key}`);
+    }
+  });
+
+  it('rejects unknown keys and malformed YAML in the file', () => {
+    expect(() => loadConfig({ env: minimalEnv, fileText: 'dataplane:\n  timeout: 5\n' })).toThrow(
+      'configuration key dataplane.timeout: unknown key',
+    );
+    expect(() => loadConfig({ env: minimalEnv, fileText: 'dataplane: [1\n', fileName: 'hsc.yml' })).toThrow(
+      /configuration key hsc.yml: not valid YAML/,
+    );
+  });
+
+  it('never shows secrets in the redacted form', () => {
+    const config = loadConfig({ env: { ...minimalEnv, HSC_ADMIN_TOKEN: 'tok-123' } });
+    const text = JSON.stringify(redactConfig(config));
+    expect(text).not.toContain('s3cret');
+    expect(text).not.toContain('tok-123');
+    expect(text).toContain('[redacted]');
+  });
+});
