@@ -38,6 +38,8 @@ export interface LocalHaproxyOptions {
   readonly manualServers?: readonly ManualServer[];
   /** Delay the Data Plane API waits before reloading after a commit (default 200 ms). */
   readonly reloadDelayMs?: number;
+  /** Start the Data Plane API beside HAProxy (default true). */
+  readonly withDataplane?: boolean;
 }
 
 export interface LocalHaproxy {
@@ -46,7 +48,8 @@ export interface LocalHaproxy {
   readonly frontendUrl: string;
   readonly statsUrl: string;
   readonly metricsUrl: string;
-  readonly dataplaneUrl: string;
+  /** Undefined when the instance was started without the Data Plane API. */
+  readonly dataplaneUrl: string | undefined;
   readonly dataplaneUser: string;
   readonly dataplanePassword: string;
   readonly statsUser: string;
@@ -186,7 +189,7 @@ export async function startLocalHaproxy(options: LocalHaproxyOptions = {}): Prom
     statsPassword: secret(),
   };
   const manualServers = (options.manualServers ?? [])
-    .map((s) => `    server ${s.name} ${s.address}:${s.port} check cookie ${s.name}`)
+    .map((s) => `    server ${s.name} ${s.address}:${s.port} check`)
     .join('\n');
   const template = await readFile(join(repoRoot, 'haproxy', 'haproxy.local.cfg.tmpl'), 'utf8');
   const configFile = join(dir, 'haproxy.cfg');
@@ -199,6 +202,7 @@ export async function startLocalHaproxy(options: LocalHaproxyOptions = {}): Prom
       frontendPort: String(frontendPort),
       statsPort: String(statsPort),
       manualServers,
+      cookieKey: secret(),
       ...credentials,
     }),
     { mode: 0o600 },
@@ -230,24 +234,28 @@ export async function startLocalHaproxy(options: LocalHaproxyOptions = {}): Prom
       haproxyLog,
     );
 
-    const binary = dataplaneApiBinary();
-    if (binary === undefined) {
-      throw new Error('no Data Plane API binary: pin DATAPLANEAPI_GO_VERSION in devenv/versions.env and run devenv/setup.sh');
+    let dataplaneUrl: string | undefined;
+    if (options.withDataplane ?? true) {
+      const binary = dataplaneApiBinary();
+      if (binary === undefined) {
+        throw new Error('no Data Plane API binary: pin DATAPLANEAPI_GO_VERSION in devenv/versions.env and run devenv/setup.sh');
+      }
+      children.push(
+        spawnLogged(binary, ['-f', join(dir, 'dataplaneapi.yml')], dataplaneLog, {
+          ...process.env,
+          CI_DATAPLANE_RELOAD_DELAY_OVERRIDE: String(options.reloadDelayMs ?? 200),
+        }),
+      );
+      const url = `http://127.0.0.1:${dataplanePort}`;
+      const authorization = `Basic ${Buffer.from(`${credentials.dataplaneUser}:${credentials.dataplanePassword}`).toString('base64')}`;
+      await waitFor(
+        'Data Plane API',
+        async () => (await fetch(`${url}/v3/info`, { headers: { authorization } })).ok,
+        20_000,
+        dataplaneLog,
+      );
+      dataplaneUrl = url;
     }
-    children.push(
-      spawnLogged(binary, ['-f', join(dir, 'dataplaneapi.yml')], dataplaneLog, {
-        ...process.env,
-        CI_DATAPLANE_RELOAD_DELAY_OVERRIDE: String(options.reloadDelayMs ?? 200),
-      }),
-    );
-    const dataplaneUrl = `http://127.0.0.1:${dataplanePort}`;
-    const authorization = `Basic ${Buffer.from(`${credentials.dataplaneUser}:${credentials.dataplanePassword}`).toString('base64')}`;
-    await waitFor(
-      'Data Plane API',
-      async () => (await fetch(`${dataplaneUrl}/v3/info`, { headers: { authorization } })).ok,
-      20_000,
-      dataplaneLog,
-    );
 
     return {
       dir,

@@ -44,13 +44,18 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /var/log/hsc-dockerd.log"; exit 1; }
 fi
 
+# --- Go toolchain -----------------------------------------------------------------------
+# Needed to build the Data Plane API and to read its specification module. Debian's golang-go
+# (1.19) is too old for the Data Plane API v3; the machine's own Go (/usr/local/go) is used.
+export PATH="$PATH:/usr/local/go/bin"
+command -v go >/dev/null || { log "a Go toolchain (1.23 or newer) is needed: none on PATH or in /usr/local/go"; exit 1; }
+
 # --- Data Plane API ----------------------------------------------------------------------
 dpa_bin=""
 if [ -n "${DATAPLANEAPI_GO_VERSION}" ]; then
   dpa_dir="$cache_dir/dataplaneapi/${DATAPLANEAPI_GO_VERSION}"
   dpa_bin="$dpa_dir/dataplaneapi"
   if [ ! -x "$dpa_bin" ]; then
-    command -v go >/dev/null || { log "the Go toolchain is needed to build the Data Plane API"; exit 1; }
     log "building the Data Plane API ${DATAPLANEAPI_RELEASE} (${DATAPLANEAPI_GO_VERSION}); a few minutes the first time"
     build=$(mktemp -d)
     # A throwaway module pins the exact version; `go install pkg@version` would also ask the
@@ -66,8 +71,9 @@ if [ -n "${DATAPLANEAPI_GO_VERSION}" ]; then
     rm -rf "$build"
   fi
 else
-  log "no Data Plane API version is pinned in devenv/versions.env"
-  exit 1
+  log "WARNING: no Data Plane API version is pinned in devenv/versions.env: the Go module proxy"
+  log "         reachable here does not serve a v3 release (README: Data Plane API availability)."
+  log "         Tests that need it are reported as skipped."
 fi
 
 # --- npm dependencies ----------------------------------------------------------------------
@@ -96,7 +102,9 @@ build_image() {
   hash=$(cd "$context" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
   if [ "$(docker image inspect -f '{{ index .Config.Labels "hsc.context-hash" }}' "$tag" 2>/dev/null)" != "$hash" ]; then
     log "building image $tag"
-    docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" --label "hsc.context-hash=$hash" -t "$tag" "$context" >/dev/null
+    local output
+    output=$(docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" --label "hsc.context-hash=$hash" -t "$tag" "$context" 2>&1) \
+      || { printf '%s\n' "$output" >&2; log "building $tag failed"; exit 1; }
   fi
 }
 build_image "$NGINX_IMAGE" "$root/stack/images/nginx"

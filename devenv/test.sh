@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, then type check, lint, unit and
+# integration suites. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$PATH:/usr/local/go/bin"
+start=$(date +%s)
+devenv/setup.sh >/dev/null
+echo "[test] setup done in $(( $(date +%s) - start )) s"
+npm run -s typecheck
+npm run -s lint
+npx vitest run --project unit
+npx vitest run --project integration
+echo "[test] all suites done in $(( $(date +%s) - start )) s"

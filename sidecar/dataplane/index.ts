@@ -1,0 +1,263 @@
+// The Data Plane API adapter: the only module that imports generated/. It turns the API's
+// types into the small internal ones below, and every non-2xx answer into a value
+// (DataplaneError) the caller handles; it throws only on its own misuse.
+import createClient from 'openapi-fetch';
+import type { components, paths } from '../../generated/dataplane-api.js';
+import { createTransport, TransportError, type TransportOptions } from './transport.js';
+
+export type DataplaneErrorKind =
+  | 'conflict' // 409: version mismatch, or the object already exists
+  | 'not-found' // 404
+  | 'invalid' // 400, 406, 422: the API refused the request as malformed
+  | 'unauthorized' // 401, 403
+  | 'unavailable' // 5xx or 429 after the retries
+  | 'timeout' // no answer in time
+  | 'network' // no connection
+  | 'malformed' // an answer that is not what the API documents
+  | 'reload-failed'; // HAProxy did not take the committed configuration
+
+export interface DataplaneError {
+  readonly kind: DataplaneErrorKind;
+  /** HTTP status, when there was an answer. */
+  readonly status?: number;
+  /** The Data Plane API's own message where it gave one. */
+  readonly message: string;
+  /** What the adapter was doing, e.g. "commit transaction 1a2b". */
+  readonly operation: string;
+}
+
+export type Result<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: DataplaneError };
+
+export interface ServerSpec {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly weight?: number;
+  /** Value of the persistence cookie that pins a client to this server. */
+  readonly cookie?: string;
+  /** Health checks on this server (interval in ms); absent means no checks. */
+  readonly check?: { readonly intervalMs: number; readonly fall: number; readonly rise: number };
+}
+
+/** A server as the configuration holds it. */
+export interface ConfiguredServer {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number | undefined;
+  readonly weight: number | undefined;
+  readonly cookie: string | undefined;
+  readonly checkEnabled: boolean;
+}
+
+export interface Transaction {
+  readonly id: string;
+  readonly version: number;
+}
+
+export interface CommitOutcome {
+  /** Set when the commit scheduled a reload; absent when HAProxy took it without one. */
+  readonly reloadId: string | undefined;
+}
+
+export interface DataplaneClientOptions extends Omit<TransportOptions, 'fetch'> {
+  /** The Data Plane API root, e.g. http://127.0.0.1:5555 (the /v3 prefix is added). */
+  readonly url: string;
+  readonly fetch?: typeof fetch;
+  /** How often waitForReload polls. */
+  readonly reloadPollMs?: number;
+  readonly sleep?: (ms: number) => Promise<void>;
+  readonly now?: () => number;
+}
+
+export interface DataplaneClient {
+  configurationVersion(): Promise<Result<number>>;
+  startTransaction(version: number): Promise<Result<Transaction>>;
+  commitTransaction(id: string): Promise<Result<CommitOutcome>>;
+  deleteTransaction(id: string): Promise<Result<void>>;
+  listServers(backend: string, transactionId?: string): Promise<Result<readonly ConfiguredServer[]>>;
+  addServer(backend: string, server: ServerSpec, transactionId: string): Promise<Result<void>>;
+  deleteServer(backend: string, name: string, transactionId: string): Promise<Result<void>>;
+  /** Polls a reload until it succeeded (ok), failed (reload-failed) or timeoutMs passed (timeout). */
+  waitForReload(reloadId: string, timeoutMs: number): Promise<Result<void>>;
+}
+
+type ApiServer = components['schemas']['server'];
+
+const kindByStatus = (status: number): DataplaneErrorKind => {
+  if (status === 409) return 'conflict';
+  if (status === 404) return 'not-found';
+  if (status === 401 || status === 403) return 'unauthorized';
+  if (status === 429 || status >= 500) return 'unavailable';
+  return 'invalid';
+};
+
+function apiMessage(body: unknown, fallback: string): string {
+  if (body !== null && typeof body === 'object' && 'message' in body && typeof body.message === 'string') {
+    return body.message;
+  }
+  if (typeof body === 'string' && body.trim() !== '') return body.trim();
+  return fallback;
+}
+
+function fail<T>(operation: string, kind: DataplaneErrorKind, message: string, status?: number): Result<T> {
+  return { ok: false, error: { kind, operation, message, ...(status === undefined ? {} : { status }) } };
+}
+
+/** Runs one openapi-fetch call and converts its outcome into a Result. */
+async function call<T, R>(
+  operation: string,
+  request: () => Promise<{ data?: T; error?: unknown; response: Response }>,
+  convert: (data: T | undefined, response: Response) => Result<R>,
+): Promise<Result<R>> {
+  let outcome: { data?: T; error?: unknown; response: Response };
+  try {
+    outcome = await request();
+  } catch (error) {
+    if (error instanceof TransportError) return fail(operation, error.kind, error.message);
+    if (error instanceof SyntaxError) return fail(operation, 'malformed', `answer is not valid JSON: ${error.message}`);
+    throw error;
+  }
+  const { response } = outcome;
+  if (!response.ok) {
+    const status = response.status;
+    return fail(operation, kindByStatus(status), apiMessage(outcome.error, `HTTP ${status}`), status);
+  }
+  return convert(outcome.data, response);
+}
+
+function toConfiguredServer(server: ApiServer): ConfiguredServer | undefined {
+  if (typeof server.name !== 'string' || typeof server.address !== 'string') return undefined;
+  return {
+    name: server.name,
+    address: server.address,
+    port: server.port ?? undefined,
+    weight: server.weight ?? undefined,
+    cookie: server.cookie ?? undefined,
+    checkEnabled: server.check === 'enabled',
+  };
+}
+
+function toApiServer(server: ServerSpec): ApiServer {
+  return {
+    name: server.name,
+    address: server.address,
+    port: server.port,
+    ...(server.weight === undefined ? {} : { weight: server.weight }),
+    ...(server.cookie === undefined ? {} : { cookie: server.cookie }),
+    ...(server.check === undefined
+      ? { check: 'disabled' as const }
+      : { check: 'enabled' as const, inter: server.check.intervalMs, fall: server.check.fall, rise: server.check.rise }),
+  };
+}
+
+export function createDataplaneClient(options: DataplaneClientOptions): DataplaneClient {
+  const transport = createTransport({ ...options, ...(options.fetch === undefined ? {} : { fetch: options.fetch }) });
+  const api = createClient<paths>({ baseUrl: `${options.url.replace(/\/+$/, '')}/v3`, fetch: transport });
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const now = options.now ?? Date.now;
+  const pollMs = options.reloadPollMs ?? 100;
+
+  return {
+    configurationVersion: () =>
+      call(
+        'read configuration version',
+        () => api.GET('/services/haproxy/configuration/version'),
+        (data) =>
+          typeof data === 'number' && Number.isInteger(data)
+            ? { ok: true, value: data }
+            : fail('read configuration version', 'malformed', `expected a version number, got ${JSON.stringify(data)}`),
+      ),
+
+    startTransaction: (version) =>
+      call(
+        `start transaction at version ${version}`,
+        () => api.POST('/services/haproxy/transactions', { params: { query: { version } } }),
+        (data) =>
+          typeof data?.id === 'string' && typeof data._version === 'number'
+            ? { ok: true, value: { id: data.id, version: data._version } }
+            : fail('start transaction', 'malformed', `answer has no transaction id: ${JSON.stringify(data)}`),
+      ),
+
+    commitTransaction: (id) =>
+      call(
+        `commit transaction ${id}`,
+        () => api.PUT('/services/haproxy/transactions/{id}', { params: { path: { id } } }),
+        (_data, response) => ({
+          ok: true,
+          value: { reloadId: response.status === 202 ? (response.headers.get('reload-id') ?? undefined) : undefined },
+        }),
+      ),
+
+    deleteTransaction: (id) =>
+      call(
+        `delete transaction ${id}`,
+        () => api.DELETE('/services/haproxy/transactions/{id}', { params: { path: { id } } }),
+        () => ({ ok: true, value: undefined }),
+      ),
+
+    listServers: (backend, transactionId) =>
+      call(
+        `list servers of backend ${backend}`,
+        () =>
+          api.GET('/services/haproxy/configuration/backends/{parent_name}/servers', {
+            params: { path: { parent_name: backend }, query: transactionId === undefined ? {} : { transaction_id: transactionId } },
+          }),
+        (data) => {
+          if (!Array.isArray(data)) {
+            return fail(`list servers of backend ${backend}`, 'malformed', `expected a list of servers, got ${JSON.stringify(data)}`);
+          }
+          const servers: ConfiguredServer[] = [];
+          for (const item of data) {
+            const server = toConfiguredServer(item);
+            if (server === undefined) {
+              return fail(`list servers of backend ${backend}`, 'malformed', `server without name or address: ${JSON.stringify(item)}`);
+            }
+            servers.push(server);
+          }
+          return { ok: true, value: servers };
+        },
+      ),
+
+    addServer: (backend, server, transactionId) =>
+      call(
+        `add server ${server.name} to backend ${backend}`,
+        () =>
+          api.POST('/services/haproxy/configuration/backends/{parent_name}/servers', {
+            params: { path: { parent_name: backend }, query: { transaction_id: transactionId } },
+            body: toApiServer(server),
+          }),
+        () => ({ ok: true, value: undefined }),
+      ),
+
+    deleteServer: (backend, name, transactionId) =>
+      call(
+        `delete server ${name} from backend ${backend}`,
+        () =>
+          api.DELETE('/services/haproxy/configuration/backends/{parent_name}/servers/{name}', {
+            params: { path: { parent_name: backend, name }, query: { transaction_id: transactionId } },
+          }),
+        () => ({ ok: true, value: undefined }),
+      ),
+
+    waitForReload: async (reloadId, timeoutMs) => {
+      const operation = `wait for reload ${reloadId}`;
+      const deadline = now() + timeoutMs;
+      for (;;) {
+        const result = await call(
+          operation,
+          () => api.GET('/services/haproxy/reloads/{id}', { params: { path: { id: reloadId } } }),
+          (data): Result<'succeeded' | 'failed' | 'in_progress'> =>
+            data?.status === 'succeeded' || data?.status === 'failed' || data?.status === 'in_progress'
+              ? data.status === 'failed'
+                ? fail(operation, 'reload-failed', data.response?.trim() || 'HAProxy reported the reload as failed')
+                : { ok: true, value: data.status }
+              : fail(operation, 'malformed', `unknown reload status in ${JSON.stringify(data)}`),
+        );
+        if (!result.ok) return result;
+        if (result.value === 'succeeded') return { ok: true, value: undefined };
+        if (now() >= deadline) return fail(operation, 'timeout', `reload still in progress after ${timeoutMs} ms`);
+        await sleep(pollMs);
+      }
+    },
+  };
+}
