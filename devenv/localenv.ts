@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -155,7 +155,6 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: n
 }
 
 async function unixCommand(socketPath: string, command: string): Promise<string> {
-  const { createConnection } = await import('node:net');
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     const socket = createConnection(socketPath, () => socket.end(`${command}\n`));
@@ -208,7 +207,8 @@ export async function startLocalHaproxy(options: LocalHaproxyOptions = {}): Prom
     { mode: 0o600 },
   );
   await writeFile(join(dir, 'server-state'), '');
-  await writeFile(join(dir, 'dataplaneapi.yml'), dataplaneConfig(dir, dataplanePort, 0), { mode: 0o600 });
+  // reload_delay is in whole seconds; CI_DATAPLANE_RELOAD_DELAY_OVERRIDE (ms) below takes precedence.
+  await writeFile(join(dir, 'dataplaneapi.yml'), dataplaneConfig(dir, dataplanePort, 1), { mode: 0o600 });
   const reloadScript = join(dir, 'reload');
   await writeFile(reloadScript, `#!/bin/sh\nexec ${join(repoRoot, 'haproxy', 'reload.sh')} ${dir}\n`);
   await chmod(reloadScript, 0o755);

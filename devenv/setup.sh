@@ -29,8 +29,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The Debian haproxy package enables a system service on port 80 where systemd runs;
-# the environment runs its own instances, so that one is not needed.
+# The environment runs its own HAProxy instances on free loopback ports; the package's
+# system service (where systemd runs it) is neither needed nor touched.
 
 # --- Docker daemon ---------------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then
