@@ -5,7 +5,7 @@
 import { removeOwnedContainers, startNginx, type TestContainer } from './containers.js';
 import { startLocalHaproxy, sweepLeftovers, type LocalHaproxy } from './localenv.js';
 import { dataplaneApiBinary, readPinnedVersions } from './versions.js';
-import { createDataplaneClient } from '../sidecar/dataplane/index.js';
+import { applyInTransaction, createDataplaneClient } from '../sidecar/dataplane/index.js';
 
 const once = process.argv.includes('--once');
 const out = (line = ''): void => {
@@ -20,27 +20,19 @@ async function addThroughDataplane(haproxy: LocalHaproxy, containers: readonly T
     timeoutMs: 5_000,
     retries: 2,
   });
-  const fail = (what: string, error: { message: string }): never => {
-    throw new Error(`${what}: ${error.message}`);
-  };
-  const version = await client.configurationVersion();
-  if (!version.ok) return fail('read version', version.error);
-  const transaction = await client.startTransaction(version.value);
-  if (!transaction.ok) return fail('start transaction', transaction.error);
-  for (const [index, container] of containers.entries()) {
-    const added = await client.addServer(
-      haproxy.backend,
-      { name: `nginx-${index + 1}`, address: '127.0.0.1', port: container.hostPort, check: { intervalMs: 1000, fall: 2, rise: 1 } },
-      transaction.value.id,
-    );
-    if (!added.ok) return fail('add server', added.error);
-  }
-  const commit = await client.commitTransaction(transaction.value.id);
-  if (!commit.ok) return fail('commit', commit.error);
-  if (commit.value.reloadId !== undefined) {
-    const reload = await client.waitForReload(commit.value.reloadId, 20_000);
-    if (!reload.ok) fail('reload', reload.error);
-  }
+  const result = await applyInTransaction(
+    client,
+    async (transactionId) => {
+      for (const [index, container] of containers.entries()) {
+        const server = { name: `nginx-${index + 1}`, address: '127.0.0.1', port: container.hostPort };
+        const added = await client.addServer(haproxy.backend, { ...server, check: { intervalMs: 1000, fall: 2, rise: 1 } }, transactionId);
+        if (!added.ok) return added;
+      }
+      return { ok: true, value: undefined };
+    },
+    20_000,
+  );
+  if (!result.ok) throw new Error(`${result.error.operation}: ${result.error.message}`);
 }
 
 async function main(): Promise<void> {

@@ -261,3 +261,38 @@ export function createDataplaneClient(options: DataplaneClientOptions): Dataplan
     },
   };
 }
+
+/**
+ * Applies `change` in one transaction: reads the version, opens a transaction, runs the
+ * change, commits and waits for the reload the commit scheduled. A failure anywhere after the
+ * transaction opened deletes it, so no transaction is ever left open; the first error is the
+ * one returned (a 409 from a concurrent writer comes back as `conflict`, for the caller to
+ * re-read and re-plan).
+ */
+export async function applyInTransaction(
+  client: DataplaneClient,
+  change: (transactionId: string) => Promise<Result<void>>,
+  reloadTimeoutMs: number,
+): Promise<Result<CommitOutcome>> {
+  const version = await client.configurationVersion();
+  if (!version.ok) return version;
+  const transaction = await client.startTransaction(version.value);
+  if (!transaction.ok) return transaction;
+  const id = transaction.value.id;
+  const changed = await change(id);
+  if (!changed.ok) {
+    await client.deleteTransaction(id);
+    return changed;
+  }
+  const commit = await client.commitTransaction(id);
+  if (!commit.ok) {
+    // A commit that failed leaves the transaction in the API's store; a successful one does not.
+    await client.deleteTransaction(id);
+    return commit;
+  }
+  if (commit.value.reloadId !== undefined) {
+    const reload = await client.waitForReload(commit.value.reloadId, reloadTimeoutMs);
+    if (!reload.ok) return reload;
+  }
+  return commit;
+}

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import { dataplaneApiBinary } from '../../devenv/versions.js';
-import { createDataplaneClient, type DataplaneClient, type Result } from '../../sidecar/dataplane/index.js';
+import { applyInTransaction, createDataplaneClient, type DataplaneClient, type Result } from '../../sidecar/dataplane/index.js';
 import { startNginx, type TestContainer } from '../../devenv/containers.js';
 import { eventually, get } from '../support/http.js';
 
@@ -38,11 +38,7 @@ describe.skipIf(binary === undefined)('Data Plane API transactions against real 
   });
 
   async function inTransaction(change: (transactionId: string) => Promise<Result<void>>): Promise<void> {
-    const version = value(await client.configurationVersion());
-    const transaction = value(await client.startTransaction(version));
-    value(await change(transaction.id));
-    const { reloadId } = value(await client.commitTransaction(transaction.id));
-    if (reloadId !== undefined) value(await client.waitForReload(reloadId, 20_000));
+    value(await applyInTransaction(client, change, 20_000));
   }
 
   it('adds a container as a server in a transaction and serves a request through the frontend', async () => {

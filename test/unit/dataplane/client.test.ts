@@ -3,7 +3,7 @@
 // Data Plane API in test/integration.
 import nock from 'nock';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createDataplaneClient } from '../../../sidecar/dataplane/index.js';
+import { applyInTransaction, createDataplaneClient } from '../../../sidecar/dataplane/index.js';
 import { freePort } from '../../../devenv/localenv.js';
 
 const url = 'http://dataplane.test:5555';
@@ -192,5 +192,63 @@ describe('Data Plane API adapter', () => {
       'tx-9',
     );
     expect(added).toEqual({ ok: true, value: undefined });
+  });
+});
+
+describe('applyInTransaction', () => {
+  const server = { name: 'web-1', address: '127.0.0.1', port: 32768 };
+
+  it('commits the change and waits for the reload it scheduled', async () => {
+    nock(url)
+      .get('/v3/services/haproxy/configuration/version')
+      .reply(200, '5', { 'content-type': 'application/json' })
+      .post('/v3/services/haproxy/transactions')
+      .query({ version: '5' })
+      .reply(201, { id: 'tx-5', _version: 5, status: 'in_progress' })
+      .post('/v3/services/haproxy/configuration/backends/be_app/servers')
+      .query({ transaction_id: 'tx-5' })
+      .reply(202, {})
+      .put('/v3/services/haproxy/transactions/tx-5')
+      .reply(202, { id: 'tx-5', status: 'success' }, { 'reload-id': 'r5' })
+      .get('/v3/services/haproxy/reloads/r5')
+      .reply(200, { id: 'r5', status: 'succeeded' });
+    const c = client();
+    const result = await applyInTransaction(c, (id) => c.addServer('be_app', server, id), 5_000);
+    expect(result).toEqual({ ok: true, value: { reloadId: 'r5' } });
+  });
+
+  it('deletes the transaction when the change fails, returning the change’s error', async () => {
+    nock(url)
+      .get('/v3/services/haproxy/configuration/version')
+      .reply(200, '5', { 'content-type': 'application/json' })
+      .post('/v3/services/haproxy/transactions')
+      .query({ version: '5' })
+      .reply(201, { id: 'tx-6', _version: 5, status: 'in_progress' })
+      .post('/v3/services/haproxy/configuration/backends/be_app/servers')
+      .query({ transaction_id: 'tx-6' })
+      .reply(409, { code: 409, message: 'server web-1 already exists' })
+      .delete('/v3/services/haproxy/transactions/tx-6')
+      .reply(204);
+    const c = client();
+    const result = await applyInTransaction(c, (id) => c.addServer('be_app', server, id), 5_000);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.error).toMatchObject({ kind: 'conflict', message: 'server web-1 already exists' });
+  });
+
+  it('deletes the transaction when the commit fails', async () => {
+    nock(url)
+      .get('/v3/services/haproxy/configuration/version')
+      .reply(200, '5', { 'content-type': 'application/json' })
+      .post('/v3/services/haproxy/transactions')
+      .query({ version: '5' })
+      .reply(201, { id: 'tx-7', _version: 5, status: 'in_progress' })
+      .put('/v3/services/haproxy/transactions/tx-7')
+      .reply(406, { code: 406, message: 'transaction tx-7 is outdated' })
+      .delete('/v3/services/haproxy/transactions/tx-7')
+      .reply(204);
+    const c = client();
+    const result = await applyInTransaction(c, () => Promise.resolve({ ok: true, value: undefined }), 5_000);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.error).toMatchObject({ kind: 'invalid', status: 406, message: 'transaction tx-7 is outdated' });
   });
 });
