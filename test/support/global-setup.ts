@@ -4,6 +4,9 @@ import { sweepLeftovers } from '../../devenv/localenv.js';
 import { removeOwnedContainers } from '../../devenv/containers.js';
 
 async function clean(): Promise<void> {
+  // HSC_TEST_SWEEP=0 lets two developers' runs share a machine without removing each
+  // other's processes and containers; CI always sweeps.
+  if (process.env.HSC_TEST_SWEEP === '0') return;
   await sweepLeftovers('test');
   await removeOwnedContainers('test');
 }
