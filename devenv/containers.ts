@@ -25,6 +25,8 @@ export interface NginxOptions {
   readonly labels?: Readonly<Record<string, string>>;
   /** Wait for the Docker healthcheck to report healthy (default true). */
   readonly waitHealthy?: boolean;
+  /** Keep the image's Docker healthcheck (default true); false runs the container without one. */
+  readonly healthcheck?: boolean;
 }
 
 export async function startNginx(options: NginxOptions = {}): Promise<TestContainer> {
@@ -34,6 +36,7 @@ export async function startNginx(options: NginxOptions = {}): Promise<TestContai
     Labels: { [OWNER_LABEL]: options.owner ?? 'test', ...options.labels },
     ExposedPorts: { '80/tcp': {} },
     HostConfig: { PortBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] } },
+    ...(options.healthcheck === false ? { Healthcheck: { Test: ['NONE'] } } : {}),
   });
   const remove = async (): Promise<void> => {
     await container.remove({ force: true }).catch((error: { statusCode?: number }) => {
@@ -47,7 +50,7 @@ export async function startNginx(options: NginxOptions = {}): Promise<TestContai
       const info = await container.inspect();
       const hostPort = Number(info.NetworkSettings.Ports['80/tcp']?.[0]?.HostPort);
       const healthy = info.State.Health?.Status === 'healthy';
-      if (hostPort > 0 && (healthy || options.waitHealthy === false)) {
+      if (hostPort > 0 && (healthy || options.waitHealthy === false || options.healthcheck === false)) {
         return { id: info.Id, hostname: info.Config.Hostname, hostPort, remove };
       }
       if (!info.State.Running) throw new Error(`nginx container ${info.Id.slice(0, 12)} exited: ${info.State.Error}`);

@@ -2,44 +2,44 @@
 // it, the Data Plane API beside it where the pinned binary is available, and the addresses
 // and generated credentials printed. Runs until Ctrl-C (or exits at once with --once) and
 // cleans up everything it started.
-import { removeOwnedContainers, startNginx, type TestContainer } from './containers.js';
+import { removeOwnedContainers, startNginx } from './containers.js';
 import { startLocalHaproxy, sweepLeftovers, type LocalHaproxy } from './localenv.js';
 import { dataplaneApiBinary, readPinnedVersions } from './versions.js';
-import { applyInTransaction, createDataplaneClient } from '../sidecar/dataplane/index.js';
+import { loadConfig } from '../sidecar/config/index.js';
+import { startSidecar, type RunningSidecar } from '../sidecar/main.js';
+import { eventuallyServing } from './wait.js';
+
+/** The demo's containers opt in with this label prefix (haproxy.enable=true). */
+const DEMO_LABEL_PREFIX = 'haproxy';
 
 const once = process.argv.includes('--once');
 const out = (line = ''): void => {
   process.stdout.write(`${line}\n`);
 };
 
-async function addThroughDataplane(haproxy: LocalHaproxy, containers: readonly TestContainer[]): Promise<void> {
-  const client = createDataplaneClient({
-    url: haproxy.dataplaneUrl ?? '',
-    username: haproxy.dataplaneUser,
-    password: haproxy.dataplanePassword,
-    timeoutMs: 5_000,
-    retries: 2,
-  });
-  const result = await applyInTransaction(
-    client,
-    async (transactionId) => {
-      for (const [index, container] of containers.entries()) {
-        const server = { name: `nginx-${index + 1}`, address: '127.0.0.1', port: container.hostPort };
-        const added = await client.addServer(haproxy.backend, { ...server, check: { intervalMs: 1000, fall: 2, rise: 1 } }, transactionId);
-        if (!added.ok) return added;
-      }
-      return { ok: true, value: undefined };
+/** The sidecar, in this process, managing the backend from the containers' labels. */
+async function startManagingSidecar(haproxy: LocalHaproxy): Promise<RunningSidecar> {
+  const config = loadConfig({
+    env: {
+      HSC_DATAPLANE_URL: haproxy.dataplaneUrl,
+      HSC_DATAPLANE_USERNAME: haproxy.dataplaneUser,
+      HSC_DATAPLANE_PASSWORD: haproxy.dataplanePassword,
+      HSC_DOCKER_ADDRESS_MODE: 'published',
+      HSC_DOCKER_LABEL_PREFIX: DEMO_LABEL_PREFIX,
+      HSC_DEFAULT_BACKEND: haproxy.backend,
+      HSC_HTTP_PORT: '0',
+      HSC_LOG_LEVEL: process.env.HSC_LOG_LEVEL ?? 'info',
     },
-    20_000,
-  );
-  if (!result.ok) throw new Error(`${result.error.operation}: ${result.error.message}`);
+  });
+  return startSidecar(config);
 }
 
 async function main(): Promise<void> {
   await sweepLeftovers('demo');
   await removeOwnedContainers('demo');
   const binary = dataplaneApiBinary();
-  const containers = await Promise.all([startNginx({ owner: 'demo' }), startNginx({ owner: 'demo' })]);
+  const labels = { [`${DEMO_LABEL_PREFIX}.enable`]: 'true' };
+  const containers = await Promise.all([1, 2].map((n) => startNginx({ owner: 'demo', name: `demo-nginx-${n}`, labels })));
   const haproxy = await startLocalHaproxy({
     purpose: 'demo',
     withDataplane: binary !== undefined,
@@ -47,12 +47,17 @@ async function main(): Promise<void> {
     manualServers:
       binary === undefined ? containers.map((c, i) => ({ name: `nginx-${i + 1}`, address: '127.0.0.1', port: c.hostPort })) : [],
   });
+  let sidecar: RunningSidecar | undefined;
   const cleanup = async (): Promise<void> => {
+    await sidecar?.stop();
     await haproxy.stop();
     await removeOwnedContainers('demo');
   };
   try {
-    if (binary !== undefined) await addThroughDataplane(haproxy, containers);
+    if (binary !== undefined) {
+      sidecar = await startManagingSidecar(haproxy);
+      await eventuallyServing(haproxy.frontendUrl, containers.length, 30_000);
+    }
     const release = readPinnedVersions().DATAPLANEAPI_RELEASE;
     out('HAProxy local environment is up');
     out(`  frontend             ${haproxy.frontendUrl}/`);
@@ -62,6 +67,11 @@ async function main(): Promise<void> {
       haproxy.dataplaneUrl === undefined
         ? `  Data Plane API       not running: no ${release} binary is available (README: Data Plane API availability)`
         : `  Data Plane API       ${haproxy.dataplaneUrl}/v3   (user ${haproxy.dataplaneUser}, password ${haproxy.dataplanePassword})`,
+    );
+    out(
+      sidecar === undefined
+        ? '  sidecar              not started: it writes through the Data Plane API; the containers were put in haproxy.cfg by hand'
+        : `  sidecar              http://127.0.0.1:${sidecar.port}/metrics   (servers hsc-demo-nginx-1 and -2 on the stats page)`,
     );
     out(`  runtime socket       ${haproxy.runtimeSocket}`);
     out(`  nginx containers     ${containers.map((c) => `${c.hostname} (127.0.0.1:${c.hostPort})`).join(', ')}`);

@@ -47,8 +47,10 @@ export interface BackendDefaults {
 export interface ReconcileConfig {
   /** Full relist and re-plan at least this often, whatever the events said. */
   readonly resyncIntervalMs: number;
-  /** Events closer than this are merged into one reconcile. */
+  /** Quiet time after the last Docker event before a reconcile starts. */
   readonly debounceMs: number;
+  /** A reconcile starts at most this long after the first pending event, even if events keep coming. */
+  readonly maxDebounceMs: number;
   /** Re-reads and re-plans after a 409 version conflict before giving up this round. */
   readonly maxConflictRetries: number;
 }
@@ -175,6 +177,7 @@ const spec = {
   'backends.weight': { env: 'HSC_BACKEND_WEIGHT', read: int(0, 256), fallback: 100 },
   'reconcile.resyncIntervalMs': { env: 'HSC_RESYNC_INTERVAL_MS', read: int(1000, 3_600_000), fallback: 30_000 },
   'reconcile.debounceMs': { env: 'HSC_RECONCILE_DEBOUNCE_MS', read: int(0, 60_000), fallback: 250 },
+  'reconcile.maxDebounceMs': { env: 'HSC_RECONCILE_MAX_DEBOUNCE_MS', read: int(0, 600_000), fallback: 2_000 },
   'reconcile.maxConflictRetries': { env: 'HSC_MAX_CONFLICT_RETRIES', read: int(0, 50), fallback: 5 },
   'http.host': { env: 'HSC_HTTP_HOST', read: nonEmpty, fallback: '127.0.0.1' },
   'http.port': { env: 'HSC_HTTP_PORT', read: int(0, 65_535), fallback: 9180 },
@@ -297,6 +300,7 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
     reconcile: {
       resyncIntervalMs: v['reconcile.resyncIntervalMs'],
       debounceMs: v['reconcile.debounceMs'],
+      maxDebounceMs: v['reconcile.maxDebounceMs'],
       maxConflictRetries: v['reconcile.maxConflictRetries'],
     },
     http: { host, port: v['http.port'], adminToken: v['http.adminToken'] },

@@ -273,10 +273,20 @@ export async function applyInTransaction(
   client: DataplaneClient,
   change: (transactionId: string) => Promise<Result<void>>,
   reloadTimeoutMs: number,
+  /**
+   * The configuration version the change was planned from. Starting the transaction at that
+   * version makes the commit fail with a conflict when anyone wrote in between, instead of
+   * applying a plan made from stale state. Without it, the current version is read.
+   */
+  plannedAtVersion?: number,
 ): Promise<Result<CommitOutcome>> {
-  const version = await client.configurationVersion();
-  if (!version.ok) return version;
-  const transaction = await client.startTransaction(version.value);
+  let version = plannedAtVersion;
+  if (version === undefined) {
+    const current = await client.configurationVersion();
+    if (!current.ok) return current;
+    version = current.value;
+  }
+  const transaction = await client.startTransaction(version);
   if (!transaction.ok) return transaction;
   const id = transaction.value.id;
   const changed = await change(id);

@@ -1,0 +1,128 @@
+// Discovery: which containers should be servers right now, and which of them may take traffic.
+// Docker's side comes in through a DockerSource (docker.ts); everything else here is plain data.
+import type { SidecarConfig } from '../config/index.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { DockerSource } from './docker.js';
+import { assignServerNames, parseContainer, type Candidate, type DiscoveryOptions } from './parse.js';
+
+export { isOwnedServerName, OWNED_SERVER_PREFIX, type Candidate } from './parse.js';
+export { createDockerSource, type ContainerEvent, type DockerSource } from './docker.js';
+
+export interface SkippedContainer {
+  readonly containerName: string;
+  readonly label: string;
+  readonly reason: string;
+}
+
+export interface DiscoveryResult {
+  /** Unique server names per backend, sorted by backend and name. */
+  readonly candidates: readonly Candidate[];
+  readonly skipped: readonly SkippedContainer[];
+}
+
+export interface Discovery {
+  discover(): Promise<DiscoveryResult>;
+}
+
+export function discoveryOptions(config: SidecarConfig): DiscoveryOptions {
+  return {
+    labelPrefix: config.docker.labelPrefix,
+    composeService: config.docker.composeService,
+    addressMode: config.docker.addressMode,
+    network: config.docker.network,
+    managedBackends: config.backends.managedBackends,
+    defaultBackend: config.backends.defaultBackend,
+    defaultPort: config.backends.port,
+    defaultWeight: config.backends.weight,
+    defaultHealthPath: config.backends.healthPath,
+  };
+}
+
+export function createDiscovery(source: DockerSource, options: DiscoveryOptions, logger: Logger): Discovery {
+  // A broken label is reported once per container and problem, not on every resync.
+  let reported = new Set<string>();
+  const enableLabel = `${options.labelPrefix}.enable`;
+  const selects = (labels: Readonly<Record<string, string>>): boolean =>
+    labels[enableLabel] !== undefined || labels['com.docker.compose.service'] === options.composeService;
+
+  return {
+    async discover() {
+      const containers = await source.listRunning(selects);
+      const candidates: Candidate[] = [];
+      const skipped: SkippedContainer[] = [];
+      const stillBroken = new Set<string>();
+      for (const container of containers) {
+        const outcome = parseContainer(container, options);
+        if (outcome.kind === 'candidate') candidates.push(outcome.candidate);
+        if (outcome.kind !== 'skipped') continue;
+        const { containerName, label, reason } = outcome;
+        skipped.push({ containerName, label, reason });
+        const key = `${container.id}|${label}|${reason}`;
+        stillBroken.add(key);
+        if (!reported.has(key)) {
+          logger.warn({ container: containerName, label, reason }, `container skipped: ${label === '' ? 'it' : `label ${label}`} ${reason}`);
+        }
+      }
+      reported = stillBroken;
+      const named = assignServerNames(candidates).sort((a, b) =>
+        a.backend === b.backend ? a.serverName.localeCompare(b.serverName) : a.backend.localeCompare(b.backend),
+      );
+      return { candidates: named, skipped };
+    },
+  };
+}
+
+/** Answers whether a container without a Docker healthcheck responds on its health path. */
+export type Probe = (address: string, port: number, path: string) => Promise<boolean>;
+
+export function httpProbe(timeoutMs: number): Probe {
+  return async (address, port, path) => {
+    const host = address.includes(':') ? `[${address}]` : address;
+    try {
+      const response = await fetch(`http://${host}:${port}${path}`, {
+        signal: AbortSignal.timeout(timeoutMs),
+        redirect: 'manual',
+      });
+      await response.body?.cancel();
+      return response.status >= 200 && response.status < 400;
+    } catch {
+      return false;
+    }
+  };
+}
+
+export interface Readiness {
+  readonly ready: readonly Candidate[];
+  /** Running but not ready yet: worth another look soon. */
+  readonly waiting: readonly Candidate[];
+}
+
+/**
+ * A container takes traffic only once it can answer: with a Docker healthcheck, when Docker
+ * says healthy; without one, once it answers on its health path. A container that already is a
+ * server stays one without a new probe; HAProxy's own checks decide its traffic from then on,
+ * so a slow answer does not make the sidecar remove and re-add it.
+ */
+export async function selectReady(
+  candidates: readonly Candidate[],
+  isServing: (candidate: Candidate) => boolean,
+  probe: Probe,
+): Promise<Readiness> {
+  const verdicts = await Promise.all(
+    candidates.map(async (c): Promise<boolean> => {
+      switch (c.health) {
+        case 'healthy':
+          return true;
+        case 'starting':
+        case 'unhealthy':
+          return false;
+        case 'none':
+          return isServing(c) || probe(c.address, c.port, c.healthPath);
+      }
+    }),
+  );
+  return {
+    ready: candidates.filter((_, i) => verdicts[i] === true),
+    waiting: candidates.filter((_, i) => verdicts[i] !== true),
+  };
+}

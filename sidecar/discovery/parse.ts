@@ -1,0 +1,171 @@
+// Turns what Docker shows about a container into the server it should become, or into a reason
+// it is skipped. Pure: the Docker edge (docker.ts) converts dockerode's types into
+// ContainerSnapshot, and everything after that is plain data in, plain data out.
+//
+// Labels, in the style Traefik users know (prefix configurable, default "haproxy"):
+//   haproxy.enable=true|false      opt in (or out, for a container of the Compose service)
+//   haproxy.backend=<name>         one of the managed backends (default: backends.defaultBackend)
+//   haproxy.port=<port>            the container port nginx listens on (default: backends.port)
+//   haproxy.weight=<0..256>        server weight (default: backends.weight)
+//   haproxy.check.path=</path>     readiness probe path for containers without a Docker healthcheck
+
+import type { AddressMode } from '../config/index.js';
+
+/** Servers the sidecar creates carry this prefix; it is how it recognises them after a restart. */
+export const OWNED_SERVER_PREFIX = 'hsc-';
+
+export const isOwnedServerName = (name: string): boolean => name.startsWith(OWNED_SERVER_PREFIX);
+
+export type ContainerHealth = 'healthy' | 'unhealthy' | 'starting' | 'none';
+
+/** The small, SDK-free view of a container that discovery needs. */
+export interface ContainerSnapshot {
+  readonly id: string;
+  /** Without Docker's leading slash. */
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly running: boolean;
+  readonly health: ContainerHealth;
+  /** IPv4 address per attached network name. */
+  readonly networks: Readonly<Record<string, string>>;
+  readonly publishedPorts: readonly PublishedPort[];
+}
+
+export interface PublishedPort {
+  readonly containerPort: number;
+  readonly hostIp: string;
+  readonly hostPort: number;
+}
+
+export interface DiscoveryOptions {
+  readonly labelPrefix: string;
+  readonly composeService: string;
+  readonly addressMode: AddressMode;
+  /** The Docker network HAProxy shares with the containers (addressMode "network"). */
+  readonly network: string;
+  readonly managedBackends: readonly string[];
+  readonly defaultBackend: string;
+  readonly defaultPort: number;
+  readonly defaultWeight: number;
+  readonly defaultHealthPath: string;
+}
+
+/** A container that should be a server once it is ready. */
+export interface Candidate {
+  readonly containerId: string;
+  readonly containerName: string;
+  readonly backend: string;
+  /** Readable, stable, and unique in its backend after assignServerNames(). */
+  readonly serverName: string;
+  /** Where HAProxy reaches it. */
+  readonly address: string;
+  readonly port: number;
+  readonly weight: number;
+  readonly healthPath: string;
+  readonly health: ContainerHealth;
+}
+
+export type ParseOutcome =
+  | { readonly kind: 'candidate'; readonly candidate: Candidate }
+  /** Not meant for the sidecar: no opt-in label and not the Compose service, or not running. */
+  | { readonly kind: 'ignored' }
+  /** Meant for the sidecar but unusable: the warning names the container and the label. */
+  | { readonly kind: 'skipped'; readonly containerName: string; readonly label: string; readonly reason: string };
+
+const COMPOSE_SERVICE = 'com.docker.compose.service';
+const COMPOSE_NUMBER = 'com.docker.compose.container-number';
+const HOST_WILDCARDS = new Set(['', '0.0.0.0', '::']);
+
+export function parseContainer(container: ContainerSnapshot, options: DiscoveryOptions): ParseOutcome {
+  const label = (suffix: string): string => `${options.labelPrefix}.${suffix}`;
+  const skip = (suffix: string, reason: string): ParseOutcome => ({
+    kind: 'skipped',
+    containerName: container.name,
+    label: suffix === '' ? '' : label(suffix),
+    reason,
+  });
+
+  const enable = container.labels[label('enable')];
+  if (enable !== undefined && enable !== 'true' && enable !== 'false') {
+    return skip('enable', `must be "true" or "false", not ${JSON.stringify(enable)}`);
+  }
+  const ofComposeService = container.labels[COMPOSE_SERVICE] === options.composeService;
+  const selected = enable === 'true' || (enable === undefined && ofComposeService);
+  if (!selected || !container.running) return { kind: 'ignored' };
+
+  const backend = container.labels[label('backend')] ?? options.defaultBackend;
+  if (!options.managedBackends.includes(backend)) {
+    return skip('backend', `${JSON.stringify(backend)} is not a managed backend (${options.managedBackends.join(', ')})`);
+  }
+  const port = integerLabel(container.labels[label('port')], options.defaultPort, 1, 65535);
+  if (port === undefined) return skip('port', `must be a port number 1-65535, not ${JSON.stringify(container.labels[label('port')])}`);
+  const weight = integerLabel(container.labels[label('weight')], options.defaultWeight, 0, 256);
+  if (weight === undefined) return skip('weight', `must be an integer 0-256, not ${JSON.stringify(container.labels[label('weight')])}`);
+  const healthPath = container.labels[label('check.path')] ?? options.defaultHealthPath;
+  if (!/^\/[\x21-\x7e]*$/.test(healthPath)) {
+    return skip('check.path', `must be an absolute path without spaces, not ${JSON.stringify(healthPath)}`);
+  }
+
+  let address: string;
+  let serverPort: number;
+  if (options.addressMode === 'network') {
+    const ip = container.networks[options.network];
+    if (ip === undefined || ip === '') return skip('', `is not attached to the network ${options.network}`);
+    address = ip;
+    serverPort = port;
+  } else {
+    const published = container.publishedPorts.find((p) => p.containerPort === port);
+    if (published === undefined) return skip('port', `container port ${port} is not published on the host`);
+    // A port bound to every interface is reached through the loopback: HAProxy runs on this host.
+    address = HOST_WILDCARDS.has(published.hostIp) ? '127.0.0.1' : published.hostIp;
+    serverPort = published.hostPort;
+  }
+
+  return {
+    kind: 'candidate',
+    candidate: {
+      containerId: container.id,
+      containerName: container.name,
+      backend,
+      serverName: baseServerName(container),
+      address,
+      port: serverPort,
+      weight,
+      healthPath,
+      health: container.health,
+    },
+  };
+}
+
+function integerLabel(raw: string | undefined, fallback: number, min: number, max: number): number | undefined {
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw)) return undefined;
+  const value = Number(raw);
+  return value >= min && value <= max ? value : undefined;
+}
+
+/**
+ * hsc-<service>-<number> for a Compose container (what `docker compose ps` shows), otherwise
+ * hsc-<container name>; characters HAProxy does not accept in a server name become "-".
+ */
+function baseServerName(container: ContainerSnapshot): string {
+  const service = container.labels[COMPOSE_SERVICE];
+  const number = container.labels[COMPOSE_NUMBER];
+  const readable = service !== undefined && number !== undefined && /^\d+$/.test(number) ? `${service}-${number}` : container.name;
+  const safe = readable.replace(/[^A-Za-z0-9_.:-]+/g, '-').replace(/^-+|-+$/g, '');
+  return `${OWNED_SERVER_PREFIX}${safe === '' ? container.id.slice(0, 12) : safe}`;
+}
+
+/**
+ * Makes server names unique per backend. Two containers that would share a name (the same
+ * service in two Compose projects, say) both get the first 12 characters of their container ID
+ * appended, so the result depends only on the set of containers, never on listing order.
+ */
+export function assignServerNames(candidates: readonly Candidate[]): Candidate[] {
+  const count = new Map<string, number>();
+  const key = (c: Candidate): string => `${c.backend}/${c.serverName}`;
+  for (const c of candidates) count.set(key(c), (count.get(key(c)) ?? 0) + 1);
+  return candidates.map((c) =>
+    (count.get(key(c)) ?? 0) > 1 ? { ...c, serverName: `${c.serverName}-${c.containerId.slice(0, 12)}` } : c,
+  );
+}

@@ -1,0 +1,79 @@
+// The sidecar's HTTP listener: liveness, readiness and Prometheus metrics. JSON in and out; every
+// error is a JSON body with a message. The admin API mounts its routes here too.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+
+export interface Readiness {
+  readonly ready: boolean;
+  readonly detail: Readonly<Record<string, unknown>>;
+}
+
+export interface HttpServerOptions {
+  readonly registry: Registry;
+  readonly readiness: () => Readiness;
+}
+
+export interface HttpServer {
+  /** Resolves with the bound port (useful with port 0). */
+  listen(host: string, port: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+export function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  response.end(text);
+}
+
+export function createHttpServer(options: HttpServerOptions): HttpServer {
+  const server: Server = createServer((request, response) => {
+    handle(request, response).catch((error: unknown) => {
+      if (!response.headersSent) sendJson(response, 500, { error: 'internal', message: (error as Error).message });
+      else response.destroy();
+    });
+  });
+  // Keep-alive connections must not hold shutdown open.
+  server.keepAliveTimeout = 5_000;
+
+  async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const path = new URL(request.url ?? '/', 'http://sidecar').pathname;
+    const routes: Record<string, () => Promise<void> | void> = {
+      '/healthz': () => sendJson(response, 200, { status: 'ok' }),
+      '/readyz': () => {
+        const readiness = options.readiness();
+        sendJson(response, readiness.ready ? 200 : 503, { ready: readiness.ready, ...readiness.detail });
+      },
+      '/metrics': async () => {
+        const text = await options.registry.metrics();
+        response.writeHead(200, { 'content-type': options.registry.contentType });
+        response.end(text);
+      },
+    };
+    const route = routes[path];
+    if (route === undefined) return sendJson(response, 404, { error: 'not-found', message: `no route ${path}` });
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.setHeader('allow', 'GET, HEAD');
+      return sendJson(response, 405, { error: 'method-not-allowed', message: `${path} accepts GET` });
+    }
+    await route();
+  }
+
+  return {
+    listen(host, port) {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const address = server.address();
+          resolve(typeof address === 'object' && address !== null ? address.port : port);
+        });
+      });
+    },
+    close() {
+      return new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+    },
+  };
+}

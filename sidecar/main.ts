@@ -1,0 +1,163 @@
+// Wires the sidecar: configuration, Docker discovery, the Data Plane API client, the reconcile
+// loop, the Docker event watcher and the HTTP listener. Run directly, it loads the configuration
+// from the environment (and HSC_CONFIG_FILE), and stops cleanly on SIGTERM or SIGINT.
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
+import { ConfigError, loadConfigFromProcess, redactConfig, type SidecarConfig } from './config/index.js';
+import { createDataplaneClient } from './dataplane/index.js';
+import { createDiscovery, createDockerSource, discoveryOptions, httpProbe, type DockerSource, type Probe } from './discovery/index.js';
+import { watchContainerEvents } from './discovery/events.js';
+import { createHttpServer } from './http/server.js';
+import { createReconcileLoop, realTimers } from './reconcile/loop.js';
+import { createReconciler, type ReconcileOutcome } from './reconcile/reconciler.js';
+import { createLogger, type Logger } from './telemetry/logger.js';
+import { createMetrics } from './telemetry/metrics.js';
+
+export interface SidecarDependencies {
+  readonly logger?: Logger;
+  readonly docker?: DockerSource;
+  readonly probe?: Probe;
+  readonly fetch?: typeof fetch;
+}
+
+export interface RunningSidecar {
+  /** The port the HTTP listener bound (the configured one, or the OS's pick for port 0). */
+  readonly port: number;
+  /** Asks for a reconcile pass now (coalesced with any other pending trigger). */
+  resync(reason: string): void;
+  stop(): Promise<void>;
+}
+
+/** Health checks on the servers the sidecar adds; HAProxy takes a dead container out in ~2 s. */
+const HEALTH_CHECK = { intervalMs: 1000, fall: 2, rise: 1 } as const;
+
+export function packageVersion(): string {
+  const text = readFileSync(new URL('../package.json', import.meta.url), 'utf8');
+  return (JSON.parse(text) as { version: string }).version;
+}
+
+export async function startSidecar(config: SidecarConfig, deps: SidecarDependencies = {}): Promise<RunningSidecar> {
+  const logger = deps.logger ?? createLogger(config.logLevel);
+  const metrics = createMetrics({ version: packageVersion(), processMetrics: true });
+  const dataplane = createDataplaneClient({
+    url: config.dataplane.url,
+    username: config.dataplane.username,
+    password: config.dataplane.password,
+    timeoutMs: config.dataplane.timeoutMs,
+    retries: config.dataplane.retries,
+    ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
+    onRetry: (info) => logger.warn(info, 'Data Plane API request failed; retrying'),
+  });
+  const docker = deps.docker ?? createDockerSource(config.docker.socketPath);
+  const discovery = createDiscovery(docker, discoveryOptions(config), logger);
+  const reconciler = createReconciler({
+    discovery,
+    dataplane,
+    probe: deps.probe ?? httpProbe(1_000),
+    managedBackends: config.backends.managedBackends,
+    maxConflictRetries: config.reconcile.maxConflictRetries,
+    reloadTimeoutMs: config.dataplane.reloadTimeoutMs,
+    healthCheck: HEALTH_CHECK,
+    logger,
+    metrics,
+    now: () => Date.now(),
+  });
+
+  let lastOutcome: ReconcileOutcome | undefined;
+  let everConverged = false;
+  const loop = createReconcileLoop({
+    reconcile: () => reconciler.reconcile(),
+    debounceMs: config.reconcile.debounceMs,
+    maxDebounceMs: config.reconcile.maxDebounceMs,
+    resyncIntervalMs: config.reconcile.resyncIntervalMs,
+    readinessRetryMs: 1_000,
+    failureBackoffMs: 1_000,
+    timers: realTimers,
+    logger,
+    onOutcome: (outcome) => {
+      lastOutcome = outcome;
+      if (outcome.status === 'converged') everConverged = true;
+    },
+  });
+
+  const http = createHttpServer({
+    registry: metrics.registry,
+    // Ready once the first pass converged: before that, HAProxy may not have the servers yet.
+    readiness: () => ({
+      ready: everConverged,
+      detail: {
+        lastReconcile: lastOutcome === undefined ? null : lastOutcome.status === 'converged' ? 'converged' : lastOutcome.message,
+      },
+    }),
+  });
+  const port = await http.listen(config.http.host, config.http.port);
+
+  const watching = new AbortController();
+  const watcher = watchContainerEvents({
+    source: docker,
+    signal: watching.signal,
+    sleep: (ms, signal) => sleep(ms, undefined, { signal }).catch(() => undefined),
+    now: () => Date.now(),
+    logger,
+    minBackoffMs: 500,
+    maxBackoffMs: 30_000,
+    onEvent: (event) => loop.trigger(`docker ${event.action} ${event.containerId.slice(0, 12)}`),
+    onStreamState: (open) => {
+      metrics.eventsStreamUp.set(open ? 1 : 0);
+      // Events may have been missed while the stream was closed: look at everything again.
+      if (open) loop.trigger('docker event stream opened');
+    },
+  });
+
+  loop.start();
+  logger.info({ port, config: redactConfig(config) }, 'sidecar started');
+
+  return {
+    port,
+    resync: (reason) => loop.trigger(reason),
+    async stop() {
+      watching.abort();
+      await watcher;
+      await loop.stop();
+      await http.close();
+      logger.info({}, 'sidecar stopped');
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let config: SidecarConfig;
+  try {
+    config = loadConfigFromProcess();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`configuration error: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const sidecar = await startSidecar(config);
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`received ${signal}; stopping\n`);
+    sidecar.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(`unclean stop: ${String(error)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`sidecar failed to start: ${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,149 @@
+// An in-memory model of the Data Plane API's configuration store, for the reconciler's unit
+// tests: versions, transactions that stage changes and commit them atomically, and a 409 when
+// the version moved since the transaction started (what the real API does). The tests that show
+// the reconciler works against HAProxy use the real API (test/integration/reconcile.test.ts);
+// this one lets unit tests count calls exactly and inject failures at precise points.
+import type {
+  CommitOutcome,
+  ConfiguredServer,
+  DataplaneClient,
+  DataplaneError,
+  Result,
+  ServerSpec,
+  Transaction,
+} from '../../sidecar/dataplane/index.js';
+
+export interface MemoryDataplane extends DataplaneClient {
+  /** Every call, in order, as "method arg…" strings. */
+  readonly calls: string[];
+  version: number;
+  readonly backends: Map<string, ConfiguredServer[]>;
+  readonly openTransactions: () => string[];
+  /** Fails the next call of `method` with `error` (once). */
+  failNext(method: keyof DataplaneClient, error: DataplaneError): void;
+  /** Runs `hook` right before the next commit is checked: a concurrent writer. */
+  beforeNextCommit(hook: () => void): void;
+}
+
+const ok = <T>(value: T): Result<T> => ({ ok: true, value });
+const fail = (error: DataplaneError): Result<never> => ({ ok: false, error });
+
+export function createMemoryDataplane(initial: Record<string, ConfiguredServer[]>, reloads = true): MemoryDataplane {
+  const backends = new Map(Object.entries(initial).map(([name, servers]) => [name, [...servers]]));
+  const transactions = new Map<string, { version: number; staged: Map<string, ConfiguredServer[]> }>();
+  const failures = new Map<string, DataplaneError>();
+  let commitHook: (() => void) | undefined;
+  let nextId = 1;
+
+  const injected = (method: string): DataplaneError | undefined => {
+    const error = failures.get(method);
+    failures.delete(method);
+    return error;
+  };
+  const staged = (id: string, backend: string): ConfiguredServer[] | DataplaneError => {
+    const tx = transactions.get(id);
+    if (tx === undefined) return { kind: 'not-found', status: 404, message: `transaction ${id} not found`, operation: 'tx' };
+    const servers = tx.staged.get(backend) ?? backends.get(backend);
+    if (servers === undefined) return { kind: 'not-found', status: 404, message: `backend ${backend} not found`, operation: 'tx' };
+    const copy = [...servers];
+    tx.staged.set(backend, copy);
+    return copy;
+  };
+
+  const model: MemoryDataplane = {
+    calls: [],
+    version: 1,
+    backends,
+    openTransactions: () => [...transactions.keys()],
+    failNext(method, error) {
+      failures.set(method, error);
+    },
+    beforeNextCommit(hook) {
+      commitHook = hook;
+    },
+    configurationVersion() {
+      model.calls.push('configurationVersion');
+      const error = injected('configurationVersion');
+      return Promise.resolve(error ? fail(error) : ok(model.version));
+    },
+    startTransaction(version) {
+      model.calls.push(`startTransaction ${version}`);
+      const error = injected('startTransaction');
+      if (error) return Promise.resolve(fail(error));
+      if (version !== model.version) {
+        return Promise.resolve(
+          fail({ kind: 'conflict', status: 409, message: `version mismatch: ${version} != ${model.version}`, operation: 'start' }),
+        );
+      }
+      const id = `tx${nextId++}`;
+      transactions.set(id, { version, staged: new Map() });
+      return Promise.resolve(ok<Transaction>({ id, version }));
+    },
+    commitTransaction(id) {
+      model.calls.push(`commitTransaction ${id}`);
+      const hook = commitHook;
+      commitHook = undefined;
+      hook?.();
+      const error = injected('commitTransaction');
+      if (error) return Promise.resolve(fail(error));
+      const tx = transactions.get(id);
+      if (tx === undefined) return Promise.resolve(fail({ kind: 'not-found', status: 404, message: 'no such transaction', operation: 'commit' }));
+      if (tx.version !== model.version) {
+        return Promise.resolve(fail({ kind: 'conflict', status: 409, message: 'transaction is outdated', operation: 'commit' }));
+      }
+      for (const [backend, servers] of tx.staged) backends.set(backend, servers);
+      transactions.delete(id);
+      model.version++;
+      return Promise.resolve(ok<CommitOutcome>({ reloadId: reloads ? `reload-${model.version}` : undefined }));
+    },
+    deleteTransaction(id) {
+      model.calls.push(`deleteTransaction ${id}`);
+      transactions.delete(id);
+      return Promise.resolve(ok(undefined));
+    },
+    listServers(backend) {
+      model.calls.push(`listServers ${backend}`);
+      const error = injected('listServers');
+      if (error) return Promise.resolve(fail(error));
+      const servers = backends.get(backend);
+      if (servers === undefined) return Promise.resolve(fail({ kind: 'not-found', status: 404, message: `no backend ${backend}`, operation: 'list' }));
+      return Promise.resolve(ok([...servers]));
+    },
+    addServer(backend, server: ServerSpec, transactionId) {
+      model.calls.push(`addServer ${backend} ${server.name} ${server.address}:${server.port}`);
+      const error = injected('addServer');
+      if (error) return Promise.resolve(fail(error));
+      const servers = staged(transactionId, backend);
+      if (!Array.isArray(servers)) return Promise.resolve(fail(servers));
+      if (servers.some((s) => s.name === server.name)) {
+        return Promise.resolve(fail({ kind: 'conflict', status: 409, message: `server ${server.name} exists`, operation: 'add' }));
+      }
+      servers.push({
+        name: server.name,
+        address: server.address,
+        port: server.port,
+        weight: server.weight,
+        cookie: server.cookie,
+        checkEnabled: server.check !== undefined,
+      });
+      return Promise.resolve(ok(undefined));
+    },
+    deleteServer(backend, name, transactionId) {
+      model.calls.push(`deleteServer ${backend} ${name}`);
+      const error = injected('deleteServer');
+      if (error) return Promise.resolve(fail(error));
+      const servers = staged(transactionId, backend);
+      if (!Array.isArray(servers)) return Promise.resolve(fail(servers));
+      const index = servers.findIndex((s) => s.name === name);
+      if (index < 0) return Promise.resolve(fail({ kind: 'not-found', status: 404, message: `no server ${name}`, operation: 'delete' }));
+      servers.splice(index, 1);
+      return Promise.resolve(ok(undefined));
+    },
+    waitForReload(reloadId) {
+      model.calls.push(`waitForReload ${reloadId}`);
+      const error = injected('waitForReload');
+      return Promise.resolve(error ? fail(error) : ok(undefined));
+    },
+  };
+  return model;
+}

@@ -1,0 +1,169 @@
+import { describe, expect, it } from 'vitest';
+import { createReconcileLoop, type Timers } from '../../../sidecar/reconcile/loop.js';
+import type { ReconcileOutcome } from '../../../sidecar/reconcile/reconciler.js';
+import { silentLogger } from '../../../sidecar/telemetry/logger.js';
+
+/** A clock that moves only when the test says so, running due callbacks in time order. */
+function manualTimers(): Timers & { advance(ms: number): Promise<void>; pending(): number[] } {
+  let now = 0;
+  let seq = 0;
+  const queue: Array<{ at: number; seq: number; callback: () => void }> = [];
+  const flush = async (): Promise<void> => {
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+  };
+  return {
+    now: () => now,
+    schedule(callback, ms) {
+      const entry = { at: now + ms, seq: seq++, callback };
+      queue.push(entry);
+      return () => {
+        const index = queue.indexOf(entry);
+        if (index >= 0) queue.splice(index, 1);
+      };
+    },
+    async advance(ms) {
+      const until = now + ms;
+      for (;;) {
+        await flush();
+        queue.sort((a, b) => a.at - b.at || a.seq - b.seq);
+        const next = queue[0];
+        if (next === undefined || next.at > until) break;
+        queue.shift();
+        now = next.at;
+        next.callback();
+      }
+      now = until;
+      await flush();
+    },
+    pending: () => queue.map((e) => e.at - now).sort((a, b) => a - b),
+  };
+}
+
+const converged = (waiting = 0): ReconcileOutcome => ({ status: 'converged', operations: [], transactions: 0, conflicts: 0, waiting });
+const failed: ReconcileOutcome = { status: 'failed', message: 'boom', error: undefined, transactions: 0, conflicts: 0 };
+
+function setup(outcomes: Array<ReconcileOutcome | (() => Promise<ReconcileOutcome>)> = []) {
+  const timers = manualTimers();
+  const runs: number[] = [];
+  const loop = createReconcileLoop({
+    reconcile: async () => {
+      runs.push(timers.now());
+      const next = outcomes.shift() ?? converged();
+      return typeof next === 'function' ? next() : next;
+    },
+    debounceMs: 100,
+    maxDebounceMs: 2_000,
+    resyncIntervalMs: 30_000,
+    readinessRetryMs: 1_000,
+    failureBackoffMs: 1_000,
+    timers,
+    logger: silentLogger,
+  });
+  return { timers, runs, loop };
+}
+
+describe('reconcile loop', () => {
+  it('runs at start, then resyncs periodically', async () => {
+    const { timers, runs, loop } = setup();
+    loop.start();
+    await timers.advance(65_000);
+    expect(runs).toEqual([0, 30_000, 60_000]);
+    await loop.stop();
+  });
+
+  it('coalesces a burst of triggers into one pass', async () => {
+    const { timers, runs, loop } = setup();
+    loop.start();
+    await timers.advance(1_000);
+    for (let i = 0; i < 50; i++) loop.trigger(`event ${i}`);
+    await timers.advance(5_000);
+    expect(runs).toEqual([0, 1_100]);
+    await loop.stop();
+  });
+
+  it('waits for quiet after a trickle of events, but never longer than the maximum delay', async () => {
+    const { timers, runs, loop } = setup();
+    loop.start();
+    await timers.advance(1_000);
+    // An event every 50 ms for 5 s: never 100 ms of quiet.
+    for (let i = 0; i < 100; i++) {
+      loop.trigger(`event ${i}`);
+      await timers.advance(50);
+    }
+    await timers.advance(1_000);
+    // Capped at 2 s after the first pending trigger each time; then 100 ms after the last one.
+    expect(runs).toEqual([0, 3_000, 5_000, 6_050]);
+    await loop.stop();
+  });
+
+  it('a trigger during a pass gives exactly one more pass after it, never two at once', async () => {
+    let release: () => void = () => {};
+    const slow = (): Promise<ReconcileOutcome> =>
+      new Promise((resolve) => {
+        release = () => resolve(converged());
+      });
+    const { timers, runs, loop } = setup([slow]);
+    let concurrent = 0;
+    loop.start();
+    await timers.advance(0);
+    expect(runs).toEqual([0]);
+    loop.trigger('a');
+    loop.trigger('b');
+    await timers.advance(500);
+    concurrent = runs.length;
+    release();
+    await timers.advance(1_000);
+    expect(concurrent).toBe(1);
+    expect(runs).toEqual([0, 600]);
+    await loop.stop();
+  });
+
+  it('backs off exponentially after failures, up to the resync interval, and resets on success', async () => {
+    const { timers, runs, loop } = setup([failed, failed, failed, failed, failed, failed, failed, converged()]);
+    loop.start();
+    await timers.advance(200_000);
+    const gaps = runs.slice(1).map((t, i) => t - (runs[i] ?? 0));
+    expect(gaps.slice(0, 8)).toEqual([1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
+    await loop.stop();
+  });
+
+  it('looks again soon while containers are starting', async () => {
+    const { timers, runs, loop } = setup([converged(2), converged(1), converged(0)]);
+    loop.start();
+    await timers.advance(10_000);
+    expect(runs).toEqual([0, 1_000, 2_000]);
+    await loop.stop();
+  });
+
+  it('stop waits for the pass in progress and schedules nothing after it', async () => {
+    let release: () => void = () => {};
+    const { timers, runs, loop } = setup([
+      () =>
+        new Promise((resolve) => {
+          release = () => resolve(converged());
+        }),
+    ]);
+    loop.start();
+    await timers.advance(0);
+    let stopped = false;
+    const stopping = loop.stop().then(() => {
+      stopped = true;
+    });
+    await timers.advance(10);
+    expect(stopped).toBe(false);
+    release();
+    await stopping;
+    loop.trigger('late');
+    await timers.advance(100_000);
+    expect(runs).toEqual([0]);
+    expect(timers.pending()).toEqual([]);
+  });
+
+  it('survives a reconcile that throws, treating it as a failed pass', async () => {
+    const { timers, runs, loop } = setup([() => Promise.reject(new Error('bug')), converged()]);
+    loop.start();
+    await timers.advance(1_500);
+    expect(runs).toEqual([0, 1_000]);
+    await loop.stop();
+  });
+});

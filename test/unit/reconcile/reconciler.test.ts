@@ -1,0 +1,257 @@
+import { describe, expect, it } from 'vitest';
+import type { ContainerSnapshot } from '../../../sidecar/discovery/parse.js';
+import { createDiscovery, type DockerSource, type Probe } from '../../../sidecar/discovery/index.js';
+import { createReconciler } from '../../../sidecar/reconcile/reconciler.js';
+import type { Logger } from '../../../sidecar/telemetry/logger.js';
+import { createMetrics, type SidecarMetrics } from '../../../sidecar/telemetry/metrics.js';
+import type { ConfiguredServer } from '../../../sidecar/dataplane/index.js';
+import { createMemoryDataplane, type MemoryDataplane } from '../../support/memory-dataplane.js';
+
+const options = {
+  labelPrefix: 'haproxy',
+  composeService: 'nginx',
+  addressMode: 'published' as const,
+  network: '',
+  managedBackends: ['be_app', 'be_api'],
+  defaultBackend: 'be_app',
+  defaultPort: 80,
+  defaultWeight: 100,
+  defaultHealthPath: '/healthz',
+};
+
+const nginx = (n: number, extra: Partial<ContainerSnapshot> = {}): ContainerSnapshot => ({
+  id: `${String(n).padStart(2, '0')}${'f'.repeat(62)}`,
+  name: `stack-nginx-${n}`,
+  labels: { 'com.docker.compose.service': 'nginx', 'com.docker.compose.container-number': String(n) },
+  running: true,
+  health: 'healthy',
+  networks: {},
+  publishedPorts: [{ containerPort: 80, hostIp: '127.0.0.1', hostPort: 32000 + n }],
+  ...extra,
+});
+
+const server = (name: string, port: number, address = '127.0.0.1'): ConfiguredServer => ({
+  name,
+  address,
+  port,
+  weight: 100,
+  cookie: undefined,
+  checkEnabled: true,
+});
+
+interface Harness {
+  readonly dataplane: MemoryDataplane;
+  readonly metrics: SidecarMetrics;
+  readonly logs: Array<{ level: string; fields: Record<string, unknown>; message: string }>;
+  containers: ContainerSnapshot[];
+  reconcile: ReturnType<typeof createReconciler>['reconcile'];
+}
+
+function harness(initial: Record<string, ConfiguredServer[]>, containers: ContainerSnapshot[], probe: Probe = () => Promise.resolve(true)): Harness {
+  const logs: Harness['logs'] = [];
+  const log =
+    (level: string) =>
+    (fields: Record<string, unknown>, message: string): void => {
+      logs.push({ level, fields, message });
+    };
+  const logger: Logger = { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+  const dataplane = createMemoryDataplane(initial);
+  const metrics = createMetrics({ version: 'test', processMetrics: false });
+  const h: Harness = {
+    dataplane,
+    metrics,
+    logs,
+    containers,
+    reconcile: () => Promise.reject(new Error('unset')),
+  };
+  const source: DockerSource = {
+    listRunning: (selects) => Promise.resolve(h.containers.filter((c) => selects(c.labels))),
+    openEvents: () => Promise.reject(new Error('not used')),
+  };
+  const reconciler = createReconciler({
+    discovery: createDiscovery(source, options, logger),
+    dataplane,
+    probe,
+    managedBackends: options.managedBackends,
+    maxConflictRetries: 3,
+    reloadTimeoutMs: 1_000,
+    healthCheck: { intervalMs: 1000, fall: 2, rise: 1 },
+    logger,
+    metrics,
+    now: () => 1_700_000_000_000,
+  });
+  h.reconcile = () => reconciler.reconcile();
+  return h;
+}
+
+const writes = (calls: readonly string[]): string[] => calls.filter((c) => !/^(configurationVersion|listServers)/.test(c));
+const names = (h: Harness, backend = 'be_app'): string[] => (h.dataplane.backends.get(backend) ?? []).map((s) => s.name);
+
+describe('reconciler', () => {
+  it('adds ready containers in one transaction and says exactly what it did', async () => {
+    const h = harness({ be_app: [server('static-1', 8080)], be_api: [] }, [nginx(1), nginx(2)]);
+    const outcome = await h.reconcile();
+    expect(outcome).toMatchObject({ status: 'converged', transactions: 1, conflicts: 0, waiting: 0 });
+    expect(writes(h.dataplane.calls)).toEqual([
+      'startTransaction 1',
+      'addServer be_app hsc-nginx-1 127.0.0.1:32001',
+      'addServer be_app hsc-nginx-2 127.0.0.1:32002',
+      'commitTransaction tx1',
+      'waitForReload reload-2',
+    ]);
+    expect(names(h)).toEqual(['static-1', 'hsc-nginx-1', 'hsc-nginx-2']);
+    const applied = h.logs.filter((l) => l.level === 'info' && l.fields.op === 'add');
+    expect(applied.map((l) => l.fields)).toEqual([
+      { op: 'add', backend: 'be_app', server: 'hsc-nginx-1', container: 'stack-nginx-1', address: '127.0.0.1:32001', reason: 'container ready' },
+      { op: 'add', backend: 'be_app', server: 'hsc-nginx-2', container: 'stack-nginx-2', address: '127.0.0.1:32002', reason: 'container ready' },
+    ]);
+  });
+
+  it('writes nothing when HAProxy already matches Docker', async () => {
+    const h = harness({ be_app: [server('hsc-nginx-1', 32001), server('static-1', 8080)], be_api: [] }, [nginx(1)]);
+    const outcome = await h.reconcile();
+    expect(outcome).toMatchObject({ status: 'converged', operations: [], transactions: 0 });
+    expect(writes(h.dataplane.calls)).toEqual([]);
+    expect(await h.metrics.registry.getSingleMetricAsString('hsc_drift_servers')).toContain('hsc_drift_servers{backend="be_app"} 0');
+  });
+
+  it('removes the server of a container that is gone and never touches manual servers', async () => {
+    const h = harness(
+      { be_app: [server('hsc-nginx-1', 32001), server('hsc-nginx-2', 32002), server('static-1', 8080)], be_api: [server('api-1', 9000)] },
+      [nginx(1)],
+    );
+    await h.reconcile();
+    expect(writes(h.dataplane.calls)).toEqual(['startTransaction 1', 'deleteServer be_app hsc-nginx-2', 'commitTransaction tx1', 'waitForReload reload-2']);
+    expect(names(h)).toEqual(['hsc-nginx-1', 'static-1']);
+    expect(names(h, 'be_api')).toEqual(['api-1']);
+  });
+
+  it('re-reads and re-plans after a concurrent writer bumps the version, and still converges', async () => {
+    const h = harness({ be_app: [], be_api: [] }, [nginx(1), nginx(2)]);
+    h.dataplane.beforeNextCommit(() => {
+      // Someone else committed a change (and, here, already added one of our servers).
+      h.dataplane.backends.set('be_app', [server('hsc-nginx-1', 32001)]);
+      h.dataplane.version++;
+    });
+    const outcome = await h.reconcile();
+    expect(outcome).toMatchObject({ status: 'converged', transactions: 2, conflicts: 1 });
+    expect(writes(h.dataplane.calls)).toEqual([
+      'startTransaction 1',
+      'addServer be_app hsc-nginx-1 127.0.0.1:32001',
+      'addServer be_app hsc-nginx-2 127.0.0.1:32002',
+      'commitTransaction tx1',
+      'deleteTransaction tx1',
+      'startTransaction 2',
+      'addServer be_app hsc-nginx-2 127.0.0.1:32002',
+      'commitTransaction tx2',
+      'waitForReload reload-3',
+    ]);
+    expect(names(h)).toEqual(['hsc-nginx-1', 'hsc-nginx-2']);
+    expect(h.dataplane.openTransactions()).toEqual([]);
+    expect(await h.metrics.registry.getSingleMetricAsString('hsc_reconcile_conflicts_total')).toContain('hsc_reconcile_conflicts_total 1');
+  });
+
+  it('gives up after the configured number of conflicts in a row, leaving no transaction open', async () => {
+    const h = harness({ be_app: [], be_api: [] }, [nginx(1)]);
+    const bump = (): void => {
+      h.dataplane.version++;
+      h.dataplane.beforeNextCommit(bump);
+    };
+    h.dataplane.beforeNextCommit(bump);
+    const outcome = await h.reconcile();
+    expect(outcome).toMatchObject({ status: 'failed', transactions: 4, conflicts: 4 });
+    expect(outcome.status === 'failed' && outcome.message).toMatch(/4 version conflicts in a row/);
+    expect(h.dataplane.openTransactions()).toEqual([]);
+    expect(names(h)).toEqual([]);
+  });
+
+  it('applies nothing of a plan when one operation fails: the transaction is deleted whole', async () => {
+    const h = harness({ be_app: [server('hsc-old-1', 31000)], be_api: [] }, [nginx(1), nginx(2)]);
+    h.dataplane.failNext('addServer', { kind: 'invalid', status: 400, message: 'bad address', operation: 'add' });
+    const outcome = await h.reconcile();
+    expect(outcome).toMatchObject({ status: 'failed' });
+    expect(outcome.status === 'failed' && outcome.message).toMatch(/bad address/);
+    expect(h.dataplane.calls).toContain('deleteTransaction tx1');
+    expect(h.dataplane.openTransactions()).toEqual([]);
+    expect(names(h)).toEqual(['hsc-old-1']);
+    // The next pass applies the full plan.
+    await h.reconcile();
+    expect(names(h)).toEqual(['hsc-nginx-1', 'hsc-nginx-2']);
+  });
+
+  it('reports a failed reload and counts it', async () => {
+    const h = harness({ be_app: [], be_api: [] }, [nginx(1)]);
+    h.dataplane.failNext('waitForReload', { kind: 'reload-failed', message: 'haproxy -c failed', operation: 'reload' });
+    const outcome = await h.reconcile();
+    expect(outcome.status === 'failed' && outcome.message).toMatch(/reload after the commit failed: haproxy -c failed/);
+    expect(await h.metrics.registry.getSingleMetricAsString('hsc_haproxy_reloads_total')).toContain('result="failed"} 1');
+  });
+
+  it('skips a container with a broken label, warns once, and serves the others', async () => {
+    const broken = nginx(3, { labels: { ...nginx(3).labels, 'haproxy.port': 'eighty' } });
+    const h = harness({ be_app: [], be_api: [] }, [nginx(1), broken, nginx(2)]);
+    await h.reconcile();
+    await h.reconcile();
+    expect(names(h)).toEqual(['hsc-nginx-1', 'hsc-nginx-2']);
+    const warnings = h.logs.filter((l) => l.level === 'warn');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.fields).toEqual({ container: 'stack-nginx-3', label: 'haproxy.port', reason: 'must be a port number 1-65535, not "eighty"' });
+  });
+
+  it('waits for readiness: starting containers and silent ones do not join; they are reported as waiting', async () => {
+    const silent = nginx(3, { health: 'none' });
+    const probed: string[] = [];
+    const h = harness({ be_app: [], be_api: [] }, [nginx(1), nginx(2, { health: 'starting' }), silent], (address, port, path) => {
+      probed.push(`${address}:${port}${path}`);
+      return Promise.resolve(false);
+    });
+    const outcome = await h.reconcile();
+    expect(outcome).toMatchObject({ status: 'converged', waiting: 2 });
+    expect(names(h)).toEqual(['hsc-nginx-1']);
+    expect(probed).toEqual(['127.0.0.1:32003/healthz']);
+  });
+
+  it('does not probe a container without a healthcheck again once it serves', async () => {
+    let probes = 0;
+    const h = harness({ be_app: [server('hsc-nginx-1', 32001)], be_api: [] }, [nginx(1, { health: 'none' })], () => {
+      probes++;
+      return Promise.resolve(false);
+    });
+    const outcome = await h.reconcile();
+    expect(outcome).toMatchObject({ status: 'converged', operations: [], waiting: 0 });
+    expect(probes).toBe(0);
+  });
+
+  it('converges 20 new containers in one transaction', async () => {
+    const many = Array.from({ length: 20 }, (_, i) => nginx(i + 1));
+    const h = harness({ be_app: [], be_api: [] }, many);
+    const outcome = await h.reconcile();
+    expect(outcome).toMatchObject({ status: 'converged', transactions: 1 });
+    expect(names(h)).toHaveLength(20);
+    expect(writes(h.dataplane.calls).filter((c) => c.startsWith('startTransaction'))).toHaveLength(1);
+  });
+
+  it('moves a server whose container republished on another port with delete and add in one transaction', async () => {
+    const h = harness({ be_app: [server('hsc-nginx-1', 31999)], be_api: [] }, [nginx(1)]);
+    await h.reconcile();
+    expect(writes(h.dataplane.calls)).toEqual([
+      'startTransaction 1',
+      'deleteServer be_app hsc-nginx-1',
+      'addServer be_app hsc-nginx-1 127.0.0.1:32001',
+      'commitTransaction tx1',
+      'waitForReload reload-2',
+    ]);
+  });
+
+  it('reports a Docker failure as a failed pass, not a crash', async () => {
+    const h = harness({ be_app: [], be_api: [] }, []);
+    Object.defineProperty(h, 'containers', {
+      get() {
+        throw new Error('connect ENOENT /var/run/docker.sock');
+      },
+    });
+    const outcome = await h.reconcile();
+    expect(outcome.status === 'failed' && outcome.message).toMatch(/ENOENT/);
+    expect(writes(h.dataplane.calls)).toEqual([]);
+  });
+});
