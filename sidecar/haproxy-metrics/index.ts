@@ -1,0 +1,170 @@
+// Reads HAProxy's own Prometheus endpoint (the built-in exporter) and turns it into per-backend
+// and per-server snapshots with a timestamp, and counter pairs into rates. A scrape that fails is
+// a value (the caller marks its signals stale), never zeros.
+
+export interface PromSample {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+/** Parses the Prometheus text exposition format (what HAProxy's exporter writes). */
+export function parsePrometheusText(text: string): PromSample[] {
+  const samples: PromSample[] = [];
+  for (const rawLine of text.split('\n')) {
+    const line = rawLine.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const parsed = parseLine(line);
+    if (parsed !== undefined) samples.push(parsed);
+  }
+  return samples;
+}
+
+function parseLine(line: string): PromSample | undefined {
+  const brace = line.indexOf('{');
+  const space = line.indexOf(' ');
+  let name: string;
+  let labels: Record<string, string> = {};
+  let rest: string;
+  if (brace >= 0 && (space < 0 || brace < space)) {
+    name = line.slice(0, brace);
+    const end = findLabelsEnd(line, brace + 1);
+    if (end < 0) return undefined;
+    labels = parseLabels(line.slice(brace + 1, end));
+    rest = line.slice(end + 1).trim();
+  } else {
+    if (space < 0) return undefined;
+    name = line.slice(0, space);
+    rest = line.slice(space + 1).trim();
+  }
+  const valueText = rest.split(/\s+/)[0] ?? '';
+  const value = valueText === '+Inf' ? Infinity : valueText === '-Inf' ? -Infinity : Number(valueText);
+  if (valueText === '' || Number.isNaN(value) && valueText !== 'NaN') return undefined;
+  return { name, labels, value };
+}
+
+function findLabelsEnd(line: string, from: number): number {
+  let quoted = false;
+  for (let i = from; i < line.length; i++) {
+    const c = line[i];
+    if (c === '\\' && quoted) i++;
+    else if (c === '"') quoted = !quoted;
+    else if (c === '}' && !quoted) return i;
+  }
+  return -1;
+}
+
+function parseLabels(text: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  const pattern = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+  for (const match of text.matchAll(pattern)) {
+    const [, key, raw] = match;
+    if (key === undefined || raw === undefined) continue;
+    labels[key] = raw.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+  }
+  return labels;
+}
+
+export type ServerState = 'UP' | 'DOWN' | 'MAINT' | 'DRAIN' | 'NOLB' | 'unknown';
+
+export interface ServerSnapshot {
+  readonly name: string;
+  readonly currentSessions: number;
+  readonly currentQueue: number;
+  readonly state: ServerState;
+}
+
+export interface BackendSnapshot {
+  readonly backend: string;
+  /** When the scrape was answered, ms since the epoch. */
+  readonly at: number;
+  readonly httpRequestsTotal: number;
+  readonly currentSessions: number;
+  readonly currentQueue: number;
+  /** HAProxy's average over the last 1024 requests, in seconds. */
+  readonly responseTimeAverageSeconds: number;
+  readonly queueTimeAverageSeconds: number;
+  readonly activeServers: number;
+  readonly servers: readonly ServerSnapshot[];
+}
+
+/** The backend's figures from one scrape; undefined when the exporter does not list it. */
+export function backendSnapshot(samples: readonly PromSample[], backend: string, at: number): BackendSnapshot | undefined {
+  const ofBackend = samples.filter((s) => s.labels.proxy === backend);
+  const one = (name: string): number | undefined => ofBackend.find((s) => s.name === name && s.labels.server === undefined)?.value;
+  const requests = one('haproxy_backend_http_requests_total');
+  if (requests === undefined) return undefined;
+  const servers = new Map<string, { currentSessions: number; currentQueue: number; state: ServerState }>();
+  const server = (name: string) => {
+    let entry = servers.get(name);
+    if (entry === undefined) {
+      entry = { currentSessions: 0, currentQueue: 0, state: 'unknown' };
+      servers.set(name, entry);
+    }
+    return entry;
+  };
+  for (const s of ofBackend) {
+    const name = s.labels.server;
+    if (name === undefined) continue;
+    if (s.name === 'haproxy_server_current_sessions') server(name).currentSessions = s.value;
+    else if (s.name === 'haproxy_server_current_queue') server(name).currentQueue = s.value;
+    else if (s.name === 'haproxy_server_status' && s.value === 1) server(name).state = toState(s.labels.state);
+  }
+  return {
+    backend,
+    at,
+    httpRequestsTotal: requests,
+    currentSessions: one('haproxy_backend_current_sessions') ?? 0,
+    currentQueue: one('haproxy_backend_current_queue') ?? 0,
+    responseTimeAverageSeconds: one('haproxy_backend_response_time_average_seconds') ?? 0,
+    queueTimeAverageSeconds: one('haproxy_backend_queue_time_average_seconds') ?? 0,
+    activeServers: one('haproxy_backend_active_servers') ?? 0,
+    servers: [...servers.entries()].map(([name, v]) => ({ name, ...v })).sort((a, b) => a.name.localeCompare(b.name)),
+  };
+}
+
+function toState(state: string | undefined): ServerState {
+  return state === 'UP' || state === 'DOWN' || state === 'MAINT' || state === 'DRAIN' || state === 'NOLB' ? state : 'unknown';
+}
+
+/**
+ * Per-second rate between two readings of a counter. A counter that went down was reset (an
+ * HAProxy reload starts a new worker with fresh counters), so it counted from zero since: the
+ * rate is the new value over the interval, as Prometheus's rate() treats a reset.
+ */
+export function counterRate(previous: { value: number; at: number }, current: { value: number; at: number }): number | undefined {
+  const seconds = (current.at - previous.at) / 1000;
+  if (!(seconds > 0)) return undefined;
+  const increase = current.value >= previous.value ? current.value - previous.value : current.value;
+  return increase / seconds;
+}
+
+export type ScrapeResult = { readonly ok: true; readonly samples: PromSample[]; readonly at: number } | { readonly ok: false; readonly message: string };
+
+export interface ScrapeOptions {
+  readonly url: string;
+  readonly timeoutMs: number;
+  readonly fetch?: typeof fetch;
+  readonly now?: () => number;
+}
+
+export async function scrape(options: ScrapeOptions): Promise<ScrapeResult> {
+  const doFetch = options.fetch ?? fetch;
+  const now = options.now ?? Date.now;
+  let lastError: unknown;
+  // A reload closes the old worker's kept-alive connections; a GET on one of them fails at once
+  // and the same GET on a fresh connection succeeds, so a connection failure is retried once.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const response = await doFetch(options.url, { signal: AbortSignal.timeout(options.timeoutMs) });
+      const text = await response.text();
+      if (!response.ok) return { ok: false, message: `${options.url} answered ${response.status}` };
+      return { ok: true, samples: parsePrometheusText(text), at: now() };
+    } catch (error) {
+      lastError = error;
+      if (error instanceof Error && error.name === 'TimeoutError') break;
+    }
+  }
+  const cause = lastError instanceof Error && lastError.cause instanceof Error ? ` (${lastError.cause.message})` : '';
+  return { ok: false, message: `${options.url}: ${lastError instanceof Error ? lastError.message : String(lastError)}${cause}` };
+}
