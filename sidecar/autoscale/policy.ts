@@ -141,6 +141,9 @@ export interface Decision {
   readonly history: History;
 }
 
+/** The most a queue or response-time proposal multiplies the pool by in one decision. */
+const NON_LINEAR_MAX_FACTOR = 2;
+
 const round = (n: number, digits = 3): number => Number(n.toFixed(digits));
 
 export function decide(samples: Samples, history: History, policy: ScalingPolicy, now: number): Decision {
@@ -298,7 +301,11 @@ function proposeFor(signal: SignalName, target: SignalTarget, samples: Samples, 
   const ratio = perInstance / target.target;
   const base = Math.max(current, 1);
   if (ratio > 1 + policy.tolerance) {
-    const replicas = Math.ceil(base * ratio);
+    // Queue length and response time grow without bound near saturation, far faster than the
+    // instances needed: their proposals at most double the pool per decision. CPU and request
+    // rate scale with the load, so their proportion is used as it is.
+    const nonLinear = signal === 'queue' || signal === 'responseTime';
+    const replicas = Math.ceil(base * (nonLinear ? Math.min(ratio, NON_LINEAR_MAX_FACTOR) : ratio));
     return { signal, status: 'ok', observed, replicas, reason: `${observed} > target ${target.target}: ${replicas}` };
   }
   if (perInstance < target.scaleDownBelow) {
