@@ -49,6 +49,15 @@ export interface ConfiguredServer {
   readonly checkEnabled: boolean;
 }
 
+export type AdminState = 'ready' | 'drain' | 'maint';
+
+/** A server as the running HAProxy sees it (the runtime API, not the configuration). */
+export interface RuntimeServer {
+  readonly name: string;
+  readonly adminState: AdminState | undefined;
+  readonly operationalState: 'up' | 'down' | 'stopping' | undefined;
+}
+
 export interface Transaction {
   readonly id: string;
   readonly version: number;
@@ -79,6 +88,10 @@ export interface DataplaneClient {
   deleteServer(backend: string, name: string, transactionId: string): Promise<Result<void>>;
   /** Polls a reload until it succeeded (ok), failed (reload-failed) or timeoutMs passed (timeout). */
   waitForReload(reloadId: string, timeoutMs: number): Promise<Result<void>>;
+  /** The backend's servers in the running HAProxy, with their admin and operational states. */
+  listRuntimeServers(backend: string): Promise<Result<readonly RuntimeServer[]>>;
+  /** Sets a server's admin state at run time (drain, maint, ready); no reload. */
+  setAdminState(backend: string, name: string, state: AdminState): Promise<Result<void>>;
 }
 
 type ApiServer = components['schemas']['server'];
@@ -235,6 +248,36 @@ export function createDataplaneClient(options: DataplaneClientOptions): Dataplan
         () =>
           api.DELETE('/services/haproxy/configuration/backends/{parent_name}/servers/{name}', {
             params: { path: { parent_name: backend, name }, query: { transaction_id: transactionId } },
+          }),
+        () => ({ ok: true, value: undefined }),
+      ),
+
+    listRuntimeServers: (backend) =>
+      call(
+        `list runtime servers of backend ${backend}`,
+        () => api.GET('/services/haproxy/runtime/backends/{parent_name}/servers', { params: { path: { parent_name: backend } } }),
+        (data) => {
+          if (!Array.isArray(data)) {
+            return fail(`list runtime servers of backend ${backend}`, 'malformed', `expected a list of servers, got ${JSON.stringify(data)}`);
+          }
+          const servers: RuntimeServer[] = [];
+          for (const item of data) {
+            if (typeof item.name !== 'string') {
+              return fail(`list runtime servers of backend ${backend}`, 'malformed', `runtime server without a name: ${JSON.stringify(item)}`);
+            }
+            servers.push({ name: item.name, adminState: item.admin_state, operationalState: item.operational_state });
+          }
+          return { ok: true, value: servers };
+        },
+      ),
+
+    setAdminState: (backend, name, state) =>
+      call(
+        `set server ${backend}/${name} to ${state}`,
+        () =>
+          api.PUT('/services/haproxy/runtime/backends/{parent_name}/servers/{name}', {
+            params: { path: { parent_name: backend, name } },
+            body: { admin_state: state },
           }),
         () => ({ ok: true, value: undefined }),
       ),

@@ -168,3 +168,14 @@ export async function scrape(options: ScrapeOptions): Promise<ScrapeResult> {
   const cause = lastError instanceof Error && lastError.cause instanceof Error ? ` (${lastError.cause.message})` : '';
   return { ok: false, message: `${options.url}: ${lastError instanceof Error ? lastError.message : String(lastError)}${cause}` };
 }
+
+/** Reads one server's current sessions and queue from the exporter, for the drainer. */
+export function createServerLoadReader(options: ScrapeOptions): (backend: string, server: string) => Promise<{ sessions: number; queue: number } | undefined> {
+  return async (backend, server) => {
+    const result = await scrape(options);
+    if (!result.ok) return undefined;
+    const snapshot = backendSnapshot(result.samples, backend, result.at);
+    const found = snapshot?.servers.find((s) => s.name === server);
+    return found === undefined ? undefined : { sessions: found.currentSessions, queue: found.currentQueue };
+  };
+}

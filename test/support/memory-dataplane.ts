@@ -4,6 +4,7 @@
 // the reconciler works against HAProxy use the real API (test/integration/reconcile.test.ts);
 // this one lets unit tests count calls exactly and inject failures at precise points.
 import type {
+  AdminState,
   CommitOutcome,
   ConfiguredServer,
   DataplaneClient,
@@ -23,6 +24,8 @@ export interface MemoryDataplane extends DataplaneClient {
   failNext(method: keyof DataplaneClient, error: DataplaneError): void;
   /** Runs `hook` right before the next commit is checked: a concurrent writer. */
   beforeNextCommit(hook: () => void): void;
+  /** Admin state per "backend/server" of the running HAProxy (ready when absent). */
+  readonly adminStates: Map<string, AdminState>;
 }
 
 const ok = <T>(value: T): Result<T> => ({ ok: true, value });
@@ -55,6 +58,7 @@ export function createMemoryDataplane(initial: Record<string, ConfiguredServer[]
     version: 1,
     backends,
     openTransactions: () => [...transactions.keys()],
+    adminStates: new Map(),
     failNext(method, error) {
       failures.set(method, error);
     },
@@ -137,6 +141,25 @@ export function createMemoryDataplane(initial: Record<string, ConfiguredServer[]
       const index = servers.findIndex((s) => s.name === name);
       if (index < 0) return Promise.resolve(fail({ kind: 'not-found', status: 404, message: `no server ${name}`, operation: 'delete' }));
       servers.splice(index, 1);
+      return Promise.resolve(ok(undefined));
+    },
+    listRuntimeServers(backend) {
+      model.calls.push(`listRuntimeServers ${backend}`);
+      const error = injected('listRuntimeServers');
+      if (error) return Promise.resolve(fail(error));
+      const servers = backends.get(backend) ?? [];
+      return Promise.resolve(
+        ok(servers.map((s) => ({ name: s.name, adminState: model.adminStates.get(`${backend}/${s.name}`) ?? 'ready', operationalState: 'up' as const }))),
+      );
+    },
+    setAdminState(backend, name, state) {
+      model.calls.push(`setAdminState ${backend}/${name} ${state}`);
+      const error = injected('setAdminState');
+      if (error) return Promise.resolve(fail(error));
+      if (!(backends.get(backend) ?? []).some((s) => s.name === name)) {
+        return Promise.resolve(fail({ kind: 'not-found', status: 404, message: `no server ${backend}/${name}`, operation: 'state' }));
+      }
+      model.adminStates.set(`${backend}/${name}`, state);
       return Promise.resolve(ok(undefined));
     },
     waitForReload(reloadId) {

@@ -252,3 +252,42 @@ describe('applyInTransaction', () => {
     if (!result.ok) expect(result.error).toMatchObject({ kind: 'invalid', status: 406, message: 'transaction tx-7 is outdated' });
   });
 });
+
+describe('runtime server state', () => {
+  it('reads admin and operational states of the running servers', async () => {
+    nock(url)
+      .get('/v3/services/haproxy/runtime/backends/be_app/servers')
+      .reply(200, [
+        { name: 'hsc-nginx-1', admin_state: 'ready', operational_state: 'up', address: '127.0.0.1', port: 32768 },
+        { name: 'hsc-nginx-2', admin_state: 'drain', operational_state: 'up' },
+      ]);
+    expect(await client().listRuntimeServers('be_app')).toEqual({
+      ok: true,
+      value: [
+        { name: 'hsc-nginx-1', adminState: 'ready', operationalState: 'up' },
+        { name: 'hsc-nginx-2', adminState: 'drain', operationalState: 'up' },
+      ],
+    });
+  });
+
+  it('sets a server to drain with a PUT of its admin state, and reports an unknown server as not-found', async () => {
+    nock(url)
+      .put('/v3/services/haproxy/runtime/backends/be_app/servers/hsc-nginx-1', { admin_state: 'drain' })
+      .reply(200, { name: 'hsc-nginx-1', admin_state: 'drain' })
+      .put('/v3/services/haproxy/runtime/backends/be_app/servers/nope', { admin_state: 'maint' })
+      .reply(404, { code: 404, message: 'server nope not found' });
+    expect(await client().setAdminState('be_app', 'hsc-nginx-1', 'drain')).toEqual({ ok: true, value: undefined });
+    const missing = await client().setAdminState('be_app', 'nope', 'maint');
+    expect(missing).toEqual({
+      ok: false,
+      error: { kind: 'not-found', status: 404, message: 'server nope not found', operation: 'set server be_app/nope to maint' },
+    });
+  });
+
+  it('reports a runtime list that is not a list as malformed', async () => {
+    nock(url).get('/v3/services/haproxy/runtime/backends/be_app/servers').reply(200, { servers: [] });
+    const result = await client().listRuntimeServers('be_app');
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.error.kind).toBe('malformed');
+  });
+});
