@@ -21,7 +21,7 @@ const repoRoot = fileURLToPath(new URL('..', import.meta.url));
  * the test suite sweeps only its own (`hsc-test-`), never a demo that runs beside it.
  */
 export type InstancePurpose = 'test' | 'demo';
-const instancePrefix = (purpose: InstancePurpose): string => `hsc-${purpose}-`;
+export const instancePrefix = (purpose: InstancePurpose): string => `hsc-${purpose}-`;
 
 export interface ManualServer {
   readonly name: string;
@@ -284,7 +284,7 @@ export async function startLocalHaproxy(options: LocalHaproxyOptions = {}): Prom
 }
 
 /**
- * Kills HAProxy and Data Plane API processes left by an earlier run that crashed, and removes
+ * Kills HAProxy, Data Plane API, Prometheus and Alertmanager processes left by an earlier run that crashed, and removes
  * their directories. Only processes whose command line names an instance directory are touched.
  */
 export async function sweepLeftovers(purpose: InstancePurpose = 'test'): Promise<number> {
@@ -299,7 +299,9 @@ export async function sweepLeftovers(purpose: InstancePurpose = 'test'): Promise
       continue;
     }
     if (!cmdline.includes(join(tmpdir(), prefix))) continue;
-    if (!/(^|\/)(haproxy|dataplaneapi)\s/.test(cmdline)) continue;
+    // Prometheus and Alertmanager too: devenv/prometheus.ts keeps their instances in
+    // directories with the same prefix.
+    if (!/(^|\/)(haproxy|dataplaneapi|prometheus|prometheus-alertmanager)\s/.test(cmdline)) continue;
     try {
       process.kill(Number(pid), 'SIGKILL');
       killed += 1;
