@@ -6,13 +6,25 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfigFromProcess, redactConfig, type SidecarConfig } from './config/index.js';
 import { createDataplaneClient } from './dataplane/index.js';
-import { createDiscovery, createDockerSource, discoveryOptions, httpProbe, type DockerSource, type Probe } from './discovery/index.js';
+import {
+  createDiscovery,
+  createDockerSource,
+  discoveryOptions,
+  httpProbe,
+  isOwnedServerName,
+  type DockerSource,
+  type Probe,
+} from './discovery/index.js';
 import { watchContainerEvents } from './discovery/events.js';
+import { createAdminRoutes } from './admin/routes.js';
+import { createAdminService } from './admin/service.js';
+import { createDrainer } from './drain/drainer.js';
+import { backendSnapshot, createServerLoadReader, scrape } from './haproxy-metrics/index.js';
 import { createHttpServer } from './http/server.js';
 import { createReconcileLoop, realTimers } from './reconcile/loop.js';
 import { createReconciler, type ReconcileOutcome } from './reconcile/reconciler.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
-import { createMetrics } from './telemetry/metrics.js';
+import { createMetrics, drainRecorder, initialiseBackendSeries } from './telemetry/metrics.js';
 
 export interface SidecarDependencies {
   readonly logger?: Logger;
@@ -40,6 +52,7 @@ export function packageVersion(): string {
 export async function startSidecar(config: SidecarConfig, deps: SidecarDependencies = {}): Promise<RunningSidecar> {
   const logger = deps.logger ?? createLogger(config.logLevel);
   const metrics = createMetrics({ version: packageVersion(), processMetrics: true });
+  initialiseBackendSeries(metrics, config.backends.managedBackends);
   const dataplane = createDataplaneClient({
     url: config.dataplane.url,
     username: config.dataplane.username,
@@ -81,8 +94,35 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     },
   });
 
+  const exporter = { url: config.haproxy.metricsUrl, timeoutMs: 2_000 };
+  const drainer = createDrainer({
+    ports: {
+      setAdminState: (backend, server, state) => dataplane.setAdminState(backend, server, state),
+      listRuntimeServers: (backend) => dataplane.listRuntimeServers(backend),
+      readLoad: createServerLoadReader(exporter),
+    },
+    pollMs: config.drain.pollMs,
+    deadlineMs: config.drain.deadlineMs,
+    now: () => Date.now(),
+    sleep: (ms) => sleep(ms),
+    logger,
+    recorder: drainRecorder(metrics),
+  });
+  const admin = createAdminService({
+    dataplane,
+    drainer,
+    backendLoad: async (backend) => {
+      const result = await scrape(exporter);
+      return result.ok ? backendSnapshot(result.samples, backend, result.at) : undefined;
+    },
+    candidates: async () => (await discovery.discover()).candidates,
+    managedBackends: config.backends.managedBackends,
+    isOwned: isOwnedServerName,
+  });
+
   const http = createHttpServer({
     registry: metrics.registry,
+    routes: createAdminRoutes({ service: admin, adminToken: config.http.adminToken, resync: (reason) => loop.trigger(reason) }),
     // Ready once the first pass converged: before that, HAProxy may not have the servers yet.
     readiness: () => ({
       ready: everConverged,
@@ -111,6 +151,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   });
 
   loop.start();
+  // Drains in progress when the sidecar stopped are still drains in HAProxy: watch them again.
+  void drainer.resume(config.backends.managedBackends, isOwnedServerName);
   logger.info({ port, config: redactConfig(config) }, 'sidecar started');
 
   return {

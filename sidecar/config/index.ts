@@ -55,6 +55,18 @@ export interface ReconcileConfig {
   readonly maxConflictRetries: number;
 }
 
+export interface HaproxyConfig {
+  /** HAProxy's own Prometheus endpoint: server sessions and queues for draining, signals for scaling. */
+  readonly metricsUrl: string;
+}
+
+export interface DrainConfig {
+  /** After this, a drain that has not completed puts the server in maintenance (a forced drain). */
+  readonly deadlineMs: number;
+  /** How often a drain reads the server's sessions and queue. */
+  readonly pollMs: number;
+}
+
 export interface HttpConfig {
   readonly host: string;
   readonly port: number;
@@ -69,6 +81,8 @@ export interface SidecarConfig {
   readonly docker: DockerConfig;
   readonly backends: BackendDefaults;
   readonly reconcile: ReconcileConfig;
+  readonly haproxy: HaproxyConfig;
+  readonly drain: DrainConfig;
   readonly http: HttpConfig;
   readonly logLevel: LogLevel;
 }
@@ -179,6 +193,9 @@ const spec = {
   'reconcile.debounceMs': { env: 'HSC_RECONCILE_DEBOUNCE_MS', read: int(0, 60_000), fallback: 250 },
   'reconcile.maxDebounceMs': { env: 'HSC_RECONCILE_MAX_DEBOUNCE_MS', read: int(0, 600_000), fallback: 2_000 },
   'reconcile.maxConflictRetries': { env: 'HSC_MAX_CONFLICT_RETRIES', read: int(0, 50), fallback: 5 },
+  'haproxy.metricsUrl': { env: 'HSC_HAPROXY_METRICS_URL', read: url, fallback: 'http://127.0.0.1:8404/metrics' },
+  'drain.deadlineMs': { env: 'HSC_DRAIN_DEADLINE_MS', read: int(1_000, 86_400_000), fallback: 60_000 },
+  'drain.pollMs': { env: 'HSC_DRAIN_POLL_MS', read: int(50, 60_000), fallback: 500 },
   'http.host': { env: 'HSC_HTTP_HOST', read: nonEmpty, fallback: '127.0.0.1' },
   'http.port': { env: 'HSC_HTTP_PORT', read: int(0, 65_535), fallback: 9180 },
   'http.adminToken': { env: 'HSC_ADMIN_TOKEN', read: str, fallback: '', secret: true },
@@ -303,6 +320,8 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
       maxDebounceMs: v['reconcile.maxDebounceMs'],
       maxConflictRetries: v['reconcile.maxConflictRetries'],
     },
+    haproxy: { metricsUrl: v['haproxy.metricsUrl'] },
+    drain: { deadlineMs: v['drain.deadlineMs'], pollMs: v['drain.pollMs'] },
     http: { host, port: v['http.port'], adminToken: v['http.adminToken'] },
     logLevel: v.logLevel,
   });

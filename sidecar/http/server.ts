@@ -11,6 +11,8 @@ export interface Readiness {
 export interface HttpServerOptions {
   readonly registry: Registry;
   readonly readiness: () => Readiness;
+  /** More routes (the admin API), tried before the built-in ones; true when it handled the request. */
+  readonly routes?: (request: IncomingMessage, response: ServerResponse, path: string) => Promise<boolean>;
 }
 
 export interface HttpServer {
@@ -37,6 +39,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const path = new URL(request.url ?? '/', 'http://sidecar').pathname;
+    if (options.routes !== undefined && (await options.routes(request, response, path))) return;
     const routes: Record<string, () => Promise<void> | void> = {
       '/healthz': () => sendJson(response, 200, { status: 'ok' }),
       '/readyz': () => {

@@ -6,6 +6,7 @@ import type { Candidate, Discovery, Probe } from '../discovery/index.js';
 import { isOwnedServerName, selectReady } from '../discovery/index.js';
 import {
   applyInTransaction,
+  type AdminState,
   type DataplaneClient,
   type DataplaneError,
   type Result,
@@ -68,6 +69,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
           conflicts: 0,
         }),
       );
+      if (outcome.status === 'converged') await recordAdminStates();
       metrics.reconcileDuration.observe((options.now() - started) / 1000);
       metrics.reconcileRuns.inc({ result: outcome.status === 'converged' ? 'ok' : 'error' });
       if (outcome.status === 'converged') {
@@ -143,6 +145,20 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       return failed(`applying ${operations.length} operation(s) in a transaction: ${error.message}`, error);
     }
     return failed(`the configuration kept changing: ${conflicts} version conflicts in a row; retrying on the next pass`);
+  }
+
+  /** hsc_servers: the managed servers by the admin state the running HAProxy shows. */
+  async function recordAdminStates(): Promise<void> {
+    for (const backend of options.managedBackends) {
+      const servers = await dataplane.listRuntimeServers(backend);
+      if (!servers.ok) {
+        logger.debug({ backend, error: servers.error.message }, 'runtime server states unavailable; hsc_servers not updated');
+        continue;
+      }
+      const counts: Record<AdminState, number> = { ready: 0, drain: 0, maint: 0 };
+      for (const s of servers.value) if (isOwnedServerName(s.name) && s.adminState !== undefined) counts[s.adminState]++;
+      for (const [state, count] of Object.entries(counts)) metrics.servers.set({ backend, state }, count);
+    }
   }
 
   async function readServers(): Promise<Result<ActualServer[]>> {

@@ -14,6 +14,11 @@ export interface SidecarMetrics {
   readonly driftServers: Gauge<'backend'>;
   readonly reloads: Counter<'result'>;
   readonly eventsStreamUp: Gauge;
+  readonly servers: Gauge<'backend' | 'state'>;
+  readonly drainsStarted: Counter<'backend'>;
+  readonly drainsCompleted: Counter<'backend' | 'outcome'>;
+  readonly drainDuration: Histogram<'backend'>;
+  readonly drainsInProgress: Gauge<'backend'>;
 }
 
 export interface MetricsOptions {
@@ -83,5 +88,54 @@ export function createMetrics(options: MetricsOptions): SidecarMetrics {
       help: '1 while the Docker event stream is open.',
       registers,
     }),
+    servers: new Gauge({
+      name: 'hsc_servers',
+      help: 'Servers the sidecar manages, by backend and admin state (as the running HAProxy shows them).',
+      labelNames: ['backend', 'state'],
+      registers,
+    }),
+    drainsStarted: new Counter({ name: 'hsc_drains_started_total', help: 'Drains started.', labelNames: ['backend'], registers }),
+    drainsCompleted: new Counter({
+      name: 'hsc_drains_completed_total',
+      help: 'Drains ended, by outcome: drained (no session, no queue), forced (deadline; sessions cut), cancelled (undrained).',
+      labelNames: ['backend', 'outcome'],
+      registers,
+    }),
+    drainDuration: new Histogram({
+      name: 'hsc_drain_duration_seconds',
+      help: 'From the start of a drain to its end, any outcome.',
+      labelNames: ['backend'],
+      buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600],
+      registers,
+    }),
+    drainsInProgress: new Gauge({ name: 'hsc_drains_in_progress', help: 'Drains in progress.', labelNames: ['backend'], registers }),
   };
+}
+
+/** Feeds the drainer's events into the drain metrics. */
+export function drainRecorder(metrics: SidecarMetrics): {
+  started(backend: string): void;
+  finished(backend: string, outcome: 'drained' | 'forced' | 'cancelled', seconds: number): void;
+  inProgress(backend: string, count: number): void;
+} {
+  return {
+    started: (backend) => metrics.drainsStarted.inc({ backend }),
+    finished: (backend, outcome, seconds) => {
+      metrics.drainsCompleted.inc({ backend, outcome });
+      metrics.drainDuration.observe({ backend }, seconds);
+    },
+    inProgress: (backend, count) => metrics.drainsInProgress.set({ backend }, count),
+  };
+}
+
+/** Zero-valued series for every backend, so rates and alerts see them before the first event. */
+export function initialiseBackendSeries(metrics: SidecarMetrics, backends: readonly string[]): void {
+  metrics.reloads.inc({ result: 'ok' }, 0);
+  metrics.reloads.inc({ result: 'failed' }, 0);
+  for (const backend of backends) {
+    metrics.drainsStarted.inc({ backend }, 0);
+    for (const outcome of ['drained', 'forced', 'cancelled']) metrics.drainsCompleted.inc({ backend, outcome }, 0);
+    metrics.drainsInProgress.set({ backend }, 0);
+    for (const state of ['ready', 'drain', 'maint']) metrics.servers.set({ backend, state }, 0);
+  }
 }

@@ -84,7 +84,7 @@ function harness(initial: Record<string, ConfiguredServer[]>, containers: Contai
   return h;
 }
 
-const writes = (calls: readonly string[]): string[] => calls.filter((c) => !/^(configurationVersion|listServers)/.test(c));
+const writes = (calls: readonly string[]): string[] => calls.filter((c) => !/^(configurationVersion|listServers|listRuntimeServers)/.test(c));
 const names = (h: Harness, backend = 'be_app'): string[] => (h.dataplane.backends.get(backend) ?? []).map((s) => s.name);
 
 describe('reconciler', () => {
@@ -113,6 +113,17 @@ describe('reconciler', () => {
     expect(outcome).toMatchObject({ status: 'converged', operations: [], transactions: 0 });
     expect(writes(h.dataplane.calls)).toEqual([]);
     expect(await h.metrics.registry.getSingleMetricAsString('hsc_drift_servers')).toContain('hsc_drift_servers{backend="be_app"} 0');
+  });
+
+  it('counts the managed servers by the admin state HAProxy shows', async () => {
+    const h = harness({ be_app: [server('hsc-nginx-1', 32001), server('hsc-nginx-2', 32002), server('static-1', 8080)], be_api: [] }, [nginx(1), nginx(2)]);
+    h.dataplane.adminStates.set('be_app/hsc-nginx-2', 'drain');
+    h.dataplane.adminStates.set('be_app/static-1', 'maint');
+    await h.reconcile();
+    const text = await h.metrics.registry.getSingleMetricAsString('hsc_servers');
+    expect(text).toContain('hsc_servers{backend="be_app",state="ready"} 1');
+    expect(text).toContain('hsc_servers{backend="be_app",state="drain"} 1');
+    expect(text).toContain('hsc_servers{backend="be_app",state="maint"} 0');
   });
 
   it('removes the server of a container that is gone and never touches manual servers', async () => {

@@ -1,0 +1,136 @@
+// The admin API's HTTP layer (/v1/...): routing, JSON bodies, bearer-token checks on mutating
+// routes, and errors as JSON with a message. What each route does is in service.ts.
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sendJson } from '../http/server.js';
+import { ADMIN_OPENAPI } from './openapi.js';
+import type { AdminService, Answer } from './service.js';
+
+/** Handles the request and returns true, or returns false when the path is not an admin route. */
+export type RouteHandler = (request: IncomingMessage, response: ServerResponse, path: string) => Promise<boolean>;
+
+export interface AdminRoutesOptions {
+  readonly service: AdminService;
+  /** Empty: no token configured, so every mutating route answers 401. */
+  readonly adminToken: string;
+  readonly resync: (reason: string) => void;
+}
+
+const NAME = '([A-Za-z0-9_.:-]{1,128})';
+const SERVER_PATH = new RegExp(`^/v1/backends/${NAME}/servers/${NAME}(/drain|/undrain)?$`);
+const MAX_BODY_BYTES = 16 * 1024;
+
+class BadRequest extends Error {}
+
+export function createAdminRoutes(options: AdminRoutesOptions): RouteHandler {
+  const expected = Buffer.from(options.adminToken);
+
+  const authorised = (request: IncomingMessage): string | undefined => {
+    if (options.adminToken === '') return 'no admin token is configured on the sidecar (http.adminToken / HSC_ADMIN_TOKEN); mutating routes are disabled';
+    const header = request.headers.authorization ?? '';
+    const match = /^Bearer (.+)$/.exec(header);
+    if (match === null) return 'missing bearer token (Authorization: Bearer <token>)';
+    const given = Buffer.from(match[1] ?? '');
+    // Constant time, so the answer's timing says nothing about how much of the token matched.
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return 'wrong token';
+    return undefined;
+  };
+
+  const reply = <T>(response: ServerResponse, answer: Answer<T>): void => sendJson(response, answer.status, answer.body);
+
+  return async (request, response, path) => {
+    if (!path.startsWith('/v1/')) return false;
+    const method = request.method ?? 'GET';
+    const mutating = method !== 'GET' && method !== 'HEAD';
+    const allow = (methods: string): boolean => {
+      if (methods.split(', ').includes(method)) return true;
+      response.setHeader('allow', methods);
+      sendJson(response, 405, { error: 'method-not-allowed', message: `${path} accepts ${methods}` });
+      return false;
+    };
+    if (mutating) {
+      const refusal = authorised(request);
+      if (refusal !== undefined) {
+        response.setHeader('www-authenticate', 'Bearer');
+        sendJson(response, 401, { error: 'unauthorized', message: refusal });
+        return true;
+      }
+    }
+    try {
+      if (path === '/v1/openapi.json') {
+        if (allow('GET, HEAD')) sendJson(response, 200, ADMIN_OPENAPI);
+        return true;
+      }
+      if (path === '/v1/backends') {
+        if (allow('GET, HEAD')) reply(response, await options.service.listBackends());
+        return true;
+      }
+      if (path === '/v1/resync') {
+        if (!allow('POST')) return true;
+        await readBody(request);
+        options.resync('admin API');
+        sendJson(response, 202, { status: 'reconcile requested' });
+        return true;
+      }
+      const match = SERVER_PATH.exec(path);
+      if (match === null) {
+        sendJson(response, 404, { error: 'not-found', message: `no route ${path}` });
+        return true;
+      }
+      const [, backend = '', server = '', action] = match;
+      if (action === undefined) {
+        if (allow('GET, HEAD')) reply(response, await options.service.getServer(backend, server));
+      } else if (action === '/undrain') {
+        if (!allow('POST')) return true;
+        await readBody(request);
+        reply(response, await options.service.undrain(backend, server));
+      } else if (method === 'GET' || method === 'HEAD') {
+        reply(response, options.service.drainProgress(backend, server));
+      } else if (allow('GET, HEAD, POST')) {
+        const body = await readBody(request);
+        reply(response, await options.service.drain(backend, server, drainCommand(body)));
+      }
+      return true;
+    } catch (error) {
+      if (!(error instanceof BadRequest)) throw error;
+      sendJson(response, 400, { error: 'bad-request', message: error.message });
+      return true;
+    }
+  };
+}
+
+async function readBody(request: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    const buffer = chunk as Buffer;
+    size += buffer.length;
+    if (size > MAX_BODY_BYTES) throw new BadRequest(`body larger than ${MAX_BODY_BYTES} bytes`);
+    chunks.push(buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (text === '') return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new BadRequest('body is not valid JSON');
+  }
+}
+
+function drainCommand(body: unknown): { wait: boolean; force: boolean; deadlineMs?: number } {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequest('body must be a JSON object');
+  const fields = body as Record<string, unknown>;
+  const unknown = Object.keys(fields).filter((k) => !['wait', 'force', 'deadlineSeconds'].includes(k));
+  if (unknown.length > 0) throw new BadRequest(`unknown field(s): ${unknown.join(', ')} (allowed: wait, force, deadlineSeconds)`);
+  const flag = (name: string): boolean => {
+    const value = fields[name];
+    if (value === undefined) return false;
+    if (typeof value !== 'boolean') throw new BadRequest(`${name} must be true or false`);
+    return value;
+  };
+  const deadline = fields.deadlineSeconds;
+  if (deadline !== undefined && (typeof deadline !== 'number' || !Number.isFinite(deadline) || deadline < 1 || deadline > 86_400)) {
+    throw new BadRequest('deadlineSeconds must be a number of seconds from 1 to 86400');
+  }
+  return { wait: flag('wait'), force: flag('force'), ...(deadline === undefined ? {} : { deadlineMs: deadline * 1000 }) };
+}

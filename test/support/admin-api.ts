@@ -1,0 +1,89 @@
+// A running admin API over the in-memory Data Plane API model and a real drainer, for the admin
+// API and CLI tests.
+import { randomBytes } from 'node:crypto';
+import { afterEach } from 'vitest';
+import { createAdminRoutes } from '../../sidecar/admin/routes.js';
+import { createAdminService } from '../../sidecar/admin/service.js';
+import type { Candidate } from '../../sidecar/discovery/index.js';
+import { createDrainer, type ServerLoad } from '../../sidecar/drain/drainer.js';
+import { createHttpServer, type HttpServer } from '../../sidecar/http/server.js';
+import { silentLogger } from '../../sidecar/telemetry/logger.js';
+import { createMetrics } from '../../sidecar/telemetry/metrics.js';
+import { createMemoryDataplane } from './memory-dataplane.js';
+
+export const TOKEN = randomBytes(16).toString('hex');
+let server: HttpServer | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+const configured = (name: string, port: number) => ({ name, address: '127.0.0.1', port, weight: 100, cookie: undefined, checkEnabled: true });
+const candidate = (serverName: string, containerName: string): Candidate => ({
+  containerId: `${containerName}-id`,
+  containerName,
+  backend: 'be_app',
+  serverName,
+  address: '127.0.0.1',
+  port: 1,
+  weight: 100,
+  healthPath: '/healthz',
+  health: 'healthy',
+});
+
+export async function startAdminApi(options: { token?: string; loads?: Record<string, ServerLoad[]>; servers?: string[] } = {}) {
+  const names = options.servers ?? ['hsc-nginx-1', 'hsc-nginx-2', 'static-1'];
+  const dataplane = createMemoryDataplane({ be_app: names.map((n, i) => configured(n, 32001 + i)), be_api: [] });
+  const loads = options.loads ?? {};
+  const drainer = createDrainer({
+    ports: {
+      setAdminState: (b, s, state) => dataplane.setAdminState(b, s, state),
+      listRuntimeServers: (b) => dataplane.listRuntimeServers(b),
+      readLoad: (_b, s) => {
+        const script = loads[s] ?? [{ sessions: 0, queue: 0 }];
+        return Promise.resolve(script.length > 1 ? script.shift() : script[0]);
+      },
+    },
+    pollMs: 5,
+    deadlineMs: 5_000,
+    now: () => Date.now(),
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    logger: silentLogger,
+  });
+  const resyncs: string[] = [];
+  const service = createAdminService({
+    dataplane,
+    drainer,
+    backendLoad: (backend) =>
+      Promise.resolve({
+        backend,
+        at: 0,
+        httpRequestsTotal: 0,
+        currentSessions: 3,
+        currentQueue: 0,
+        responseTimeAverageSeconds: 0,
+        queueTimeAverageSeconds: 0,
+        activeServers: 3,
+        servers: [{ name: 'hsc-nginx-1', currentSessions: 3, currentQueue: 0, state: 'UP' as const }],
+      }),
+    candidates: () => Promise.resolve([candidate('hsc-nginx-1', 'stack-nginx-1'), candidate('hsc-nginx-2', 'stack-nginx-2')]),
+    managedBackends: ['be_app', 'be_api'],
+    isOwned: (n) => n.startsWith('hsc-'),
+  });
+  server = createHttpServer({
+    registry: createMetrics({ version: 't', processMetrics: false }).registry,
+    readiness: () => ({ ready: true, detail: {} }),
+    routes: createAdminRoutes({ service, adminToken: options.token ?? TOKEN, resync: (r) => resyncs.push(r) }),
+  });
+  const base = `http://127.0.0.1:${await server.listen('127.0.0.1', 0)}`;
+  const call = async (method: string, path: string, body?: unknown, token: string | null = options.token ?? TOKEN) => {
+    const response = await fetch(`${base}${path}`, {
+      method,
+      headers: { ...(token === null ? {} : { authorization: `Bearer ${token}` }), 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  return { base, call, dataplane, resyncs };
+}
+
