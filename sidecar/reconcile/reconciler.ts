@@ -30,6 +30,11 @@ export interface ReconcilerOptions {
   readonly metrics: SidecarMetrics;
   /** Milliseconds since the epoch; injected so tests control time. */
   readonly now: () => number;
+  /**
+   * Containers whose server should go although they still run: a scale-down victim once its
+   * drain is over. Until then its server stays (in drain), so it is never removed mid-request.
+   */
+  readonly isRemovable?: (containerId: string) => boolean;
 }
 
 export type ReconcileOutcome =
@@ -93,7 +98,8 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     });
 
     for (let attempt = 0; attempt <= options.maxConflictRetries; attempt++) {
-      const { candidates } = await options.discovery.discover();
+      const discovered = await options.discovery.discover();
+      const candidates = discovered.candidates.filter((c) => options.isRemovable?.(c.containerId) !== true);
       // The version is read before the servers, so a write that lands in between makes the
       // commit conflict rather than go through on a plan made from stale servers.
       const version = await dataplane.configurationVersion();
@@ -128,7 +134,8 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       metrics.transactions.inc({ result: applied.ok ? 'committed' : applied.error.kind === 'conflict' ? 'conflict' : 'failed' });
       if (applied.ok) {
         if (applied.value.reloadId !== undefined) metrics.reloads.inc({ result: 'ok' });
-        for (const operation of operations) logApplied(operation, candidates);
+        const retired = discovered.candidates.filter((c) => !candidates.includes(c));
+        for (const operation of operations) logApplied(operation, candidates, retired);
         return { status: 'converged', operations, transactions, conflicts, waiting: waiting.length };
       }
       const error = applied.error;
@@ -204,10 +211,11 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     }
   }
 
-  function logApplied(operation: Operation, candidates: readonly Candidate[]): void {
+  function logApplied(operation: Operation, candidates: readonly Candidate[], retired: readonly Candidate[]): void {
+    const removedOnPurpose = (server: string): boolean => retired.some((c) => c.serverName === server);
     const backend = operation.op === 'remove' ? operation.backend : operation.server.backend;
     const server = operation.op === 'remove' ? operation.name : operation.server.name;
-    const container = candidates.find((c) => c.backend === backend && c.serverName === server)?.containerName;
+    const container = [...candidates, ...retired].find((c) => c.backend === backend && c.serverName === server)?.containerName;
     metrics.reconcileOperations.inc({ backend, op: operation.op });
     logger.info(
       {
@@ -216,7 +224,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         server,
         container: container ?? null,
         ...(operation.op === 'remove' ? {} : { address: `${operation.server.address}:${operation.server.port}` }),
-        reason: operation.reason,
+        reason: operation.op === 'remove' && removedOnPurpose(operation.name) ? 'drained for scale-down' : operation.reason,
       },
       `${operation.op} server ${backend}/${server}: ${operation.reason}`,
     );
