@@ -17,6 +17,9 @@ import {
 } from './discovery/index.js';
 import { watchContainerEvents } from './discovery/events.js';
 import { createAdminRoutes } from './admin/routes.js';
+import { createAutoscaler, createRetirements, type Autoscaler } from './autoscale/controller.js';
+import { createSampler } from './autoscale/sampler.js';
+import { createDockerReplicas, type Replicas } from './scaling/docker.js';
 import { createAdminService } from './admin/service.js';
 import { createDrainer } from './drain/drainer.js';
 import { backendSnapshot, createServerLoadReader, scrape } from './haproxy-metrics/index.js';
@@ -24,13 +27,14 @@ import { createHttpServer } from './http/server.js';
 import { createReconcileLoop, realTimers } from './reconcile/loop.js';
 import { createReconciler, type ReconcileOutcome } from './reconcile/reconciler.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
-import { createMetrics, drainRecorder, initialiseBackendSeries } from './telemetry/metrics.js';
+import { autoscalerRecorder, createMetrics, drainRecorder, initialiseBackendSeries } from './telemetry/metrics.js';
 
 export interface SidecarDependencies {
   readonly logger?: Logger;
   readonly docker?: DockerSource;
   readonly probe?: Probe;
   readonly fetch?: typeof fetch;
+  readonly replicas?: Replicas;
 }
 
 export interface RunningSidecar {
@@ -64,6 +68,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   });
   const docker = deps.docker ?? createDockerSource(config.docker.socketPath);
   const discovery = createDiscovery(docker, discoveryOptions(config), logger);
+  const retirements = createRetirements();
   const reconciler = createReconciler({
     discovery,
     dataplane,
@@ -75,6 +80,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     logger,
     metrics,
     now: () => Date.now(),
+    isRemovable: (containerId) => retirements.isRemovable(containerId),
   });
 
   let lastOutcome: ReconcileOutcome | undefined;
@@ -120,9 +126,50 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     isOwned: isOwnedServerName,
   });
 
+  const autoscaler = config.autoscale.enabled ? createConfiguredAutoscaler() : undefined;
+
+  function createConfiguredAutoscaler(): Autoscaler {
+    const { backend, service, project, policy, dryRun } = config.autoscale;
+    const replicas = deps.replicas ?? createDockerReplicas(config.docker.socketPath, { service, project });
+    const serverOfContainer = async (): Promise<ReadonlyMap<string, string>> =>
+      new Map((await discovery.discover()).candidates.filter((c) => c.backend === backend).map((c) => [c.containerId, c.serverName]));
+    return createAutoscaler({
+      backend,
+      policy,
+      sampler: createSampler({
+        backend,
+        scrape: () => scrape(exporter),
+        isReplicaServer: isOwnedServerName,
+        cpu: async () => replicas.cpu((await replicas.list()).map((r) => r.id)),
+        runningReplicas: async () => (await replicas.list()).length,
+        now: () => Date.now(),
+      }),
+      replicas,
+      drainer,
+      retirements,
+      serverOfContainer,
+      requestReconcile: (reason) => loop.trigger(reason),
+      serverRemoved: async (server) => {
+        const servers = await dataplane.listServers(backend);
+        return servers.ok && !servers.value.some((s) => s.name === server);
+      },
+      dryRun,
+      stopTimeoutSeconds: 30,
+      logger,
+      recorder: autoscalerRecorder(metrics, service, policy),
+      now: () => Date.now(),
+      sleep: (ms) => sleep(ms),
+    });
+  }
+
   const http = createHttpServer({
     registry: metrics.registry,
-    routes: createAdminRoutes({ service: admin, adminToken: config.http.adminToken, resync: (reason) => loop.trigger(reason) }),
+    routes: createAdminRoutes({
+      service: admin,
+      adminToken: config.http.adminToken,
+      resync: (reason) => loop.trigger(reason),
+      ...(autoscaler === undefined ? {} : { autoscaler: { controller: autoscaler, policy: config.autoscale.policy, service: config.autoscale.service } }),
+    }),
     // Ready once the first pass converged: before that, HAProxy may not have the servers yet.
     readiness: () => ({
       ready: everConverged,
@@ -151,6 +198,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   });
 
   loop.start();
+  const scaling = autoscaler === undefined ? undefined : startInterval(() => autoscaler.evaluate(), config.autoscale.intervalMs, logger);
   // Drains in progress when the sidecar stopped are still drains in HAProxy: watch them again.
   void drainer.resume(config.backends.managedBackends, isOwnedServerName);
   logger.info({ port, config: redactConfig(config) }, 'sidecar started');
@@ -159,6 +207,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     port,
     resync: (reason) => loop.trigger(reason),
     async stop() {
+      scaling?.stop();
+      await autoscaler?.idle();
       watching.abort();
       await watcher;
       await loop.stop();
@@ -166,6 +216,21 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
       logger.info({}, 'sidecar stopped');
     },
   };
+}
+
+/** Runs `task` every `intervalMs`, never two at once; a failure is logged and the next one runs. */
+function startInterval(task: () => Promise<unknown>, intervalMs: number, logger: Logger): { stop(): void } {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    task()
+      .catch((error: unknown) => logger.error({ error: (error as Error).message }, 'autoscaler evaluation failed'))
+      .finally(() => {
+        running = false;
+      });
+  }, intervalMs);
+  return { stop: () => clearInterval(timer) };
 }
 
 async function main(): Promise<void> {

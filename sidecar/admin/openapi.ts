@@ -63,6 +63,26 @@ export const ADMIN_OPENAPI = {
     '/v1/resync': {
       post: { summary: 'Ask for a reconcile pass now', security: bearer, responses: { '202': { description: 'requested', content: json({ type: 'object' }) }, ...errors(401) } },
     },
+    '/v1/autoscaler': {
+      get: { summary: 'Autoscaler state, policy and the recent decisions with their inputs and reasons', responses: { '200': { description: 'state', content: json({ type: 'object' }) }, ...errors(404) } },
+    },
+    '/v1/autoscaler/dry-run': {
+      get: { summary: 'The decision and the actions it would take now, applying nothing', responses: { '200': { description: 'decision', content: json({ $ref: '#/components/schemas/Decision' }) }, ...errors(404) } },
+    },
+    '/v1/autoscaler/pause': {
+      post: { summary: 'Stop acting on decisions (they are still made and recorded)', security: bearer, responses: { '200': { description: 'state', content: json({ type: 'object' }) }, ...errors(401, 404) } },
+    },
+    '/v1/autoscaler/resume': {
+      post: { summary: 'Act on the policy again (ends a manual count)', security: bearer, responses: { '200': { description: 'state', content: json({ type: 'object' }) }, ...errors(401, 404) } },
+    },
+    '/v1/autoscaler/replicas': {
+      put: {
+        summary: 'Set the replica count by hand, within min and max; the policy pauses until resume',
+        security: bearer,
+        requestBody: { required: true, content: json({ type: 'object', required: ['replicas'], properties: { replicas: { type: 'integer' } } }) },
+        responses: { '200': { description: 'the decision applied', content: json({ $ref: '#/components/schemas/Decision' }) }, ...errors(400, 401, 404) },
+      },
+    },
     '/v1/openapi.json': { get: { summary: 'This document', responses: { '200': { description: 'OpenAPI 3.0 document', content: json({ type: 'object' }) } } } },
   },
   components: {
@@ -95,6 +115,22 @@ export const ADMIN_OPENAPI = {
           deadlineAt: { type: 'integer', description: 'ms since the epoch' },
           load: { type: 'object', nullable: true, properties: { sessions: { type: 'integer' }, queue: { type: 'integer' } } },
           state: { type: 'string', enum: ['draining', 'drained', 'forced', 'cancelled', 'failed'] },
+        },
+      },
+      Decision: {
+        type: 'object',
+        properties: {
+          at: { type: 'integer' },
+          mode: { type: 'string', enum: ['auto', 'paused', 'manual', 'dry-run'] },
+          current: { type: 'integer' },
+          desired: { type: 'integer' },
+          direction: { type: 'string', enum: ['up', 'down', 'none'] },
+          stage: { type: 'string' },
+          reason: { type: 'string' },
+          inputs: { type: 'object' },
+          problems: { type: 'array', items: { type: 'string' } },
+          actions: { type: 'array', items: { type: 'object' } },
+          applied: { type: 'boolean' },
         },
       },
       DrainAnswer: {

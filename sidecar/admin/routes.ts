@@ -4,6 +4,8 @@ import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson } from '../http/server.js';
 import { ADMIN_OPENAPI } from './openapi.js';
+import type { Autoscaler } from '../autoscale/controller.js';
+import type { ScalingPolicy } from '../autoscale/policy.js';
 import type { AdminService, Answer } from './service.js';
 
 /** Handles the request and returns true, or returns false when the path is not an admin route. */
@@ -14,6 +16,8 @@ export interface AdminRoutesOptions {
   /** Empty: no token configured, so every mutating route answers 401. */
   readonly adminToken: string;
   readonly resync: (reason: string) => void;
+  /** Absent when autoscaling is disabled. */
+  readonly autoscaler?: { readonly controller: Autoscaler; readonly policy: ScalingPolicy; readonly service: string };
 }
 
 const NAME = '([A-Za-z0-9_.:-]{1,128})';
@@ -37,6 +41,49 @@ export function createAdminRoutes(options: AdminRoutesOptions): RouteHandler {
   };
 
   const reply = <T>(response: ServerResponse, answer: Answer<T>): void => sendJson(response, answer.status, answer.body);
+
+  async function autoscalerRoute(
+    path: string,
+    request: IncomingMessage,
+    response: ServerResponse,
+    allow: (methods: string) => boolean,
+  ): Promise<void> {
+    const scaler = options.autoscaler;
+    if (scaler === undefined) {
+      sendJson(response, 404, { error: 'not-found', message: 'autoscaling is disabled (autoscale.enabled)' });
+      return;
+    }
+    const { controller } = scaler;
+    switch (path) {
+      case '/v1/autoscaler':
+        if (allow('GET, HEAD')) sendJson(response, 200, { service: scaler.service, ...controller.state(), policy: scaler.policy, recent: controller.recent() });
+        return;
+      case '/v1/autoscaler/dry-run':
+        if (allow('GET, HEAD')) sendJson(response, 200, await controller.dryRun());
+        return;
+      case '/v1/autoscaler/pause':
+      case '/v1/autoscaler/resume':
+        if (!allow('POST')) return;
+        await readBody(request);
+        if (path.endsWith('pause')) controller.pause();
+        else controller.resume();
+        sendJson(response, 200, controller.state());
+        return;
+      case '/v1/autoscaler/replicas': {
+        if (!allow('PUT')) return;
+        const body = await readBody(request);
+        const replicas = (body as { replicas?: unknown } | null)?.replicas;
+        const { minReplicas: min, maxReplicas: max } = scaler.policy;
+        if (typeof replicas !== 'number' || !Number.isInteger(replicas) || replicas < min || replicas > max) {
+          throw new BadRequest(`body must be {"replicas": n} with n a whole number from ${min} to ${max}`);
+        }
+        sendJson(response, 200, await controller.setReplicas(replicas));
+        return;
+      }
+      default:
+        sendJson(response, 404, { error: 'not-found', message: `no route ${path}` });
+    }
+  }
 
   return async (request, response, path) => {
     if (!path.startsWith('/v1/')) return false;
@@ -70,6 +117,10 @@ export function createAdminRoutes(options: AdminRoutesOptions): RouteHandler {
         await readBody(request);
         options.resync('admin API');
         sendJson(response, 202, { status: 'reconcile requested' });
+        return true;
+      }
+      if (path === '/v1/autoscaler' || path.startsWith('/v1/autoscaler/')) {
+        await autoscalerRoute(path, request, response, allow);
         return true;
       }
       const match = SERVER_PATH.exec(path);

@@ -3,6 +3,7 @@
 // message that names the key; secrets never appear in logs (see redactConfig).
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { DEFAULT_POLICY, type ScalingPolicy } from '../autoscale/policy.js';
 
 export interface DataplaneConfig {
   readonly url: string;
@@ -67,6 +68,20 @@ export interface DrainConfig {
   readonly pollMs: number;
 }
 
+export interface AutoscaleConfig {
+  readonly enabled: boolean;
+  /** Decide and log, never act (also switchable at run time through the admin API). */
+  readonly dryRun: boolean;
+  readonly backend: string;
+  /** The Compose service whose containers are scaled. */
+  readonly service: string;
+  /** Its Compose project; empty matches the service in any project. */
+  readonly project: string;
+  readonly intervalMs: number;
+  /** The scaling policy, in the policy's own terms (see sidecar/autoscale/policy.ts). */
+  readonly policy: ScalingPolicy;
+}
+
 export interface HttpConfig {
   readonly host: string;
   readonly port: number;
@@ -83,6 +98,7 @@ export interface SidecarConfig {
   readonly reconcile: ReconcileConfig;
   readonly haproxy: HaproxyConfig;
   readonly drain: DrainConfig;
+  readonly autoscale: AutoscaleConfig;
   readonly http: HttpConfig;
   readonly logLevel: LogLevel;
 }
@@ -118,6 +134,23 @@ const int =
     const value = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
     if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
       throw new ConfigError(key, `expected a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+    }
+    return value;
+  };
+
+const bool: Reader<boolean> = (raw, key) => {
+  if (typeof raw === 'boolean') return raw;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new ConfigError(key, `expected true or false, got ${JSON.stringify(raw)}`);
+};
+
+const decimal =
+  (min: number, max: number): Reader<number> =>
+  (raw, key) => {
+    const value = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+      throw new ConfigError(key, `expected a number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
     }
     return value;
   };
@@ -196,6 +229,26 @@ const spec = {
   'haproxy.metricsUrl': { env: 'HSC_HAPROXY_METRICS_URL', read: url, fallback: 'http://127.0.0.1:8404/metrics' },
   'drain.deadlineMs': { env: 'HSC_DRAIN_DEADLINE_MS', read: int(1_000, 86_400_000), fallback: 60_000 },
   'drain.pollMs': { env: 'HSC_DRAIN_POLL_MS', read: int(50, 60_000), fallback: 500 },
+  'autoscale.enabled': { env: 'HSC_AUTOSCALE_ENABLED', read: bool, fallback: true },
+  'autoscale.dryRun': { env: 'HSC_AUTOSCALE_DRY_RUN', read: bool, fallback: false },
+  'autoscale.backend': { env: 'HSC_AUTOSCALE_BACKEND', read: backendName, fallback: undefined },
+  'autoscale.service': { env: 'HSC_AUTOSCALE_SERVICE', read: nonEmpty, fallback: undefined },
+  'autoscale.project': { env: 'HSC_AUTOSCALE_PROJECT', read: str, fallback: '' },
+  'autoscale.intervalMs': { env: 'HSC_AUTOSCALE_INTERVAL_MS', read: int(1_000, 3_600_000), fallback: 30_000 },
+  'autoscale.minReplicas': { env: 'HSC_AUTOSCALE_MIN', read: int(0, 1_000), fallback: 2 },
+  'autoscale.maxReplicas': { env: 'HSC_AUTOSCALE_MAX', read: int(1, 1_000), fallback: 10 },
+  'autoscale.cpu.target': { env: 'HSC_AUTOSCALE_CPU_TARGET', read: decimal(0.01, 64), fallback: 0.7 },
+  'autoscale.cpu.scaleDownBelow': { env: 'HSC_AUTOSCALE_CPU_DOWN', read: decimal(0, 64), fallback: 0.3 },
+  'autoscale.requestRate.target': { env: 'HSC_AUTOSCALE_RPS_TARGET', read: decimal(0.01, 1e9), fallback: 100 },
+  'autoscale.requestRate.scaleDownBelow': { env: 'HSC_AUTOSCALE_RPS_DOWN', read: decimal(0, 1e9), fallback: 50 },
+  'autoscale.queue.target': { env: 'HSC_AUTOSCALE_QUEUE_TARGET', read: decimal(0.01, 1e9), fallback: 5 },
+  'autoscale.queue.scaleDownBelow': { env: 'HSC_AUTOSCALE_QUEUE_DOWN', read: decimal(0, 1e9), fallback: 1 },
+  'autoscale.responseTime.targetSeconds': { env: 'HSC_AUTOSCALE_RT_TARGET', read: decimal(0.001, 600), fallback: 0.5 },
+  'autoscale.responseTime.scaleDownBelowSeconds': { env: 'HSC_AUTOSCALE_RT_DOWN', read: decimal(0, 600), fallback: 0.25 },
+  'autoscale.tolerance': { env: 'HSC_AUTOSCALE_TOLERANCE', read: decimal(0, 1), fallback: 0.1 },
+  'autoscale.scaleDownStabilisationMs': { env: 'HSC_AUTOSCALE_DOWN_WINDOW_MS', read: int(0, 86_400_000), fallback: 120_000 },
+  'autoscale.forecast': { env: 'HSC_AUTOSCALE_FORECAST', read: oneOf<'off' | 'shadow' | 'act'>('off', 'shadow', 'act'), fallback: 'act' },
+  'autoscale.startupMs': { env: 'HSC_AUTOSCALE_STARTUP_MS', read: int(0, 3_600_000), fallback: 20_000 },
   'http.host': { env: 'HSC_HTTP_HOST', read: nonEmpty, fallback: '127.0.0.1' },
   'http.port': { env: 'HSC_HTTP_PORT', read: int(0, 65_535), fallback: 9180 },
   'http.adminToken': { env: 'HSC_ADMIN_TOKEN', read: str, fallback: '', secret: true },
@@ -286,6 +339,44 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
   if (addressMode === 'network' && v['docker.network'] === '') {
     throw new ConfigError('docker.network', 'is required when docker.addressMode is network');
   }
+  const minReplicas = v['autoscale.minReplicas'];
+  const maxReplicas = v['autoscale.maxReplicas'];
+  if (maxReplicas < minReplicas) throw new ConfigError('autoscale.maxReplicas', `${maxReplicas} is below autoscale.minReplicas (${minReplicas})`);
+  const target = (name: 'cpu' | 'requestRate' | 'queue', down: number, up: number) => {
+    if (down > up) throw new ConfigError(`autoscale.${name}.scaleDownBelow`, `${down} is above autoscale.${name}.target (${up})`);
+    return { target: up, scaleDownBelow: down };
+  };
+  const rtUp = v['autoscale.responseTime.targetSeconds'];
+  const rtDown = v['autoscale.responseTime.scaleDownBelowSeconds'];
+  if (rtDown > rtUp) throw new ConfigError('autoscale.responseTime.scaleDownBelowSeconds', `${rtDown} is above autoscale.responseTime.targetSeconds (${rtUp})`);
+  const autoscaleBackend = (v['autoscale.backend'] as string | undefined) ?? defaultBackend;
+  if (!managedBackends.includes(autoscaleBackend)) {
+    throw new ConfigError('autoscale.backend', `${autoscaleBackend} is not one of backends.managedBackends`);
+  }
+  const autoscaleService = (v['autoscale.service'] as string | undefined) ?? v['docker.composeService'];
+  if (v['autoscale.enabled'] && autoscaleService === '') {
+    throw new ConfigError('autoscale.service', 'is required when autoscale.enabled is true (or set docker.composeService)');
+  }
+  const intervalMs = v['autoscale.intervalMs'];
+  const policy: ScalingPolicy = {
+    ...DEFAULT_POLICY,
+    minReplicas,
+    maxReplicas,
+    signals: {
+      cpu: target('cpu', v['autoscale.cpu.scaleDownBelow'], v['autoscale.cpu.target']),
+      requestRate: target('requestRate', v['autoscale.requestRate.scaleDownBelow'], v['autoscale.requestRate.target']),
+      queue: target('queue', v['autoscale.queue.scaleDownBelow'], v['autoscale.queue.target']),
+      responseTime: { target: rtUp, scaleDownBelow: rtDown },
+    },
+    tolerance: v['autoscale.tolerance'],
+    // Three missed evaluations make a signal stale.
+    maxSampleAgeMs: intervalMs * 3,
+    scaleDownStabilisationMs: v['autoscale.scaleDownStabilisationMs'],
+    scaleUp: { ...DEFAULT_POLICY.scaleUp, periodMs: intervalMs },
+    scaleDown: { ...DEFAULT_POLICY.scaleDown, periodMs: intervalMs },
+    // Look ahead by the time a new container needs, plus one evaluation.
+    forecast: { ...DEFAULT_POLICY.forecast, mode: v['autoscale.forecast'], horizonMs: v['autoscale.startupMs'] + intervalMs },
+  };
   const host = v['http.host'];
   const loopback = host === '127.0.0.1' || host === '::1' || host === 'localhost';
   if (!loopback && v['http.adminToken'] === '') {
@@ -322,6 +413,15 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
     },
     haproxy: { metricsUrl: v['haproxy.metricsUrl'] },
     drain: { deadlineMs: v['drain.deadlineMs'], pollMs: v['drain.pollMs'] },
+    autoscale: {
+      enabled: v['autoscale.enabled'],
+      dryRun: v['autoscale.dryRun'],
+      backend: autoscaleBackend,
+      service: autoscaleService,
+      project: v['autoscale.project'],
+      intervalMs,
+      policy,
+    },
     http: { host, port: v['http.port'], adminToken: v['http.adminToken'] },
     logLevel: v.logLevel,
   });

@@ -2,6 +2,8 @@
 // which the alert rules and dashboards use; each registry is separate so tests read real values
 // without sharing global state.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AutoscalerRecorder } from '../autoscale/controller.js';
+import type { ScalingPolicy, SignalName } from '../autoscale/policy.js';
 
 export interface SidecarMetrics {
   readonly registry: Registry;
@@ -19,6 +21,22 @@ export interface SidecarMetrics {
   readonly drainsCompleted: Counter<'backend' | 'outcome'>;
   readonly drainDuration: Histogram<'backend'>;
   readonly drainsInProgress: Gauge<'backend'>;
+  readonly autoscaler: {
+    readonly current: Gauge<'service'>;
+    readonly desired: Gauge<'service'>;
+    readonly min: Gauge<'service'>;
+    readonly max: Gauge<'service'>;
+    readonly decisions: Counter<'service' | 'direction' | 'stage'>;
+    readonly actions: Counter<'service' | 'direction' | 'result'>;
+    readonly signalStale: Gauge<'service' | 'signal'>;
+    readonly scaleDownFrozen: Gauge<'service'>;
+    readonly sourceUp: Gauge<'source'>;
+    readonly lastSample: Gauge<'source'>;
+    readonly observedRate: Gauge<'service'>;
+    readonly predictedRate: Gauge<'service'>;
+    readonly cpu: Gauge<'service'>;
+    readonly forecastOnly: Gauge<'service'>;
+  };
 }
 
 export interface MetricsOptions {
@@ -109,8 +127,93 @@ export function createMetrics(options: MetricsOptions): SidecarMetrics {
       registers,
     }),
     drainsInProgress: new Gauge({ name: 'hsc_drains_in_progress', help: 'Drains in progress.', labelNames: ['backend'], registers }),
+    autoscaler: {
+      current: new Gauge({ name: 'hsc_autoscaler_current_replicas', help: 'Replicas serving now.', labelNames: ['service'], registers }),
+      desired: new Gauge({ name: 'hsc_autoscaler_desired_replicas', help: "The last decision's replica count.", labelNames: ['service'], registers }),
+      min: new Gauge({ name: 'hsc_autoscaler_min_replicas', help: 'Configured minimum.', labelNames: ['service'], registers }),
+      max: new Gauge({ name: 'hsc_autoscaler_max_replicas', help: 'Configured maximum.', labelNames: ['service'], registers }),
+      decisions: new Counter({
+        name: 'hsc_autoscaler_decisions_total',
+        help: 'Decisions, by direction and the policy stage that settled them.',
+        labelNames: ['service', 'direction', 'stage'],
+        registers,
+      }),
+      actions: new Counter({
+        name: 'hsc_autoscaler_scaling_actions_total',
+        help: 'Scaling actions carried out, by direction and result.',
+        labelNames: ['service', 'direction', 'result'],
+        registers,
+      }),
+      signalStale: new Gauge({
+        name: 'hsc_autoscaler_signal_stale',
+        help: '1 when the signal is missing or older than allowed.',
+        labelNames: ['service', 'signal'],
+        registers,
+      }),
+      scaleDownFrozen: new Gauge({
+        name: 'hsc_autoscaler_scale_down_frozen',
+        help: '1 while scale-down is frozen (metrics source down or a signal stale).',
+        labelNames: ['service'],
+        registers,
+      }),
+      sourceUp: new Gauge({ name: 'hsc_autoscaler_metrics_source_up', help: '1 when the last read of the source succeeded.', labelNames: ['source'], registers }),
+      lastSample: new Gauge({
+        name: 'hsc_autoscaler_last_sample_timestamp_seconds',
+        help: 'Unix time of the newest successful sample of the source.',
+        labelNames: ['source'],
+        registers,
+      }),
+      observedRate: new Gauge({ name: 'hsc_autoscaler_observed_request_rate', help: 'Requests per second over all replicas.', labelNames: ['service'], registers }),
+      predictedRate: new Gauge({
+        name: 'hsc_autoscaler_predicted_request_rate',
+        help: 'Forecast request rate at now plus the start-up horizon.',
+        labelNames: ['service'],
+        registers,
+      }),
+      cpu: new Gauge({ name: 'hsc_autoscaler_cpu_utilisation_ratio', help: 'Mean container CPU over replicas, as a fraction of one core.', labelNames: ['service'], registers }),
+      forecastOnly: new Gauge({ name: 'hsc_autoscaler_forecast_only', help: '1 in shadow mode: the forecast is recorded, not acted on.', labelNames: ['service'], registers }),
+    },
   };
 }
+
+/** Feeds the autoscaler's decisions and actions into its metrics. */
+export function autoscalerRecorder(
+  metrics: SidecarMetrics,
+  service: string,
+  policy: ScalingPolicy,
+): AutoscalerRecorder {
+  const m = metrics.autoscaler;
+  m.min.set({ service }, policy.minReplicas);
+  m.max.set({ service }, policy.maxReplicas);
+  m.forecastOnly.set({ service }, policy.forecast.mode === 'shadow' ? 1 : 0);
+  for (const direction of ['up', 'down']) for (const result of ['ok', 'failed']) m.actions.inc({ service, direction, result }, 0);
+  return {
+    decided(record, decision, sample) {
+      m.current.set({ service }, record.current);
+      m.desired.set({ service }, record.desired);
+      m.decisions.inc({ service, direction: record.direction, stage: record.stage });
+      for (const proposal of decision.proposals) {
+        m.signalStale.set({ service, signal: SIGNAL_LABEL[proposal.signal] }, proposal.status === 'missing' || proposal.status === 'stale' ? 1 : 0);
+      }
+      m.scaleDownFrozen.set({ service }, decision.scaleDownFrozen ? 1 : 0);
+      m.sourceUp.set({ source: 'haproxy' }, sample.sources.haproxy ? 1 : 0);
+      m.sourceUp.set({ source: 'docker' }, sample.sources.docker ? 1 : 0);
+      if (sample.sources.haproxy && sample.snapshot !== undefined) m.lastSample.set({ source: 'haproxy' }, sample.snapshot.at / 1000);
+      if (sample.samples.cpu !== undefined) {
+        m.lastSample.set({ source: 'docker' }, sample.samples.cpu.at / 1000);
+        m.cpu.set({ service }, sample.samples.cpu.value);
+      }
+      if (sample.samples.requestRate !== undefined) m.observedRate.set({ service }, sample.samples.requestRate.value);
+      if (decision.predictedRequestRate !== undefined) m.predictedRate.set({ service }, decision.predictedRequestRate);
+    },
+    acted(direction, ok) {
+      m.actions.inc({ service, direction, result: ok ? 'ok' : 'failed' });
+    },
+  };
+}
+
+/** The signal label values docs/metrics.md promises. */
+const SIGNAL_LABEL: Record<SignalName, string> = { cpu: 'cpu', requestRate: 'request_rate', queue: 'queue', responseTime: 'response_time' };
 
 /** Feeds the drainer's events into the drain metrics. */
 export function drainRecorder(metrics: SidecarMetrics): {

@@ -9,6 +9,7 @@ import { createDrainer, type ServerLoad } from '../../sidecar/drain/drainer.js';
 import { createHttpServer, type HttpServer } from '../../sidecar/http/server.js';
 import { silentLogger } from '../../sidecar/telemetry/logger.js';
 import { createMetrics } from '../../sidecar/telemetry/metrics.js';
+import { policy, world } from './autoscale-world.js';
 import { createMemoryDataplane } from './memory-dataplane.js';
 
 export const TOKEN = randomBytes(16).toString('hex');
@@ -31,7 +32,9 @@ const candidate = (serverName: string, containerName: string): Candidate => ({
   health: 'healthy',
 });
 
-export async function startAdminApi(options: { token?: string; loads?: Record<string, ServerLoad[]>; servers?: string[] } = {}) {
+export async function startAdminApi(
+  options: { token?: string; loads?: Record<string, ServerLoad[]>; servers?: string[]; autoscaler?: ReturnType<typeof world> } = {},
+) {
   const names = options.servers ?? ['hsc-nginx-1', 'hsc-nginx-2', 'static-1'];
   const dataplane = createMemoryDataplane({ be_app: names.map((n, i) => configured(n, 32001 + i)), be_api: [] });
   const loads = options.loads ?? {};
@@ -73,7 +76,12 @@ export async function startAdminApi(options: { token?: string; loads?: Record<st
   server = createHttpServer({
     registry: createMetrics({ version: 't', processMetrics: false }).registry,
     readiness: () => ({ ready: true, detail: {} }),
-    routes: createAdminRoutes({ service, adminToken: options.token ?? TOKEN, resync: (r) => resyncs.push(r) }),
+    routes: createAdminRoutes({
+      service,
+      adminToken: options.token ?? TOKEN,
+      resync: (r) => resyncs.push(r),
+      ...(options.autoscaler === undefined ? {} : { autoscaler: { controller: options.autoscaler.autoscaler(), policy, service: 'nginx' } }),
+    }),
   });
   const base = `http://127.0.0.1:${await server.listen('127.0.0.1', 0)}`;
   const call = async (method: string, path: string, body?: unknown, token: string | null = options.token ?? TOKEN) => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ADMIN_OPENAPI } from '../../../sidecar/admin/openapi.js';
 import { startAdminApi, TOKEN } from '../../support/admin-api.js';
+import { world } from '../../support/autoscale-world.js';
 
 describe('admin API', () => {
   it('lists backends with each server’s state, figures, container and whether the sidecar manages it', async () => {
@@ -97,6 +98,11 @@ describe('admin API', () => {
     expect(doc.status).toBe(200);
     expect(Object.keys(doc.body.paths as object).sort()).toEqual(Object.keys(ADMIN_OPENAPI.paths).sort());
     expect(Object.keys(ADMIN_OPENAPI.paths).sort()).toEqual([
+      '/v1/autoscaler',
+      '/v1/autoscaler/dry-run',
+      '/v1/autoscaler/pause',
+      '/v1/autoscaler/replicas',
+      '/v1/autoscaler/resume',
       '/v1/backends',
       '/v1/backends/{backend}/servers/{server}',
       '/v1/backends/{backend}/servers/{server}/drain',
@@ -108,10 +114,41 @@ describe('admin API', () => {
     for (const [path, operations] of Object.entries(ADMIN_OPENAPI.paths)) {
       for (const method of Object.keys(operations)) {
         const concrete = path.replace('{backend}', 'be_app').replace('{server}', 'hsc-nginx-2');
-        const answer = await call(method.toUpperCase(), concrete, method === 'post' ? {} : undefined);
+        const answer = await call(method.toUpperCase(), concrete, method === 'get' ? undefined : {});
         expect(answer.body.message ?? '', `${method} ${path}`).not.toMatch(/no route/);
         expect(answer.status, `${method} ${path}`).not.toBe(405);
       }
     }
+  });
+});
+
+describe('admin API: autoscaler', () => {
+  it('answers 404 with a reason when autoscaling is disabled', async () => {
+    const { call } = await startAdminApi();
+    expect(await call('GET', '/v1/autoscaler')).toEqual({ status: 404, body: { error: 'not-found', message: 'autoscaling is disabled (autoscale.enabled)' } });
+  });
+
+  it('dry-runs, pauses, sets replicas by hand within bounds, resumes, and lists the decisions with their reasons', async () => {
+    const pool = world(2);
+    pool.setRate(500);
+    const { call } = await startAdminApi({ autoscaler: pool });
+    const dry = await call('GET', '/v1/autoscaler/dry-run');
+    expect(dry).toMatchObject({ status: 200, body: { mode: 'dry-run', current: 2, desired: 5, applied: false, actions: [{ kind: 'start', count: 3 }] } });
+    expect(pool.events).toEqual([]);
+    expect((await call('POST', '/v1/autoscaler/pause')).body).toMatchObject({ mode: 'paused' });
+    expect(await call('PUT', '/v1/autoscaler/replicas', { replicas: 11 })).toMatchObject({ status: 400, body: { message: expect.stringMatching(/from 2 to 10/) as unknown } });
+    const manual = await call('PUT', '/v1/autoscaler/replicas', { replicas: 3 });
+    expect(manual).toMatchObject({ status: 200, body: { mode: 'manual', desired: 3, reason: 'set by hand to 3', applied: true } });
+    expect(pool.events).toEqual(['start c3']);
+    expect((await call('POST', '/v1/autoscaler/resume')).body).toMatchObject({ mode: 'auto' });
+    const state = await call('GET', '/v1/autoscaler');
+    expect(state.body).toMatchObject({ service: 'nginx', mode: 'auto', policy: { minReplicas: 2, maxReplicas: 10 } });
+    expect((state.body.recent as Array<{ reason: string }>).map((r) => r.reason)).toEqual(['set by hand to 3']);
+  });
+
+  it('requires the token to change anything', async () => {
+    const { call } = await startAdminApi({ autoscaler: world(2) });
+    expect((await call('POST', '/v1/autoscaler/pause', {}, null)).status).toBe(401);
+    expect((await call('PUT', '/v1/autoscaler/replicas', { replicas: 3 }, 'wrong')).status).toBe(401);
   });
 });

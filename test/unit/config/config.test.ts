@@ -13,6 +13,19 @@ describe('loadConfig', () => {
     expect(Object.isFrozen(config.backends.managedBackends)).toBe(true);
   });
 
+  it('builds the scaling policy from the original design’s defaults, every interval-based limit following the interval', () => {
+    const config = loadConfig({ env: { ...minimalEnv, HSC_AUTOSCALE_INTERVAL_MS: '15000', HSC_AUTOSCALE_FORECAST: 'shadow' } });
+    expect(config.autoscale).toMatchObject({ enabled: true, dryRun: false, backend: 'be_app', service: 'nginx', project: '', intervalMs: 15_000 });
+    expect(config.autoscale.policy).toMatchObject({
+      minReplicas: 2,
+      maxReplicas: 10,
+      signals: { cpu: { target: 0.7, scaleDownBelow: 0.3 }, requestRate: { target: 100, scaleDownBelow: 50 } },
+      maxSampleAgeMs: 45_000,
+      scaleUp: { periodMs: 15_000 },
+      forecast: { mode: 'shadow', horizonMs: 35_000 },
+    });
+  });
+
   it('lets the environment override the file', () => {
     const config = loadConfig({
       env: { ...minimalEnv, HSC_DATAPLANE_TIMEOUT_MS: '2500' },
@@ -32,6 +45,13 @@ describe('loadConfig', () => {
     [{ HSC_DOCKER_NETWORK: '' }, 'docker.network'],
     [{ HSC_HTTP_HOST: '0.0.0.0' }, 'http.adminToken'],
     [{ HSC_MANAGED_BACKENDS: 'be_other' }, 'backends.defaultBackend'],
+    [{ HSC_AUTOSCALE_ENABLED: 'maybe' }, 'autoscale.enabled (HSC_AUTOSCALE_ENABLED)'],
+    [{ HSC_AUTOSCALE_MIN: '5', HSC_AUTOSCALE_MAX: '3' }, 'autoscale.maxReplicas'],
+    [{ HSC_AUTOSCALE_CPU_DOWN: '0.9' }, 'autoscale.cpu.scaleDownBelow'],
+    [{ HSC_AUTOSCALE_RPS_TARGET: 'fast' }, 'autoscale.requestRate.target (HSC_AUTOSCALE_RPS_TARGET)'],
+    [{ HSC_AUTOSCALE_FORECAST: 'always' }, 'autoscale.forecast (HSC_AUTOSCALE_FORECAST)'],
+    [{ HSC_AUTOSCALE_BACKEND: 'be_other' }, 'autoscale.backend'],
+    [{ HSC_DOCKER_COMPOSE_SERVICE: '' }, 'autoscale.service'],
   ])('rejects %o naming the key', (override, key) => {
     const env = { ...minimalEnv, ...override };
     expect(() => loadConfig({ env })).toThrow(ConfigError);

@@ -1,0 +1,113 @@
+// A pool of containers behind HAProxy, modelled in memory, as the autoscaler controller sees it
+// through its ports (sampler, Docker replicas, drainer, reconciler): for the controller and the
+// admin API tests. The drainer in it is the real one.
+import { createAutoscaler, createRetirements } from '../../sidecar/autoscale/controller.js';
+import { DEFAULT_POLICY, type ScalingPolicy } from '../../sidecar/autoscale/policy.js';
+import type { Sampler, SampleSet } from '../../sidecar/autoscale/sampler.js';
+import type { AdminState } from '../../sidecar/dataplane/index.js';
+import { createDrainer } from '../../sidecar/drain/drainer.js';
+import type { Replica, Replicas } from '../../sidecar/scaling/docker.js';
+import { silentLogger } from '../../sidecar/telemetry/logger.js';
+
+export const policy: ScalingPolicy = {
+  ...DEFAULT_POLICY,
+  signals: { requestRate: { target: 100, scaleDownBelow: 50 } },
+  scaleDownStabilisationMs: 0,
+  forecast: { ...DEFAULT_POLICY.forecast, mode: 'off' },
+};
+
+/** A pool of containers behind HAProxy as the controller sees it through its ports. */
+export function world(initial: number) {
+  let clock = 1_700_000_000_000;
+  let nextNumber = 1;
+  const replicas: Replica[] = [];
+  const states = new Map<string, AdminState>();
+  const configured = new Set<string>();
+  const events: string[] = [];
+  const serverOf = (id: string) => `hsc-nginx-${id.slice(1)}`;
+  const add = (): string => {
+    const id = `c${nextNumber++}`;
+    replicas.push({ id, name: `stack-nginx-${id.slice(1)}`, number: Number(id.slice(1)), createdAt: clock / 1000 + nextNumber });
+    configured.add(serverOf(id));
+    states.set(serverOf(id), 'ready');
+    return id;
+  };
+  for (let i = 0; i < initial; i++) add();
+  let requestRate = 0;
+  const sampler: Sampler = {
+    sample(): Promise<SampleSet> {
+      clock += 30_000;
+      const servers = replicas.map((r) => ({ name: serverOf(r.id), currentSessions: 0, currentQueue: 0, state: states.get(serverOf(r.id)) === 'ready' ? ('UP' as const) : ('DRAIN' as const) }));
+      const up = servers.filter((s) => s.state === 'UP').length;
+      return Promise.resolve({
+        samples: { replicas: up, sourceUp: true, requestRate: { value: requestRate, at: clock } },
+        snapshot: { backend: 'be_app', at: clock, httpRequestsTotal: 0, currentSessions: 0, currentQueue: 0, responseTimeAverageSeconds: 0, queueTimeAverageSeconds: 0, activeServers: up, servers },
+        sources: { haproxy: true, docker: true },
+        problems: [],
+      });
+    },
+  };
+  const docker: Replicas = {
+    list: () => Promise.resolve([...replicas]),
+    startLike: (count) => {
+      const ids = Array.from({ length: count }, () => add());
+      events.push(`start ${ids.join(',')}`);
+      return Promise.resolve(ids);
+    },
+    stopAndRemove: (id) => {
+      events.push(`stop ${id}`);
+      replicas.splice(replicas.findIndex((r) => r.id === id), 1);
+      return Promise.resolve();
+    },
+    cpu: () => Promise.resolve(undefined),
+  };
+  let sessionsWhileDraining = 0;
+  const drainer = createDrainer({
+    ports: {
+      setAdminState: (_b, server, state) => {
+        events.push(`${state} ${server}`);
+        states.set(server, state);
+        return Promise.resolve({ ok: true, value: undefined });
+      },
+      listRuntimeServers: () => Promise.resolve({ ok: true, value: [] }),
+      readLoad: () => Promise.resolve({ sessions: sessionsWhileDraining, queue: 0 }),
+    },
+    pollMs: 1,
+    deadlineMs: 60_000,
+    now: () => Date.now(),
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    logger: silentLogger,
+  });
+  const retirements = createRetirements();
+  const autoscaler = (dryRun = false) =>
+    createAutoscaler({
+      backend: 'be_app',
+      policy,
+      sampler,
+      replicas: docker,
+      drainer,
+      retirements,
+      serverOfContainer: () => Promise.resolve(new Map(replicas.map((r) => [r.id, serverOf(r.id)]))),
+      requestReconcile: (reason) => {
+        events.push(`reconcile (${reason})`);
+        // The reconciler removes the servers of replicas whose drain is over.
+        for (const [id, entry] of retirements.entries) if (retirements.isRemovable(id)) configured.delete(entry.server);
+      },
+      serverRemoved: (server) => Promise.resolve(!configured.has(server)),
+      dryRun,
+      stopTimeoutSeconds: 30,
+      logger: silentLogger,
+      now: () => clock,
+      sleep: () => Promise.resolve(),
+    });
+  return {
+    events,
+    replicas,
+    states,
+    retirements,
+    autoscaler,
+    setRate: (r: number) => (requestRate = r),
+    holdSessions: (n: number) => (sessionsWhileDraining = n),
+  };
+}
+
