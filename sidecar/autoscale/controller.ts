@@ -30,6 +30,9 @@ export interface DecisionRecord {
   readonly direction: Decision['direction'];
   readonly stage: Decision['stage'];
   readonly reason: string;
+  /** Every stage of the policy with its value and reason, and each signal's proposal. */
+  readonly stages: Decision['stages'];
+  readonly proposals: Decision['proposals'];
   readonly inputs: SampleSet['samples'];
   readonly problems: readonly string[];
   readonly predictedRequestRate: number | undefined;
@@ -98,10 +101,16 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     const sessions = new Map(sample.snapshot?.servers.map((s) => [s.name, s]) ?? []);
     const now = options.now();
     const serving: ServingReplica[] = [];
+    // Without HAProxy's figures nobody can tell which replicas serve; Docker's running ones are
+    // counted as serving, or every evaluation would start the whole pool again.
+    const blind = sample.snapshot === undefined;
     for (const replica of list) {
       const server = servers.get(replica.id);
       const figures = server === undefined ? undefined : sessions.get(server);
-      if (server !== undefined && figures?.state === 'UP' && !retirements.entries.has(replica.id)) {
+      if (blind && !retirements.entries.has(replica.id)) {
+        starting.delete(replica.id);
+        serving.push({ containerId: replica.id, server: server ?? replica.name, sessions: undefined, createdAt: replica.createdAt });
+      } else if (server !== undefined && figures?.state === 'UP' && !retirements.entries.has(replica.id)) {
         starting.delete(replica.id);
         serving.push({ containerId: replica.id, server, sessions: figures.currentSessions, createdAt: replica.createdAt });
       }
@@ -184,6 +193,8 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
       direction: desired > sample.samples.replicas ? 'up' : desired < sample.samples.replicas ? 'down' : 'none',
       stage: mode === 'manual' ? 'clamp' : decision.stage,
       reason: mode === 'manual' ? `set by hand to ${desired}` : decision.reason,
+      stages: decision.stages,
+      proposals: decision.proposals,
       inputs: sample.samples,
       problems: sample.problems,
       predictedRequestRate: decision.predictedRequestRate,

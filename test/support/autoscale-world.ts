@@ -34,11 +34,21 @@ export function world(initial: number) {
   };
   for (let i = 0; i < initial; i++) add();
   let requestRate = 0;
+  /** True: HAProxy's exporter cannot be read (no snapshot, no HAProxy signals). */
+  let blind = false;
   const sampler: Sampler = {
     sample(): Promise<SampleSet> {
       clock += 30_000;
       const servers = replicas.map((r) => ({ name: serverOf(r.id), currentSessions: 0, currentQueue: 0, state: states.get(serverOf(r.id)) === 'ready' ? ('UP' as const) : ('DRAIN' as const) }));
       const up = servers.filter((s) => s.state === 'UP').length;
+      if (blind) {
+        return Promise.resolve({
+          samples: { replicas: replicas.length, sourceUp: false },
+          snapshot: undefined,
+          sources: { haproxy: false, docker: true },
+          problems: ['http://haproxy:8404/metrics: connect ECONNREFUSED'],
+        });
+      }
       return Promise.resolve({
         samples: { replicas: up, sourceUp: true, requestRate: { value: requestRate, at: clock } },
         snapshot: { backend: 'be_app', at: clock, httpRequestsTotal: 0, currentSessions: 0, currentQueue: 0, responseTimeAverageSeconds: 0, queueTimeAverageSeconds: 0, activeServers: up, servers },
@@ -108,6 +118,7 @@ export function world(initial: number) {
     autoscaler,
     setRate: (r: number) => (requestRate = r),
     holdSessions: (n: number) => (sessionsWhileDraining = n),
+    blind: (on: boolean) => (blind = on),
   };
 }
 

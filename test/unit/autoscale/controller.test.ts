@@ -73,3 +73,18 @@ describe('autoscaler', () => {
     expect(a.state()).toMatchObject({ mode: 'manual', manualReplicas: 4 });
   });
 });
+
+describe('autoscaler without HAProxy figures', () => {
+  it('counts Docker’s running replicas as serving: it never restarts the pool when the metrics endpoint is down', async () => {
+    const w = world(3);
+    w.setRate(0);
+    w.blind(true);
+    const a = w.autoscaler();
+    for (let i = 0; i < 3; i++) {
+      const record = await a.evaluate();
+      expect(record.actions).toEqual([]);
+    }
+    expect(w.events).toEqual([]);
+    expect(w.replicas).toHaveLength(3);
+  });
+});
