@@ -9,7 +9,7 @@ import { createDrainer, type ServerLoad } from '../../sidecar/drain/drainer.js';
 import { createHttpServer, type HttpServer } from '../../sidecar/http/server.js';
 import { silentLogger } from '../../sidecar/telemetry/logger.js';
 import { createMetrics } from '../../sidecar/telemetry/metrics.js';
-import { policy, world } from './autoscale-world.js';
+import { policy, type world } from './autoscale-world.js';
 import { createMemoryDataplane } from './memory-dataplane.js';
 
 export const TOKEN = randomBytes(16).toString('hex');
