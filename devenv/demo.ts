@@ -1,9 +1,12 @@
 // The README's run command (after setup): a local HAProxy with two nginx containers behind
 // it, the Data Plane API beside it where the pinned binary is available, and the addresses
 // and generated credentials printed. Runs until Ctrl-C (or exits at once with --once) and
-// cleans up everything it started.
+// cleans up everything it started. --prometheus also starts a real Prometheus beside it
+// (devenv/prometheus.ts) with the stack's recording and alert rules, scraping HAProxy and the
+// sidecar, so the dashboards' queries (grafana/dashboards) can be tried against live data.
 import { removeOwnedContainers, startNginx } from './containers.js';
 import { startLocalHaproxy, sweepLeftovers, type LocalHaproxy } from './localenv.js';
+import { startLocalPrometheus, STACK_RULE_FILES, type LocalPrometheus, type ScrapeTarget } from './prometheus.js';
 import { dataplaneApiBinary, readPinnedVersions } from './versions.js';
 import { loadConfig } from '../sidecar/config/index.js';
 import { startSidecar, type RunningSidecar } from '../sidecar/main.js';
@@ -13,6 +16,7 @@ import { eventuallyServing } from './wait.js';
 const DEMO_LABEL_PREFIX = 'haproxy';
 
 const once = process.argv.includes('--once');
+const withPrometheus = process.argv.includes('--prometheus');
 const out = (line = ''): void => {
   process.stdout.write(`${line}\n`);
 };
@@ -48,7 +52,9 @@ async function main(): Promise<void> {
       binary === undefined ? containers.map((c, i) => ({ name: `nginx-${i + 1}`, address: '127.0.0.1', port: c.hostPort })) : [],
   });
   let sidecar: RunningSidecar | undefined;
+  let prometheus: LocalPrometheus | undefined;
   const cleanup = async (): Promise<void> => {
+    await prometheus?.stop();
     await sidecar?.stop();
     await haproxy.stop();
     await removeOwnedContainers('demo');
@@ -57,6 +63,13 @@ async function main(): Promise<void> {
     if (binary !== undefined) {
       sidecar = await startManagingSidecar(haproxy);
       await eventuallyServing(haproxy.frontendUrl, containers.length, 30_000);
+    }
+    if (withPrometheus) {
+      // The stack's job names, which its rules and the dashboards select on. A 5 s interval
+      // (the stack scrapes every 15 s) so graphs move while someone watches.
+      const targets: ScrapeTarget[] = [{ job: 'haproxy', targets: [new URL(haproxy.metricsUrl).host] }];
+      if (sidecar !== undefined) targets.push({ job: 'sidecar', targets: [`127.0.0.1:${sidecar.port}`] });
+      prometheus = await startLocalPrometheus({ purpose: 'demo', scrapeTargets: targets, ruleFiles: STACK_RULE_FILES, intervalSeconds: 5 });
     }
     const release = readPinnedVersions().DATAPLANEAPI_RELEASE;
     out('HAProxy local environment is up');
@@ -72,6 +85,11 @@ async function main(): Promise<void> {
       sidecar === undefined
         ? '  sidecar              not started: it writes through the Data Plane API; the containers were put in haproxy.cfg by hand'
         : `  sidecar              http://127.0.0.1:${sidecar.port}/metrics   (servers hsc-demo-nginx-1 and -2 on the stats page)`,
+    );
+    out(
+      prometheus === undefined
+        ? '  Prometheus           not started (add --prometheus)'
+        : `  Prometheus           ${prometheus.url}/   (scrapes HAProxy${sidecar === undefined ? '' : ' and the sidecar'} every 5 s, with the stack's rules)`,
     );
     out(`  runtime socket       ${haproxy.runtimeSocket}`);
     out(`  nginx containers     ${containers.map((c) => `${c.hostname} (127.0.0.1:${c.hostPort})`).join(', ')}`);
