@@ -18,7 +18,13 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 need_root() { [ "$(id -u)" = 0 ] || { log "must run as root to install $1"; exit 1; }; }
 
 # --- Debian packages -------------------------------------------------------------------
-packages=(haproxy docker.io wrk debootstrap curl socat iproute2 ca-certificates)
+packages=(haproxy docker.io wrk debootstrap curl socat iproute2 ca-certificates prometheus prometheus-alertmanager)
+# Packages whose postinst starts a system service the environment does not want: the tests and
+# the run command start their own Prometheus and Alertmanager on free loopback ports (devenv/prometheus.ts) and
+# only use promtool/amtool otherwise, so a packaged daemon would just hold :9090/:9093 and
+# keep running after the tests. Only a fresh install is kept quiet; a machine whose owner
+# installed them before keeps its services as they are.
+quiet_services=(prometheus prometheus-alertmanager)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -27,7 +33,38 @@ if [ ${#missing[@]} -gt 0 ]; then
   need_root "${missing[*]}"
   log "installing Debian packages: ${missing[*]}"
   apt-get update -qq
+  # policy-rc.d is how Debian maintainer scripts ask whether they may start a service (both
+  # invoke-rc.d and, on systemd, deb-systemd-invoke consult it); 101 means "no". A machine
+  # that has one already (container images usually forbid every start) keeps its own.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [ ! -e "$policy" ]; then
+    own_policy=1
+    trap 'rm -f "$policy"' EXIT
+    cat >"$policy" <<'POLICY'
+#!/bin/sh
+# Written by devenv/setup.sh for the duration of one apt-get install, then removed.
+# invoke-rc.d passes the init script's name, deb-systemd-invoke the unit's.
+case "$1" in
+  prometheus|prometheus.service|prometheus-alertmanager|prometheus-alertmanager.service) exit 101 ;;
+esac
+exit 0
+POLICY
+    chmod 755 "$policy"
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$own_policy" ]; then
+    rm -f "$policy"
+    trap - EXIT
+  fi
+  # On systemd the units were also enabled for the next boot: disable the fresh ones.
+  if [ -d /run/systemd/system ]; then
+    for service in "${quiet_services[@]}"; do
+      if printf '%s\n' "${missing[@]}" | grep -qx "$service"; then
+        systemctl disable --now "$service.service" >/dev/null 2>&1 || true
+      fi
+    done
+  fi
 fi
 # The environment runs its own HAProxy instances on free loopback ports; the package's
 # system service (where systemd runs it) is neither needed nor touched.
@@ -108,5 +145,7 @@ build_image() {
   fi
 }
 build_image "$NGINX_IMAGE" "$root/stack/images/nginx"
+build_image "$MARIADB_IMAGE" "$root/stack/images/mariadb"
+build_image "$APP_IMAGE" "$root/stack/images/app"
 
 echo "$dpa_bin"
