@@ -5,8 +5,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import { dataplaneApiBinary } from '../../devenv/versions.js';
-import { applyInTransaction, createDataplaneClient, type DataplaneClient, type Result } from '../../sidecar/dataplane/index.js';
+import { applyInTransaction, type DataplaneClient, type Result } from '../../sidecar/dataplane/index.js';
 import { startNginx, type TestContainer } from '../../devenv/containers.js';
+import { dataplaneClientFor } from '../support/dataplane.js';
 import { eventually, get } from '../support/http.js';
 
 const binary = dataplaneApiBinary();
@@ -23,13 +24,7 @@ describe.skipIf(binary === undefined)('Data Plane API transactions against real 
 
   beforeAll(async () => {
     [haproxy, nginx] = await Promise.all([startLocalHaproxy(), startNginx()]);
-    client = createDataplaneClient({
-      url: haproxy.dataplaneUrl ?? '',
-      username: haproxy.dataplaneUser,
-      password: haproxy.dataplanePassword,
-      timeoutMs: 5_000,
-      retries: 2,
-    });
+    client = dataplaneClientFor(haproxy);
   });
 
   afterAll(async () => {

@@ -13,20 +13,11 @@ import {
   type DiscoveryResult,
 } from '../../sidecar/discovery/index.js';
 import type { Logger } from '../../sidecar/telemetry/logger.js';
+import { PUBLISHED_DISCOVERY } from '../support/discovery-options.js';
 
 // A label prefix of its own, so containers of other tests or a running demo are never selected.
 const prefix = `hsc-test-${randomBytes(3).toString('hex')}`;
-const options = {
-  labelPrefix: prefix,
-  composeService: `no-such-service-${prefix}`,
-  addressMode: 'published' as const,
-  network: '',
-  managedBackends: ['be_app', 'be_api'],
-  defaultBackend: 'be_app',
-  defaultPort: 80,
-  defaultWeight: 100,
-  defaultHealthPath: '/healthz',
-};
+const options = { ...PUBLISHED_DISCOVERY, labelPrefix: prefix, composeService: `no-such-service-${prefix}` };
 
 describe('discovery on the real Docker Engine', () => {
   const warnings: Array<Record<string, unknown>> = [];

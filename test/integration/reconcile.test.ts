@@ -10,9 +10,10 @@ import { docker, startNginx, type TestContainer } from '../../devenv/containers.
 import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import { dataplaneApiBinary } from '../../devenv/versions.js';
 import { loadConfig } from '../../sidecar/config/index.js';
-import { applyInTransaction, createDataplaneClient, type DataplaneClient } from '../../sidecar/dataplane/index.js';
+import { applyInTransaction, type DataplaneClient } from '../../sidecar/dataplane/index.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.js';
 import { silentLogger } from '../../sidecar/telemetry/logger.js';
+import { dataplaneClientFor } from '../support/dataplane.js';
 import { eventually, get } from '../support/http.js';
 
 const binary = dataplaneApiBinary();
@@ -72,13 +73,7 @@ describe.skipIf(binary === undefined)('reconciliation against real HAProxy, Data
   beforeAll(async () => {
     manual = await startNginx({ name: `${prefix}-manual` });
     haproxy = await startLocalHaproxy({ manualServers: [{ name: 'manual-1', address: '127.0.0.1', port: manual.hostPort }] });
-    client = createDataplaneClient({
-      url: haproxy.dataplaneUrl ?? '',
-      username: haproxy.dataplaneUser,
-      password: haproxy.dataplanePassword,
-      timeoutMs: 5_000,
-      retries: 2,
-    });
+    client = dataplaneClientFor(haproxy);
   });
 
   afterAll(async () => {

@@ -8,18 +8,9 @@ import {
   type ParseOutcome,
 } from '../../../sidecar/discovery/parse.js';
 import { healthFromStatus, toSnapshot } from '../../../sidecar/discovery/docker.js';
+import { PUBLISHED_DISCOVERY } from '../../support/discovery-options.js';
 
-const published: DiscoveryOptions = {
-  labelPrefix: 'haproxy',
-  composeService: 'nginx',
-  addressMode: 'published',
-  network: '',
-  managedBackends: ['be_app', 'be_api'],
-  defaultBackend: 'be_app',
-  defaultPort: 80,
-  defaultWeight: 100,
-  defaultHealthPath: '/healthz',
-};
+const published = PUBLISHED_DISCOVERY;
 const onNetwork: DiscoveryOptions = { ...published, addressMode: 'network', network: 'stack_app' };
 
 const container = (labels: Record<string, string>, extra: Partial<ContainerSnapshot> = {}): ContainerSnapshot => ({

@@ -6,18 +6,9 @@ import type { Logger } from '../../../sidecar/telemetry/logger.js';
 import { createMetrics, type SidecarMetrics } from '../../../sidecar/telemetry/metrics.js';
 import type { ConfiguredServer } from '../../../sidecar/dataplane/index.js';
 import { createMemoryDataplane, type MemoryDataplane } from '../../support/memory-dataplane.js';
+import { PUBLISHED_DISCOVERY } from '../../support/discovery-options.js';
 
-const options = {
-  labelPrefix: 'haproxy',
-  composeService: 'nginx',
-  addressMode: 'published' as const,
-  network: '',
-  managedBackends: ['be_app', 'be_api'],
-  defaultBackend: 'be_app',
-  defaultPort: 80,
-  defaultWeight: 100,
-  defaultHealthPath: '/healthz',
-};
+const options = PUBLISHED_DISCOVERY;
 
 const nginx = (n: number, extra: Partial<ContainerSnapshot> = {}): ContainerSnapshot => ({
   id: `${String(n).padStart(2, '0')}${'f'.repeat(62)}`,
