@@ -48,9 +48,17 @@ export interface RunningSidecar {
 /** Health checks on the servers the sidecar adds; HAProxy takes a dead container out in ~2 s. */
 const HEALTH_CHECK = { intervalMs: 1000, fall: 2, rise: 1 } as const;
 
+/** The version in package.json, found from here whether running from sidecar/ (tsx) or dist/sidecar/ (built). */
 export function packageVersion(): string {
-  const text = readFileSync(new URL('../package.json', import.meta.url), 'utf8');
-  return (JSON.parse(text) as { version: string }).version;
+  for (const relative of ['../package.json', '../../package.json']) {
+    try {
+      const parsed = JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (parsed.name === 'haproxy-scaling-sidecar' && typeof parsed.version === 'string') return parsed.version;
+    } catch {
+      // Not at this level; try the next one up.
+    }
+  }
+  return 'unknown';
 }
 
 export async function startSidecar(config: SidecarConfig, deps: SidecarDependencies = {}): Promise<RunningSidecar> {

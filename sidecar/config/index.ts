@@ -304,6 +304,21 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/**
+ * A secret can come from a file named by <VARIABLE>_FILE (Docker and Compose secrets are files),
+ * so it never has to sit in the environment. Trailing newlines are not part of it.
+ */
+function secretFromFile(key: string, entry: KeySpec<unknown>, env: NodeJS.ProcessEnv): string | undefined {
+  const variable = `${entry.env}_FILE`;
+  const path = env[variable];
+  if (entry.secret !== true || path === undefined || path === '') return undefined;
+  try {
+    return readFileSync(path, 'utf8').replace(/[\r\n]+$/, '');
+  } catch (error) {
+    throw new ConfigError(key, `cannot read ${variable}=${path}: ${(error as Error).message}`);
+  }
+}
+
 export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
   const env = sources.env ?? {};
   let fileTree: unknown = {};
@@ -318,7 +333,7 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
   const values = {} as { [K in Key]: unknown };
   for (const key of Object.keys(spec) as Key[]) {
     const entry: KeySpec<unknown> = spec[key];
-    const fromEnv = env[entry.env];
+    const fromEnv = env[entry.env] ?? secretFromFile(key, entry, env);
     const raw = fromEnv !== undefined ? fromEnv : lookup(fileTree, key);
     if (raw === undefined || raw === null) {
       if (!('fallback' in entry)) {

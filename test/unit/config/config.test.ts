@@ -1,3 +1,6 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, redactConfig } from '../../../sidecar/config/index.js';
 
@@ -78,5 +81,22 @@ describe('loadConfig', () => {
     expect(text).not.toContain('s3cret');
     expect(text).not.toContain('tok-123');
     expect(text).toContain('[redacted]');
+  });
+});
+
+describe('secrets from files', () => {
+  it('reads HSC_*_FILE for secret keys only, without the trailing newline, and names the key when the file is missing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hsc-config-'));
+    await writeFile(join(dir, 'pw'), 'from-a-file\n');
+    const config = loadConfig({ env: { HSC_DOCKER_NETWORK: 'app', HSC_DATAPLANE_PASSWORD_FILE: join(dir, 'pw'), HSC_ADMIN_TOKEN_FILE: join(dir, 'pw') } });
+    expect(config.dataplane.password).toBe('from-a-file');
+    expect(config.http.adminToken).toBe('from-a-file');
+    // The variable itself wins over the file.
+    expect(loadConfig({ env: { ...minimalEnv, HSC_DATAPLANE_PASSWORD_FILE: join(dir, 'pw') } }).dataplane.password).toBe('s3cret');
+    // Not a secret key: no _FILE form.
+    expect(loadConfig({ env: { ...minimalEnv, HSC_DATAPLANE_URL_FILE: join(dir, 'pw') } }).dataplane.url).toBe('http://127.0.0.1:5555');
+    expect(() => loadConfig({ env: { HSC_DOCKER_NETWORK: 'app', HSC_DATAPLANE_PASSWORD_FILE: join(dir, 'missing') } })).toThrow(
+      /configuration key dataplane.password: cannot read HSC_DATAPLANE_PASSWORD_FILE=.*missing/,
+    );
   });
 });
