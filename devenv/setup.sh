@@ -18,7 +18,7 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 need_root() { [ "$(id -u)" = 0 ] || { log "must run as root to install $1"; exit 1; }; }
 
 # --- Debian packages -------------------------------------------------------------------
-packages=(haproxy docker.io wrk debootstrap curl socat iproute2 ca-certificates prometheus prometheus-alertmanager)
+packages=(haproxy docker.io docker-compose wrk debootstrap curl socat iproute2 ca-certificates prometheus prometheus-alertmanager)
 # Packages whose postinst starts a system service the environment does not want: the tests and
 # the run command start their own Prometheus and Alertmanager on free loopback ports (devenv/prometheus.ts) and
 # only use promtool/amtool otherwise, so a packaged daemon would just hold :9090/:9093 and

@@ -20,15 +20,24 @@ php-fpm8.2 --nodaemonize --fpm-config /etc/php/8.2/fpm/php-fpm.conf &
 fpm=$!
 nginx -g 'daemon off;' &
 web=$!
+# The Prometheus nginx exporter (stack/prometheus: one target per application container, so
+# every replica the autoscaler starts brings its own). HSC_NGINX_EXPORTER=off leaves it out.
+exporter=""
+if [ "${HSC_NGINX_EXPORTER:-on}" != off ]; then
+  prometheus-nginx-exporter -nginx.scrape-uri http://127.0.0.1:8081/stub_status -nginx.retries 30 -nginx.retry-interval 1s -web.listen-address :9113 &
+  exporter=$!
+fi
 
 # SIGQUIT is the graceful stop of both: requests in flight finish.
 stop() {
   kill -QUIT "$web" "$fpm" 2>/dev/null || true
+  [ -z "$exporter" ] || kill -TERM "$exporter" 2>/dev/null || true
 }
 trap stop TERM INT QUIT
 
 status=0
-wait -n "$fpm" "$web" || status=$?
+# shellcheck disable=SC2086 # $exporter is empty or one pid
+wait -n "$fpm" "$web" $exporter || status=$?
 stop
 wait || true
 exit "$status"

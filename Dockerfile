@@ -1,0 +1,40 @@
+# The sidecar's image: TypeScript compiled with tsc in a build stage, run by Node in a small,
+# non-root runtime stage with production dependencies only.
+#
+# NODE_IMAGE is node:20-bookworm-slim on a normal machine. Where no container registry is
+# reachable, stack/up.sh builds hsc/node:local (stack/images/node: the official Node 20 build
+# from the npm registry on the local Debian base, laid out like the official image) and passes
+# it here; Debian 12's own nodejs is 18, below package.json's engines (>= 20.12).
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
+# PEM text of extra trust anchors, for a network whose HTTPS goes through an inspecting proxy
+# (stack/up.sh passes the machine's own additions); empty on a normal machine. Build stage
+# only: the runtime stage below never sees it.
+ARG EXTRA_CA_CERTS=""
+WORKDIR /src
+COPY package.json package-lock.json ./
+# --ignore-scripts: no dependency needs an install script to compile or run the sidecar (the
+# optional native SSH helpers of docker-modem are not used: Docker is reached over a socket).
+RUN printf '%s\n' "$EXTRA_CA_CERTS" >/tmp/extra-ca.pem \
+ && NODE_EXTRA_CA_CERTS=/tmp/extra-ca.pem npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+COPY tsconfig.json tsconfig.build.json ./
+COPY generated/ ./generated/
+COPY sidecar/ ./sidecar/
+RUN npm run build \
+ && npm prune --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error
+
+FROM ${NODE_IMAGE}
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+# The compiled main reads its version from here (two levels above dist/sidecar/main.js).
+COPY package.json ./package.json
+# uid 1000, the `node` user of the official image and of stack/images/node.
+USER node
+EXPOSE 9180
+HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:'+(process.env.HSC_HTTP_PORT||9180)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# Secrets arrive as files: the configuration loader reads HSC_<NAME>_FILE for every secret key.
+CMD ["node", "dist/sidecar/main.js"]

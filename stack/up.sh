@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# One command for the whole stack on this machine: installs what is missing (devenv/setup.sh),
+# generates the secrets once, builds every image locally and starts the stack, then waits until
+# every service is healthy and prints the addresses.
+#
+#   bash stack/up.sh
+#
+# Environment (all optional): COMPOSE_PROJECT_NAME (hsc), HSC_SECRETS_DIR (stack/secrets),
+# HSC_HTTP_PORT (8080), HSC_STATS_PORT (8404), HSC_SIDECAR_PORT (9180), HSC_PROMETHEUS_PORT
+# (9090), HSC_ALERTMANAGER_PORT (9093), HSC_GRAFANA_PORT (3000), HSC_NFS_SERVER / HSC_NFS_PATH
+# (the shared volume on NFS), HSC_DB_REPLICA=1 (start the replica db2 and read from it),
+# HSC_HAPROXY_TARGET (`haproxy` here; `full` builds the Data Plane API, which needs the Go
+# module proxy to serve it), HSC_GRAFANA=1 (build and start Grafana: needs the registry),
+# HSC_SKIP_SETUP=1 (do not run devenv/setup.sh), HSC_UP_TIMEOUT (240 s).
+set -euo pipefail
+# shellcheck source=stack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=devenv/versions.env
+source "$repo_root/devenv/versions.env"
+
+log() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+if [ "${HSC_SKIP_SETUP:-0}" != 1 ]; then
+  log "running devenv/setup.sh"
+  bash "$repo_root/devenv/setup.sh" >/dev/null
+fi
+
+# --- secrets: generated once, kept out of git (.gitignore), images and logs ------------------
+# The directory is root-only; the files are world-readable inside it because Compose (without
+# Swarm) bind-mounts them with their host mode, and several services read them as non-root
+# users (haproxy, the sidecar's `node`, Grafana). Letters and digits only, so that no secret
+# can break the configuration file it is rendered into.
+secret_names=(db_admin_password db_replication_password db_backup_password db_app_password db_exporter_password
+              dataplane_password haproxy_stats_password haproxy_cookie_key sidecar_admin_token grafana_admin_password)
+install -d -m 700 "$HSC_SECRETS_DIR"
+for name in "${secret_names[@]}"; do
+  file="$HSC_SECRETS_DIR/$name"
+  if [ ! -s "$file" ]; then
+    (umask 022 && head -c 64 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | head -c 32 >"$file.tmp" && mv "$file.tmp" "$file")
+    log "generated secret $name"
+  fi
+done
+
+# --- images -------------------------------------------------------------------------------
+# Rebuilt only when their inputs change (a hash label, as devenv/setup.sh does).
+# The machine's own additional trust anchors (an HTTPS-inspecting proxy in front of the npm
+# registry, for instance) for the Node build stages; empty on a normal machine.
+extra_ca=$(cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true)
+build() {
+  local tag=$1 context=$2; shift 2
+  local inputs=() args=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do inputs+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  args=("$@")
+  local hash
+  hash=$( { (cd "$context" && find "${inputs[@]}" -type f -print0 | sort -z | xargs -0 sha256sum); printf '%s\n' "${args[@]}"; } | sha256sum | cut -d' ' -f1)
+  if [ "$(docker image inspect -f '{{ index .Config.Labels "hsc.context-hash" }}' "$tag" 2>/dev/null)" != "$hash" ]; then
+    log "building image $tag"
+    local output
+    output=$(docker build -q "${args[@]}" --label "hsc.context-hash=$hash" -t "$tag" "$context" 2>&1) \
+      || { printf '%s\n' "$output" >&2; log "building $tag failed"; exit 1; }
+  fi
+}
+haproxy_target=${HSC_HAPROXY_TARGET:-haproxy}
+build hsc/node:local "$stack_dir/images/node" . -- --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "EXTRA_CA_CERTS=$extra_ca"
+node_id=$(docker image inspect -f '{{.Id}}' hsc/node:local)
+build hsc/sidecar:local "$repo_root" Dockerfile .dockerignore package.json package-lock.json tsconfig.json tsconfig.build.json generated sidecar \
+  -- --build-arg NODE_IMAGE=hsc/node:local --build-arg "EXTRA_CA_CERTS=$extra_ca" --label "hsc.node-image=$node_id"
+build hsc/haproxy:local "$repo_root/haproxy" . -- --build-arg "BASE_IMAGE=$BASE_IMAGE" --target "$haproxy_target"
+build hsc/docker-api-proxy:local "$stack_dir/images/docker-api-proxy" . -- --build-arg "BASE_IMAGE=$BASE_IMAGE"
+build hsc/monitoring:local "$stack_dir/images/monitoring" . -- --build-arg "BASE_IMAGE=$BASE_IMAGE"
+services=(haproxy sidecar nginx db1 db-backup prometheus alertmanager node-exporter docker-api-proxy)
+if [ "${HSC_GRAFANA:-0}" = 1 ]; then
+  build hsc/grafana:local "$repo_root/grafana" . --
+  services+=(grafana)
+fi
+
+# --- start ----------------------------------------------------------------------------------
+if [ "$haproxy_target" != full ]; then
+  # No Data Plane API: HAProxy finds the replicas through Docker DNS and the sidecar cannot
+  # add, drain or remove servers, so its autoscaler decides and explains without acting.
+  export HSC_AUTOSCALE_DRY_RUN=true
+fi
+profiles=()
+if [ "${HSC_DB_REPLICA:-0}" = 1 ]; then
+  profiles=(--profile replica)
+  services+=(db2)
+  export HSC_DB_READER_HOSTS=${HSC_DB_READER_HOSTS:-db2}
+fi
+log "starting project $COMPOSE_PROJECT_NAME: ${services[*]}"
+compose "${profiles[@]}" up -d --no-build "${services[@]}" >&2
+
+# --- wait until healthy (bounded) ------------------------------------------------------------
+deadline=$(( $(date +%s) + ${HSC_UP_TIMEOUT:-240} ))
+while :; do
+  pending=()
+  for id in $(compose "${profiles[@]}" ps -q); do
+    state=$(docker inspect -f '{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id")
+    case "$state" in *" healthy") ;; *) pending+=("$state") ;; esac
+  done
+  [ ${#pending[@]} -eq 0 ] && break
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    log "not healthy in time: ${pending[*]}"
+    exit 1
+  fi
+  sleep 2
+done
+
+cat <<INFO
+The stack is up (project $COMPOSE_PROJECT_NAME); every service is healthy.
+
+  application (through HAProxy)  http://127.0.0.1:${HSC_HTTP_PORT:-8080}/
+  HAProxy stats page             http://127.0.0.1:${HSC_STATS_PORT:-8404}/haproxy-stats   user admin, password in $HSC_SECRETS_DIR/haproxy_stats_password
+  HAProxy Prometheus endpoint    http://127.0.0.1:${HSC_STATS_PORT:-8404}/metrics
+  sidecar (admin API, /metrics)  http://127.0.0.1:${HSC_SIDECAR_PORT:-9180}/v1/backends   token in $HSC_SECRETS_DIR/sidecar_admin_token
+  Prometheus                     http://127.0.0.1:${HSC_PROMETHEUS_PORT:-9090}/targets
+  Alertmanager                   http://127.0.0.1:${HSC_ALERTMANAGER_PORT:-9093}/
+INFO
+if [ "${HSC_GRAFANA:-0}" = 1 ]; then
+  echo "  Grafana                        http://127.0.0.1:${HSC_GRAFANA_PORT:-3000}/   user admin, password in $HSC_SECRETS_DIR/grafana_admin_password"
+else
+  echo "  Grafana                        not started: it cannot be built without a container registry (HSC_GRAFANA=1 where one is reachable)"
+fi
+if [ "$haproxy_target" != full ]; then
+  echo
+  echo "HAProxy runs WITHOUT the Data Plane API here: it finds the app replicas through Docker DNS,"
+  echo "and the sidecar cannot add, drain or remove servers (its autoscaler runs in dry-run mode)."
+fi
+echo
+echo "Stop: bash stack/down.sh   (data volumes are kept; --volumes removes them)"
