@@ -78,6 +78,8 @@ export function createReconcileLoop(options: LoopOptions): ReconcileLoop {
     if (stopped) return;
     const now = timers.now();
     firstPendingAt ??= now;
+    // A pass already due now (start-up) serves this trigger too; pushing it back would only delay.
+    if (scheduled !== undefined && scheduled.at <= now) return;
     const at = Math.min(now + options.debounceMs, firstPendingAt + options.maxDebounceMs);
     // A retry or resync due even sooner serves the pending triggers too.
     if (scheduled !== undefined && scheduled.kind !== 'debounce' && scheduled.at <= at) return;

@@ -71,6 +71,15 @@ describe('reconcile loop', () => {
     await loop.stop();
   });
 
+  it('a trigger right at start-up does not delay the start-up pass', async () => {
+    const { timers, runs, loop } = setup();
+    loop.start();
+    loop.trigger('docker event stream opened');
+    await timers.advance(1_000);
+    expect(runs).toEqual([0]);
+    await loop.stop();
+  });
+
   it('coalesces a burst of triggers into one pass', async () => {
     const { timers, runs, loop } = setup();
     loop.start();
