@@ -1,12 +1,12 @@
-// Real nginx containers for the tests and the demo. Every container carries the label
-// hsc.owner=<test|demo>, so the test suite's teardown removes whatever a failed test left
-// behind without touching a demo running beside it.
+// Real nginx containers for the tests, the demo and the benchmarks. Every container carries the
+// label hsc.owner=<test|demo|bench>, so the test suite's teardown removes whatever a failed test
+// left behind without touching a demo or a benchmark running beside it.
 import Docker from 'dockerode';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readPinnedVersions } from './versions.js';
 
 export const OWNER_LABEL = 'hsc.owner';
-export type ContainerOwner = 'test' | 'demo';
+export type ContainerOwner = 'test' | 'demo' | 'bench';
 
 export const docker = new Docker({ socketPath: process.env.HSC_DOCKER_SOCKET ?? '/var/run/docker.sock' });
 

@@ -20,7 +20,7 @@ const repoRoot = fileURLToPath(new URL('..', import.meta.url));
  * Every instance directory starts with `hsc-<purpose>-`, which is how leftovers are recognised;
  * the test suite sweeps only its own (`hsc-test-`), never a demo that runs beside it.
  */
-export type InstancePurpose = 'test' | 'demo';
+export type InstancePurpose = 'test' | 'demo' | 'bench';
 export const instancePrefix = (purpose: InstancePurpose): string => `hsc-${purpose}-`;
 
 export interface ManualServer {

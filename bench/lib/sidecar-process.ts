@@ -1,0 +1,128 @@
+// The sidecar as its own process, compiled to JavaScript the way `npm run build` does, so that
+// its RSS and CPU are the product's alone: not the benchmark's, and not tsx's (whose loader runs
+// in an extra thread and transpiles at start-up).
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { copyFile, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { parsePrometheusText, type PromSample } from '../../sidecar/haproxy-metrics/index.js';
+
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+/** Build directories start with this, under the OS temporary directory; see sweepSidecarProcesses. */
+const BUILD_PREFIX = 'hsc-bench-sidecar-';
+
+export interface SidecarBuild {
+  readonly dir: string;
+  readonly entry: string;
+  remove(): Promise<void>;
+}
+
+/** Compiles sidecar/ (tsconfig.build.json) into a private directory; a few seconds. */
+export async function buildSidecar(): Promise<SidecarBuild> {
+  const dir = await mkdtemp(join(tmpdir(), BUILD_PREFIX));
+  await promisify(execFile)(join(repoRoot, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', dir], { cwd: repoRoot });
+  // main.js reads ../package.json (its version) and is an ES module; dependencies resolve
+  // through the repository's node_modules.
+  await copyFile(join(repoRoot, 'package.json'), join(dir, 'package.json'));
+  await symlink(join(repoRoot, 'node_modules'), join(dir, 'node_modules'));
+  return { dir, entry: join(dir, 'sidecar', 'main.js'), remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+export interface SidecarProcess {
+  readonly pid: number;
+  readonly adminUrl: string;
+  /** The sidecar's /metrics, parsed. */
+  metrics(): Promise<PromSample[]>;
+  /** Its JSON log lines so far. */
+  logLines(): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+const started = new Set<ChildProcess>();
+// The benchmark must not leave a sidecar behind when it dies.
+process.once('exit', () => {
+  for (const child of started) child.kill('SIGKILL');
+});
+
+/**
+ * Starts `node <build>/sidecar/main.js` configured only by `env` (HSC_* variables of the
+ * caller's environment are dropped, so a developer's settings cannot change a figure) and
+ * waits for /healthz.
+ */
+export async function startSidecarProcess(build: SidecarBuild, env: Readonly<Record<string, string>>, logFile: string): Promise<SidecarProcess> {
+  const port = env.HSC_HTTP_PORT;
+  if (port === undefined || port === '0') throw new Error('give the sidecar a fixed HSC_HTTP_PORT, so the benchmark can reach it');
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('HSC_')));
+  const child = spawn(process.execPath, [build.entry], { env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.add(child);
+  const log = createWriteStream(logFile, { flags: 'a' });
+  child.stdout?.pipe(log);
+  child.stderr?.pipe(log);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  void exited.then(() => started.delete(child));
+  const adminUrl = `http://127.0.0.1:${port}`;
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await new Promise<void>((resolve) => log.end(resolve));
+  };
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const healthy = await fetch(`${adminUrl}/healthz`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false);
+    if (healthy) break;
+    if (child.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      const tail = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-10).join('\n');
+      throw new Error(`the sidecar did not answer /healthz within 20 s\n${tail}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  if (child.pid === undefined) throw new Error('the sidecar process has no pid');
+  return {
+    pid: child.pid,
+    adminUrl,
+    metrics: async () => parsePrometheusText(await (await fetch(`${adminUrl}/metrics`, { signal: AbortSignal.timeout(5_000) })).text()),
+    logLines: async () => (await readFile(logFile, 'utf8')).split('\n').filter((line) => line.trim() !== ''),
+    stop,
+  };
+}
+
+/** Sum of every series of `name` whose labels include `match`. */
+export function metricSum(samples: readonly PromSample[], name: string, match: Readonly<Record<string, string>> = {}): number {
+  return samples
+    .filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v))
+    .reduce((sum, s) => sum + s.value, 0);
+}
+
+/**
+ * Kills sidecar processes a crashed benchmark left running: only node processes whose command
+ * line is a sidecar build of ours (the build directory's prefix), found by their pid.
+ */
+export function sweepSidecarProcesses(): number {
+  const marker = join(tmpdir(), BUILD_PREFIX);
+  let killed = 0;
+  for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
+    if (Number(pid) === process.pid) continue;
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+    } catch {
+      continue;
+    }
+    if (!cmdline.includes(marker) || !cmdline.includes('/sidecar/main.js')) continue;
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+      killed++;
+    } catch {
+      // Already gone.
+    }
+  }
+  return killed;
+}

@@ -1,0 +1,136 @@
+// Scenario 4, the sidecar's memory and CPU: its own process (compiled JavaScript, as deployed),
+// read from /proc every second, first idle, then while containers labelled for it start and
+// stop in a bounded loop. Start-up is excluded (a settle period before the idle phase).
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startNginx, type TestContainer } from '../../devenv/containers.js';
+import type { BenchPool } from '../lib/pool.js';
+import { clockTicksPerSecond, cpuShare, findProcessByName, sampleProcess, type ProcessSample } from '../lib/procfs.js';
+import { spread, type Figure, type ScenarioResult } from '../lib/report.js';
+import { metricSum, type SidecarProcess } from '../lib/sidecar-process.js';
+import { summarise } from '../lib/stats.js';
+
+export interface ResourcesOptions {
+  readonly settleSeconds: number;
+  readonly idleSeconds: number;
+  readonly churnSeconds: number;
+  /** Upper bound on containers started during churn. */
+  readonly maxChurnStarts: number;
+  /** Churn containers alive at once; each start past this removes the oldest. */
+  readonly churnAlive: number;
+  readonly workDir: string;
+  readonly log: (message: string) => void;
+}
+
+interface Phase {
+  readonly samples: ProcessSample[];
+  readonly reconcilePasses: number;
+  readonly evaluations: number;
+  /** dockerd's CPU over the phase, % of one core: Docker's side of the sidecar's reads. */
+  readonly dockerdCpu: number | undefined;
+}
+
+const MiB = 1024 * 1024;
+
+export async function resourcesScenario(pool: BenchPool, options: ResourcesOptions): Promise<Omit<ScenarioResult, 'seconds'>> {
+  const sidecar: SidecarProcess = await pool.startSidecar(join(options.workDir, 'resources-sidecar.log'));
+  const churn: TestContainer[] = [];
+  let started = 0;
+  let removed = 0;
+  try {
+    await sleep(options.settleSeconds * 1000);
+    const counters = async (): Promise<{ passes: number; evaluations: number }> => {
+      const m = await sidecar.metrics();
+      return { passes: metricSum(m, 'hsc_reconcile_runs_total'), evaluations: metricSum(m, 'hsc_autoscaler_decisions_total') };
+    };
+
+    const dockerd = findProcessByName('dockerd');
+    /** Samples the process every second until `until` resolves. */
+    const measure = async (until: Promise<void>): Promise<Phase> => {
+      const before = await counters();
+      const dockerdBefore = dockerd === undefined ? undefined : await sampleProcess(dockerd).catch(() => undefined);
+      const samples: ProcessSample[] = [await sampleProcess(sidecar.pid)];
+      let done = false;
+      const finish = (): void => {
+        done = true;
+      };
+      // A failure of `until` surfaces through the race below; here it only ends the sampling.
+      until.then(finish, finish);
+      while (!done) {
+        await Promise.race([sleep(1000), until]);
+        samples.push(await sampleProcess(sidecar.pid));
+      }
+      const after = await counters();
+      const dockerdAfter = dockerd === undefined ? undefined : await sampleProcess(dockerd).catch(() => undefined);
+      return {
+        samples,
+        reconcilePasses: after.passes - before.passes,
+        evaluations: after.evaluations - before.evaluations,
+        dockerdCpu: dockerdBefore === undefined || dockerdAfter === undefined ? undefined : cpuShare(dockerdBefore, dockerdAfter) * 100,
+      };
+    };
+
+    options.log(`resources: idle ${options.idleSeconds} s`);
+    const idle = await measure(sleep(options.idleSeconds * 1000));
+
+    options.log(`resources: churn up to ${options.churnSeconds} s / ${options.maxChurnStarts} containers`);
+    const churnLoop = async (): Promise<void> => {
+      const deadline = Date.now() + options.churnSeconds * 1000;
+      while (Date.now() < deadline && started < options.maxChurnStarts) {
+        // A replica of the pool's service: discovery selects it, the autoscaler counts it.
+        const number = 100 + started;
+        churn.push(await startNginx({ owner: 'bench', name: `${pool.project}-nginx-${number}`, labels: pool.replicaLabels(number), waitHealthy: false }));
+        started++;
+        if (churn.length > options.churnAlive) {
+          await churn.shift()?.remove();
+          removed++;
+        }
+        await sleep(500);
+      }
+    };
+    const busy = await measure(churnLoop());
+
+    const phaseFigures = (label: string, phase: Phase): Figure[] => {
+      const first = phase.samples[0];
+      const last = phase.samples[phase.samples.length - 1];
+      const perSecond = phase.samples.slice(1).map((s, i) => {
+        const previous = phase.samples[i];
+        return previous === undefined ? NaN : cpuShare(previous, s) * 100;
+      });
+      return [
+        { metric: `RSS, ${label}`, unit: 'MiB', ...spread(summarise(phase.samples.map((s) => s.rssBytes / MiB))) },
+        {
+          metric: `CPU, ${label} (per-second samples; value = phase mean)`,
+          unit: '% of one core',
+          ...spread(summarise(perSecond)),
+          value: first === undefined || last === undefined ? NaN : cpuShare(first, last) * 100,
+        },
+      ];
+    };
+    const lastSample = busy.samples[busy.samples.length - 1];
+    const figures: Figure[] = [
+      ...phaseFigures('idle', idle),
+      ...phaseFigures('container churn', busy),
+      {
+        metric: 'dockerd CPU during the idle phase (phase mean)',
+        unit: '% of one core',
+        value: idle.dockerdCpu ?? NaN,
+        note: "the Docker side of the sidecar's reads (replica list, CPU stats, discovery) while nothing else used Docker in this benchmark; compare overhead's dockerd CPU without the sidecar",
+      },
+      { metric: 'peak RSS over the run (VmHWM)', unit: 'MiB', value: lastSample === undefined ? NaN : lastSample.peakRssBytes / MiB },
+      { metric: 'churn: containers started / removed', unit: 'count', value: started, note: `${started} started, ${removed} removed` },
+    ];
+    const notes = [
+      `The sidecar as its own process (node on the compiled sidecar, like npm run build), pool of ${pool.containers.length} replicas; ${options.settleSeconds} s after start-up, ${options.idleSeconds} s idle, then up to ${options.churnSeconds} s (at most ${options.maxChurnStarts} starts) of churn: a labelled replica of the pool's service started every ~0.5 s plus its start time, at most ${options.churnAlive} alive, the oldest force-removed (die, kill, destroy events).`,
+      `VmRSS and utime+stime from /proc/<pid>/status and /proc/<pid>/stat every second; a per-second CPU sample moves in steps of ${(100 / clockTicksPerSecond()).toFixed(0)} % of one core (the kernel counts CPU time in ${(1000 / clockTicksPerSecond()).toFixed(0)} ms ticks), the phase mean is exact to that over the phase. No load on HAProxy.`,
+      pool.withDataplane
+        ? 'With the Data Plane API: churn made real reconcile passes with transactions and reloads.'
+        : "Honest scope: the Data Plane API cannot run here, so every reconcile pass fails at its first Data Plane API read (connection refused, retried). Churn therefore exercises the Docker event stream, the debounced reconcile loop, Docker listing and label parsing, the failing Data Plane API calls with their retries and logs, and the autoscaler's sampling (HAProxy scrape, replica list and Docker CPU stats of every replica, churned ones included, every 1 s, dry run); it does NOT exercise readiness probes (they come after the failing read), transactions or reloads.",
+      `Reconcile passes: ${idle.reconcilePasses} idle, ${busy.reconcilePasses} during churn; autoscaler evaluations: ${idle.evaluations} idle, ${busy.evaluations} during churn.`,
+    ];
+    return { id: 'resources', title: "The sidecar's memory (RSS) and CPU, idle and under container churn", status: 'measured', figures, notes, data: { idle, busy } };
+  } finally {
+    await sidecar.stop();
+    await Promise.all(churn.map((c) => c.remove()));
+  }
+}
