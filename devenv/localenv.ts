@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { dataplaneApiBinary } from './versions.js';
+import { runningChildren } from './children.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 /**
@@ -64,11 +65,8 @@ export interface LocalHaproxy {
   stop(): Promise<void>;
 }
 
-const running = new Set<ChildProcess>();
-// A test runner that dies must not leave HAProxy or the Data Plane API running.
-process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
+// A test runner that dies must not leave these running (devenv/children.ts).
+const running = runningChildren();
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

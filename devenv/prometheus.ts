@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { freePort, instancePrefix, type InstancePurpose } from './localenv.js';
+import { runningChildren } from './children.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
@@ -93,11 +94,8 @@ export interface LocalPrometheus {
   stop(): Promise<void>;
 }
 
-const running = new Set<ChildProcess>();
-// A test runner that dies must not leave Prometheus running.
-process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
+// A test runner that dies must not leave these running (devenv/children.ts).
+const running = runningChildren();
 
 function prometheusConfig(options: LocalPrometheusOptions, intervalSeconds: number): string {
   const interval = `${intervalSeconds}s`;

@@ -1,7 +1,7 @@
 // The sidecar as its own process, compiled to JavaScript the way `npm run build` does, so that
 // its RSS and CPU are the product's alone: not the benchmark's, and not tsx's (whose loader runs
 // in an extra thread and transpiles at start-up).
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { copyFile, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { parsePrometheusText, type PromSample } from '../../sidecar/haproxy-metrics/index.js';
+import { runningChildren } from '../../devenv/children.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 /** Build directories start with this, under the OS temporary directory; see sweepSidecarProcesses. */
@@ -41,11 +42,8 @@ export interface SidecarProcess {
   stop(): Promise<void>;
 }
 
-const started = new Set<ChildProcess>();
-// The benchmark must not leave a sidecar behind when it dies.
-process.once('exit', () => {
-  for (const child of started) child.kill('SIGKILL');
-});
+// The benchmark must not leave a sidecar behind when it dies (devenv/children.ts).
+const started = runningChildren();
 
 /**
  * Starts `node <build>/sidecar/main.js` configured only by `env` (HSC_* variables of the
