@@ -6,7 +6,7 @@
 // are found by their directory prefix and killed by sweepLeftovers().
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { dataplaneApiBinary } from './versions.js';
-import { runningChildren } from './children.js';
+import { killProcessesWhere, runningChildren } from './children.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 /**
@@ -287,26 +287,13 @@ export async function startLocalHaproxy(options: LocalHaproxyOptions = {}): Prom
  */
 export async function sweepLeftovers(purpose: InstancePurpose = 'test'): Promise<number> {
   const prefix = instancePrefix(purpose);
-  let killed = 0;
-  for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
-    if (Number(pid) === process.pid) continue;
-    let cmdline: string;
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-    } catch {
-      continue;
-    }
-    if (!cmdline.includes(join(tmpdir(), prefix))) continue;
-    // Prometheus and Alertmanager too: devenv/prometheus.ts keeps their instances in
-    // directories with the same prefix.
-    if (!/(^|\/)(haproxy|dataplaneapi|prometheus|prometheus-alertmanager)\s/.test(cmdline)) continue;
-    try {
-      process.kill(Number(pid), 'SIGKILL');
-      killed += 1;
-    } catch {
-      // Already gone.
-    }
-  }
+  const killed = killProcessesWhere(
+    (cmdline) =>
+      cmdline.includes(join(tmpdir(), prefix)) &&
+      // Prometheus and Alertmanager too: devenv/prometheus.ts keeps their instances in
+      // directories with the same prefix.
+      /(^|\/)(haproxy|dataplaneapi|prometheus|prometheus-alertmanager)\s/.test(cmdline),
+  );
   for (const entry of readdirSync(tmpdir()).filter((name) => name.startsWith(prefix))) {
     await rm(join(tmpdir(), entry), { recursive: true, force: true });
   }

@@ -3,13 +3,13 @@
 // in an extra thread and transpiles at start-up).
 import { execFile, spawn } from 'node:child_process';
 import { copyFile, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
-import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { parsePrometheusText, type PromSample } from '../../sidecar/haproxy-metrics/index.js';
-import { runningChildren } from '../../devenv/children.js';
+import { killProcessesWhere, runningChildren } from '../../devenv/children.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 /** Build directories start with this, under the OS temporary directory; see sweepSidecarProcesses. */
@@ -105,22 +105,5 @@ export function metricSum(samples: readonly PromSample[], name: string, match: R
  */
 export function sweepSidecarProcesses(): number {
   const marker = join(tmpdir(), BUILD_PREFIX);
-  let killed = 0;
-  for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
-    if (Number(pid) === process.pid) continue;
-    let cmdline: string;
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-    } catch {
-      continue;
-    }
-    if (!cmdline.includes(marker) || !cmdline.includes('/sidecar/main.js')) continue;
-    try {
-      process.kill(Number(pid), 'SIGKILL');
-      killed++;
-    } catch {
-      // Already gone.
-    }
-  }
-  return killed;
+  return killProcessesWhere((cmdline) => cmdline.includes(marker) && cmdline.includes('/sidecar/main.js'));
 }
