@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -98,5 +98,6 @@ describe('secrets from files', () => {
     expect(() => loadConfig({ env: { HSC_DOCKER_NETWORK: 'app', HSC_DATAPLANE_PASSWORD_FILE: join(dir, 'missing') } })).toThrow(
       /configuration key dataplane.password: cannot read HSC_DATAPLANE_PASSWORD_FILE=.*missing/,
     );
+    await rm(dir, { recursive: true, force: true });
   });
 });
