@@ -69,7 +69,7 @@ build hsc/sidecar:local "$repo_root" Dockerfile .dockerignore package.json packa
 build hsc/haproxy:local "$repo_root/haproxy" . -- --build-arg "BASE_IMAGE=$BASE_IMAGE" --target "$haproxy_target"
 build hsc/docker-api-proxy:local "$stack_dir/images/docker-api-proxy" . -- --build-arg "BASE_IMAGE=$BASE_IMAGE"
 build hsc/monitoring:local "$stack_dir/images/monitoring" . -- --build-arg "BASE_IMAGE=$BASE_IMAGE"
-services=(haproxy sidecar nginx db1 db-backup prometheus alertmanager node-exporter docker-api-proxy)
+services=(haproxy sidecar nginx db1 db-backup db-exporter prometheus alertmanager node-exporter docker-api-proxy)
 if [ "${HSC_GRAFANA:-0}" = 1 ]; then
   build hsc/grafana:local "$repo_root/grafana" . --
   services+=(grafana)

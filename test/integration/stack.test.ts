@@ -128,6 +128,7 @@ describe('the Compose stack', () => {
       [
         'alertmanager healthy',
         'db-backup healthy',
+        'db-exporter healthy',
         'db1 healthy',
         'docker-api-proxy healthy',
         'haproxy healthy',
@@ -242,7 +243,7 @@ describe('the Compose stack', () => {
       if (summary.every((line) => line.endsWith(' up')) && summary.filter((line) => line.startsWith('nginx ')).length === 2) break;
       await sleep(1_500);
     }
-    expect(summary).toEqual(['alertmanager up', 'haproxy up', 'nginx up', 'nginx up', 'node up', 'prometheus up', 'sidecar up']);
+    expect(summary).toEqual(['alertmanager up', 'haproxy up', 'mysql up', 'nginx up', 'nginx up', 'node up', 'prometheus up', 'sidecar up']);
   });
 
   it('keeps every secret out of the logs, the containers’ configuration and the images', async () => {
