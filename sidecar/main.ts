@@ -215,8 +215,9 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     port,
     resync: (reason) => loop.trigger(reason),
     async stop() {
+      // A scale-down in progress is not waited for: its drain lives in HAProxy and is resumed by
+      // the next start, and a drain may take up to its deadline, longer than a stop should.
       scaling?.stop();
-      await autoscaler?.idle();
       watching.abort();
       await watcher;
       await loop.stop();
