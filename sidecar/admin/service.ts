@@ -137,14 +137,10 @@ export function createAdminService(options: AdminServiceOptions): AdminService {
         };
       }
       const request = { reason: 'admin API', ...(command.deadlineMs === undefined ? {} : { deadlineMs: command.deadlineMs }) };
-      const outcome = drainer.drain(backend, server, request);
-      if (!command.wait) {
-        // The state is set before the first read of progress, or the drain failed outright.
-        const early = await Promise.race([outcome, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 50))]);
-        if (early?.outcome === 'failed') return upstream(early.message);
-        return { status: 202, body: { progress: drainer.progress(backend, server) ?? null } };
-      }
-      const finished = await outcome;
+      const started = await drainer.start(backend, server, request);
+      if (!started.ok) return upstream(started.message);
+      if (!command.wait) return { status: 202, body: { progress: drainer.progress(backend, server) ?? null } };
+      const finished = await started.done;
       if (finished.outcome === 'failed') return upstream(finished.message);
       return { status: 200, body: { progress: drainer.progress(backend, server) ?? null, outcome: finished } };
     },

@@ -61,8 +61,16 @@ export interface DrainRequest {
   readonly deadlineMs?: number;
 }
 
+/** A drain whose state HAProxy accepted, or why it refused. */
+export type DrainStart = { readonly ok: true; readonly done: Promise<DrainOutcome> } | { readonly ok: false; readonly message: string };
+
 export interface Drainer {
-  /** Drains a server; a second call for a server already draining joins the first. */
+  /**
+   * Puts the server in drain and resolves once HAProxy took the state (or refused it), with the
+   * drain's outcome to come. A call for a server already draining joins that drain.
+   */
+  start(backend: string, server: string, request: DrainRequest): Promise<DrainStart>;
+  /** start(), then its outcome: a refused state is a failed drain. */
   drain(backend: string, server: string, request: DrainRequest): Promise<DrainOutcome>;
   /** Ends a drain in progress (its promise resolves as cancelled) and puts the server back to ready. */
   undrain(backend: string, server: string): Promise<Result<void>>;
@@ -89,7 +97,7 @@ const key = (backend: string, server: string): string => `${backend}/${server}`;
 export function createDrainer(options: DrainerOptions): Drainer {
   const { ports, logger, now } = options;
   const drains = new Map<string, Active>();
-  const startingDrains = new Map<string, Promise<DrainOutcome>>();
+  const startingDrains = new Map<string, Promise<DrainStart>>();
 
   const countInProgress = (backend: string): void => {
     const count = [...drains.values()].filter((d) => d.progress.backend === backend && d.progress.state === 'draining').length;
@@ -153,26 +161,33 @@ export function createDrainer(options: DrainerOptions): Drainer {
     return entry;
   }
 
+function start(backend: string, server: string, request: DrainRequest): Promise<DrainStart> {
+    const id = key(backend, server);
+    const existing = drains.get(id);
+    if (existing?.progress.state === 'draining') return Promise.resolve({ ok: true, done: existing.done });
+    // A second call while the first is still setting the state joins it too.
+    const starting = startingDrains.get(id);
+    if (starting !== undefined) return starting;
+    const started = (async (): Promise<DrainStart> => {
+      const set = await ports.setAdminState(backend, server, 'drain');
+      if (!set.ok) return { ok: false, message: `setting ${id} to drain: ${set.error.message}` };
+      logger.info({ backend, server, reason: request.reason }, `draining ${id}: ${request.reason}`);
+      return { ok: true, done: begin(backend, server, request.reason, request.deadlineMs ?? options.deadlineMs).done };
+    })();
+    startingDrains.set(id, started);
+    const forget = (): void => {
+      startingDrains.delete(id);
+    };
+    started.then(forget, forget);
+    return started;
+  }
+
   return {
-    drain(backend, server, request) {
-      const id = key(backend, server);
-      const existing = drains.get(id);
-      if (existing?.progress.state === 'draining') return existing.done;
-      // A second call while the first is still setting the state joins it too.
-      const starting = startingDrains.get(id);
-      if (starting !== undefined) return starting;
-      const started = (async (): Promise<DrainOutcome> => {
-        const set = await ports.setAdminState(backend, server, 'drain');
-        if (!set.ok) return { outcome: 'failed', message: `setting ${id} to drain: ${set.error.message}` };
-        logger.info({ backend, server, reason: request.reason }, `draining ${id}: ${request.reason}`);
-        return begin(backend, server, request.reason, request.deadlineMs ?? options.deadlineMs).done;
-      })();
-      startingDrains.set(id, started);
-      const forget = (): void => {
-        startingDrains.delete(id);
-      };
-      started.then(forget, forget);
-      return started;
+    start,
+
+    async drain(backend, server, request) {
+      const started = await start(backend, server, request);
+      return started.ok ? started.done : { outcome: 'failed', message: started.message };
     },
 
     async undrain(backend, server) {

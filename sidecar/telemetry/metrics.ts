@@ -3,6 +3,7 @@
 // without sharing global state.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AutoscalerRecorder } from '../autoscale/controller.js';
+import type { DrainRecorder } from '../drain/drainer.js';
 import type { ScalingPolicy, SignalName } from '../autoscale/policy.js';
 
 export interface SidecarMetrics {
@@ -216,11 +217,7 @@ export function autoscalerRecorder(
 const SIGNAL_LABEL: Record<SignalName, string> = { cpu: 'cpu', requestRate: 'request_rate', queue: 'queue', responseTime: 'response_time' };
 
 /** Feeds the drainer's events into the drain metrics. */
-export function drainRecorder(metrics: SidecarMetrics): {
-  started(backend: string): void;
-  finished(backend: string, outcome: 'drained' | 'forced' | 'cancelled', seconds: number): void;
-  inProgress(backend: string, count: number): void;
-} {
+export function drainRecorder(metrics: SidecarMetrics): DrainRecorder {
   return {
     started: (backend) => metrics.drainsStarted.inc({ backend }),
     finished: (backend, outcome, seconds) => {

@@ -33,14 +33,24 @@ const candidate = (serverName: string, containerName: string): Candidate => ({
 });
 
 export async function startAdminApi(
-  options: { token?: string; loads?: Record<string, ServerLoad[]>; servers?: string[]; autoscaler?: ReturnType<typeof world> } = {},
+  options: {
+    token?: string;
+    loads?: Record<string, ServerLoad[]>;
+    servers?: string[];
+    autoscaler?: ReturnType<typeof world>;
+    /** How long HAProxy takes to answer a state change (a slow Data Plane API). */
+    stateDelayMs?: number;
+  } = {},
 ) {
   const names = options.servers ?? ['hsc-nginx-1', 'hsc-nginx-2', 'static-1'];
   const dataplane = createMemoryDataplane({ be_app: names.map((n, i) => configured(n, 32001 + i)), be_api: [] });
   const loads = options.loads ?? {};
   const drainer = createDrainer({
     ports: {
-      setAdminState: (b, s, state) => dataplane.setAdminState(b, s, state),
+      setAdminState: async (b, s, state) => {
+        await new Promise((resolve) => setTimeout(resolve, options.stateDelayMs ?? 0));
+        return dataplane.setAdminState(b, s, state);
+      },
       listRuntimeServers: (b) => dataplane.listRuntimeServers(b),
       readLoad: (_b, s) => {
         const script = loads[s] ?? [{ sessions: 0, queue: 0 }];

@@ -43,6 +43,14 @@ describe('admin API', () => {
     expect(dataplane.adminStates.get('be_app/hsc-nginx-2')).toBe('ready');
   });
 
+  it('reports a state change HAProxy refused as 502, however long it took to answer', async () => {
+    const { call, dataplane } = await startAdminApi({ stateDelayMs: 300 });
+    dataplane.failNext('setAdminState', { kind: 'unavailable', status: 503, message: 'runtime API busy', operation: 'state' });
+    const answer = await call('POST', '/v1/backends/be_app/servers/hsc-nginx-1/drain', {});
+    expect(answer).toEqual({ status: 502, body: { error: 'upstream', message: 'setting be_app/hsc-nginx-1 to drain: runtime API busy' } });
+    expect((await call('GET', '/v1/backends/be_app/servers/hsc-nginx-1/drain')).status).toBe(404);
+  });
+
   it('refuses to drain the last ready server unless forced', async () => {
     const { call } = await startAdminApi({ servers: ['hsc-nginx-1'] });
     const refused = await call('POST', '/v1/backends/be_app/servers/hsc-nginx-1/drain', {});
