@@ -24,7 +24,7 @@ import { createAdminService } from './admin/service.js';
 import { createDrainer } from './drain/drainer.js';
 import { backendSnapshot, createServerLoadReader, scrape } from './haproxy-metrics/index.js';
 import { createHttpServer } from './http/server.js';
-import { createReconcileLoop, realTimers } from './reconcile/loop.js';
+import { createReconcileLoop, DEFAULT_RETRY_TIMINGS, realTimers } from './reconcile/loop.js';
 import { createReconciler, type ReconcileOutcome } from './reconcile/reconciler.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { autoscalerRecorder, createMetrics, drainRecorder, initialiseBackendSeries } from './telemetry/metrics.js';
@@ -98,8 +98,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     debounceMs: config.reconcile.debounceMs,
     maxDebounceMs: config.reconcile.maxDebounceMs,
     resyncIntervalMs: config.reconcile.resyncIntervalMs,
-    readinessRetryMs: 1_000,
-    failureBackoffMs: 1_000,
+    ...DEFAULT_RETRY_TIMINGS,
     timers: realTimers,
     logger,
     onOutcome: (outcome) => {
