@@ -186,7 +186,7 @@ export async function startLocalHaproxy(options: LocalHaproxyOptions = {}): Prom
     statsPassword: secret(),
   };
   const manualServers = (options.manualServers ?? [])
-    .map((s) => `    server ${s.name} ${s.address}:${s.port} check`)
+    .map((s) => `    server ${s.name} ${s.address}:${s.port} check inter 1s fall 2 rise 1`)
     .join('\n');
   const template = await readFile(join(repoRoot, 'haproxy', 'haproxy.local.cfg.tmpl'), 'utf8');
   const configFile = join(dir, 'haproxy.cfg');

@@ -1,0 +1,85 @@
+// The HAProxy driver port: everything the reconciler, the drainer and the admin API need from
+// HAProxy, whatever writes to it. Two adapters implement it:
+//   - dataplane (sidecar/dataplane/driver.ts): the Data Plane API, transactions and its runtime endpoints;
+//   - runtime (sidecar/runtime/driver.ts): HAProxy's runtime API over the stats socket, plus the
+//     managed region of the configuration file so that nothing is lost across reloads.
+// Nothing above this port knows which one runs.
+import type { Result } from '../edge/result.js';
+import type { Operation } from '../reconcile/plan.js';
+
+export type AdminState = 'ready' | 'drain' | 'maint';
+
+export type DriverKind = 'dataplane' | 'runtime';
+
+/** A server as HAProxy holds it (its configuration, or its running state where that is the truth). */
+export interface ConfiguredServer {
+  readonly backend: string;
+  readonly name: string;
+  readonly address: string;
+  readonly port: number | undefined;
+  readonly weight: number | undefined;
+}
+
+/** A server as the running HAProxy sees it. */
+export interface RuntimeServer {
+  readonly name: string;
+  readonly adminState: AdminState | undefined;
+  readonly operationalState: 'up' | 'down' | 'stopping' | undefined;
+}
+
+/** Health checks every server the sidecar adds gets. */
+export interface HealthCheck {
+  readonly intervalMs: number;
+  readonly fall: number;
+  readonly rise: number;
+}
+
+/**
+ * The servers of the managed backends, read at one point in time. `revision` lets a driver
+ * refuse to apply a plan made from it once something else wrote in between (the Data Plane
+ * API's configuration version); undefined where the driver has no such counter.
+ */
+export interface ServerSnapshot {
+  readonly revision: number | undefined;
+  readonly servers: readonly ConfiguredServer[];
+}
+
+export interface ApplyOutcome {
+  /** HAProxy reloads the writes caused (0 when everything went through the runtime API). */
+  readonly reloads: number;
+  /** Data Plane API transactions committed. */
+  readonly transactions: number;
+  /** Changes applied to the running HAProxy without a reload. */
+  readonly runtimeChanges: number;
+}
+
+/** What the driver found at start-up: whom it talks to and what does not work there. */
+export interface DriverReport {
+  readonly driver: DriverKind;
+  /** HAProxy's version as it reports it, e.g. "3.0.11"; undefined when it cannot be read. */
+  readonly haproxyVersion: string | undefined;
+  /**
+   * Features that cannot work with this HAProxy through this driver, each one sentence for the
+   * start-up log; empty when everything works.
+   */
+  readonly limitations: readonly string[];
+  /** False when runtime states (drain, maint) cannot be read back: drains are not resumed. */
+  readonly runtimeReads: boolean;
+}
+
+export interface HaproxyDriver {
+  readonly kind: DriverKind;
+  /** Connects, reads HAProxy's version, and finds what this HAProxy cannot do through this driver. */
+  inspect(backends: readonly string[]): Promise<Result<DriverReport>>;
+  /** The servers of these backends now, with the revision they were read at. */
+  readServers(backends: readonly string[]): Promise<Result<ServerSnapshot>>;
+  /**
+   * Applies a plan made from `snapshot`, all of it or (as far as HAProxy allows) none of it. A
+   * `conflict` or `exists` error means something else wrote meanwhile: re-read and re-plan.
+   */
+  apply(operations: readonly Operation[], snapshot: ServerSnapshot): Promise<Result<ApplyOutcome>>;
+  /** The backend's servers in the running HAProxy, with their admin and operational states. */
+  listRuntimeServers(backend: string): Promise<Result<readonly RuntimeServer[]>>;
+  /** Sets a server's admin state in the running HAProxy (drain, maint, ready); never reloads. */
+  setAdminState(backend: string, server: string, state: AdminState): Promise<Result<void>>;
+}
