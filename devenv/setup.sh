@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # Installs and starts everything the tests and the demo need, idempotently:
-# Debian packages, a Docker daemon, the Data Plane API binary (cached outside the clone),
-# npm dependencies and the locally built images. Quick when everything is already there.
+# Debian packages, HAProxy 3.0 and the Data Plane API binary (both cached outside the clone),
+# a Docker daemon, npm dependencies and the locally built images. Quick when everything is
+# already there.
 #
-# Usage: devenv/setup.sh            (prints the Data Plane API binary path on the last line)
+# Usage: devenv/setup.sh [--stack]  (prints the Data Plane API binary path on the last line)
+#   --stack  also the base image only the Compose stack's HAProxy image needs (stack/up.sh)
 set -euo pipefail
+
+with_stack=""
+for arg in "$@"; do
+  case "$arg" in
+    --stack) with_stack=1 ;;
+    *) printf 'usage: %s [--stack]\n' "$0" >&2; exit 2 ;;
+  esac
+done
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -18,7 +28,7 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 need_root() { [ "$(id -u)" = 0 ] || { log "must run as root to install $1"; exit 1; }; }
 
 # --- Debian packages -------------------------------------------------------------------
-packages=(haproxy docker.io docker-compose wrk debootstrap curl socat iproute2 ca-certificates prometheus prometheus-alertmanager)
+packages=(haproxy docker.io docker-compose wrk debootstrap patchelf curl socat iproute2 ca-certificates prometheus prometheus-alertmanager)
 # Packages whose postinst starts a system service the environment does not want: the tests and
 # the run command start their own Prometheus and Alertmanager on free loopback ports (devenv/prometheus.ts) and
 # only use promtool/amtool otherwise, so a packaged daemon would just hold :9090/:9093 and
@@ -68,6 +78,62 @@ POLICY
 fi
 # The environment runs its own HAProxy instances on free loopback ports; the package's
 # system service (where systemd runs it) is neither needed nor touched.
+
+# A root directory that debootstrap may have left with file systems mounted in it (it mounts
+# proc and sys, and binds /dev inside a container): unmount those first, and never let rm
+# cross into a mount.
+remove_root() {
+  local dir=$1 mount
+  [ -e "$dir" ] || return 0
+  while read -r mount; do
+    umount -l "$mount" 2>/dev/null || true
+  done < <(awk -v d="$dir/" 'index($2 "/", d) == 1 { print $2 }' /proc/mounts | sort -r)
+  rm -rf --one-file-system "$dir"
+}
+
+# --- HAProxy 3.0 -------------------------------------------------------------------------
+# The HAProxy the environment runs by default is Debian 13's package (3.0 LTS, USE_PROMEX):
+# a minimal trixie root with it installed, under the cache directory, and a copy of its binary
+# whose loader and library path point into that root, so it runs natively on Debian 12 with
+# trixie's own glibc and OpenSSL. Debian 12's /usr/sbin/haproxy (2.6) stays the floor
+# (HSC_HAPROXY_BIN, devenv/versions.ts). Built in a temporary directory beside the final one
+# and renamed into place, so an interrupted run never leaves a half root; a lock keeps two
+# runs from building at once.
+haproxy_dir="$cache_dir/haproxy/${HAPROXY_SUITE}-${HAPROXY_SERIES}"
+haproxy_bin="$haproxy_dir/haproxy"
+haproxy_is_series() { "$@" -v 2>/dev/null | grep -q "^HAProxy version ${HAPROXY_SERIES//./\\.}\."; }
+if ! haproxy_is_series "$haproxy_bin"; then
+  mkdir -p "$cache_dir/haproxy"
+  exec {haproxy_lock}>"$cache_dir/haproxy/.lock"
+  flock "$haproxy_lock"
+  if ! haproxy_is_series "$haproxy_bin"; then
+    need_root "HAProxy ${HAPROXY_SERIES} (debootstrap)"
+    # Builds a run killed outright left behind; a live one would hold the lock.
+    for stale in "$cache_dir/haproxy"/.build.*; do remove_root "$stale"; done
+    log "bootstrapping HAProxy ${HAPROXY_SERIES} from Debian ${HAPROXY_SUITE} into $haproxy_dir (about a minute)"
+    build=$(mktemp -d "$cache_dir/haproxy/.build.XXXXXX")
+    chmod 755 "$build"
+    trap 'remove_root "$build"' EXIT
+    debootstrap --variant=minbase --include=haproxy "$HAPROXY_SUITE" "$build/root" http://deb.debian.org/debian >/dev/null
+    rm -rf "$build"/root/var/cache/apt/archives/*.deb "$build"/root/var/lib/apt/lists/*
+    # The loader by the path the package's binary names (inside the root), the libraries by the
+    # binary's own location ($ORIGIN), so the copy can be checked before it is renamed.
+    interpreter=$(patchelf --print-interpreter "$build/root/usr/sbin/haproxy")
+    libc=$(find "$build/root/usr/lib" -maxdepth 2 -name libc.so.6 -print -quit)
+    libdir=${libc%/libc.so.6}
+    cp "$build/root/usr/sbin/haproxy" "$build/haproxy"
+    patchelf --set-interpreter "$haproxy_dir/root$interpreter" --force-rpath --set-rpath "\$ORIGIN/${libdir#"$build/"}" "$build/haproxy"
+    haproxy_is_series "$build/root$interpreter" "$build/haproxy" \
+      || { log "the ${HAPROXY_SUITE} package is not HAProxy ${HAPROXY_SERIES}: $("$build/root$interpreter" "$build/haproxy" -v 2>&1 | head -1)"; exit 1; }
+    "$build/root$interpreter" "$build/haproxy" -vv 2>/dev/null | grep -q 'USE_PROMEX=1' \
+      || { log "the ${HAPROXY_SUITE} HAProxy was built without the Prometheus exporter"; exit 1; }
+    remove_root "$haproxy_dir"
+    mv "$build" "$haproxy_dir"
+    trap - EXIT
+    haproxy_is_series "$haproxy_bin" || { log "$haproxy_bin does not run after the rename"; exit 1; }
+  fi
+  exec {haproxy_lock}>&-
+fi
 
 # --- Docker daemon ---------------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then
@@ -123,15 +189,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
 fi
 
 # --- images ------------------------------------------------------------------------------
-if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+base_image() {
+  local suite=$1 tag=$2 rootfs
+  docker image inspect "$tag" >/dev/null 2>&1 && return 0
   need_root debootstrap
-  log "bootstrapping the local Debian base image $BASE_IMAGE (no registry is reachable)"
+  log "bootstrapping the local Debian base image $tag (no registry is reachable)"
   rootfs=$(mktemp -d)
-  debootstrap --variant=minbase "$BASE_SUITE" "$rootfs" http://deb.debian.org/debian >/dev/null
+  debootstrap --variant=minbase "$suite" "$rootfs" http://deb.debian.org/debian >/dev/null
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-  tar -C "$rootfs" -c . | docker import - "$BASE_IMAGE" >/dev/null
-  rm -rf "$rootfs"
-fi
+  tar -C "$rootfs" -c . | docker import - "$tag" >/dev/null
+  remove_root "$rootfs"
+}
+base_image "$BASE_SUITE" "$BASE_IMAGE"
+# Only the stack's HAProxy image is built from the HAProxy suite (stack/up.sh asks for it).
+if [ -n "$with_stack" ]; then base_image "$HAPROXY_SUITE" "$HAPROXY_BASE_IMAGE"; fi
 
 # Rebuild an image only when its build context changed: the context hash is a label.
 build_image() {
