@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { dataplaneApiBinary } from './versions.js';
+import { dataplaneApiBinary, haproxyBinary, haproxyVersion } from './versions.js';
 import { killProcessesWhere, runningChildren } from './children.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -58,6 +58,9 @@ export interface LocalHaproxy {
   readonly runtimeSocket: string;
   readonly masterSocket: string;
   readonly configFile: string;
+  /** The HAProxy binary this instance runs (devenv/versions.ts haproxyBinary()) and its version, e.g. "3.0.11". */
+  readonly haproxyBinary: string;
+  readonly haproxyVersion: string;
   /** Sends a command to HAProxy's runtime API (admin level) and returns its answer. */
   runtime(command: string): Promise<string>;
   /** The master CLI's `show proc` worker count of reloads, for asserting reload behaviour. */
@@ -95,7 +98,7 @@ function render(template: string, values: Readonly<Record<string, string>>): str
   });
 }
 
-function dataplaneConfig(dir: string, port: number, reloadDelaySeconds: number): string {
+function dataplaneConfig(dir: string, port: number, reloadDelaySeconds: number, haproxyBin: string): string {
   // config_version 2 is the Data Plane API v3 file format. The reload and restart commands
   // are executables without arguments (they are not run through a shell).
   return `config_version: 2
@@ -117,7 +120,7 @@ dataplaneapi:
     dataplane_storage_dir: ${dir}/storage
 haproxy:
   config_file: ${dir}/haproxy.cfg
-  haproxy_bin: /usr/sbin/haproxy
+  haproxy_bin: ${haproxyBin}
   master_runtime: ${dir}/master.sock
   master_worker_mode: true
   reload:
@@ -174,6 +177,8 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<v
 
 export async function startLocalHaproxy(options: LocalHaproxyOptions = {}): Promise<LocalHaproxy> {
   const backend = options.backend ?? 'be_app';
+  const haproxyBin = haproxyBinary();
+  const version = haproxyVersion(haproxyBin);
   const dir = await mkdtemp(join(tmpdir(), instancePrefix(options.purpose ?? 'test')));
   for (const sub of ['transactions', 'maps', 'ssl', 'general', 'spoe', 'spoe-transactions', 'storage']) {
     await mkdir(join(dir, sub), { recursive: true });
@@ -206,9 +211,10 @@ export async function startLocalHaproxy(options: LocalHaproxyOptions = {}): Prom
   );
   await writeFile(join(dir, 'server-state'), '');
   // reload_delay is in whole seconds; CI_DATAPLANE_RELOAD_DELAY_OVERRIDE (ms) below takes precedence.
-  await writeFile(join(dir, 'dataplaneapi.yml'), dataplaneConfig(dir, dataplanePort, 1), { mode: 0o600 });
+  await writeFile(join(dir, 'dataplaneapi.yml'), dataplaneConfig(dir, dataplanePort, 1, haproxyBin), { mode: 0o600 });
   const reloadScript = join(dir, 'reload');
-  await writeFile(reloadScript, `#!/bin/sh\nexec ${join(repoRoot, 'haproxy', 'reload.sh')} ${dir}\n`);
+  // The reload's configuration check runs the same HAProxy as the master.
+  await writeFile(reloadScript, `#!/bin/sh\nexec ${join(repoRoot, 'haproxy', 'reload.sh')} ${dir} ${haproxyBin}\n`);
   await chmod(reloadScript, 0o755);
 
   const masterSocket = join(dir, 'master.sock');
@@ -224,7 +230,7 @@ export async function startLocalHaproxy(options: LocalHaproxyOptions = {}): Prom
   };
 
   try {
-    children.push(spawnLogged('haproxy', ['-W', '-S', `${masterSocket},mode,600`, '-f', configFile], haproxyLog));
+    children.push(spawnLogged(haproxyBin, ['-W', '-S', `${masterSocket},mode,600`, '-f', configFile], haproxyLog));
     await waitFor(
       'HAProxy',
       async () => (await unixCommand(masterSocket, 'show proc')).includes('worker'),
@@ -266,6 +272,8 @@ export async function startLocalHaproxy(options: LocalHaproxyOptions = {}): Prom
       runtimeSocket,
       masterSocket,
       configFile,
+      haproxyBinary: haproxyBin,
+      haproxyVersion: version,
       runtime: (command) => unixCommand(runtimeSocket, command),
       reloadCount: async () => {
         const master = (await unixCommand(masterSocket, 'show proc')).split('\n').find((l) => /\smaster\s/.test(l));

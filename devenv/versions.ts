@@ -1,5 +1,6 @@
-// Reads devenv/versions.env (the one place versions are pinned) and locates the cached
-// Data Plane API binary that devenv/setup.sh builds.
+// Reads devenv/versions.env (the one place versions are pinned) and locates the binaries that
+// devenv/setup.sh caches: HAProxy 3.0 and the Data Plane API.
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +8,8 @@ import { join } from 'node:path';
 const versionsFile = new URL('./versions.env', import.meta.url);
 
 export interface PinnedVersions {
+  readonly HAPROXY_SUITE: string;
+  readonly HAPROXY_SERIES: string;
   readonly DATAPLANEAPI_MODULE: string;
   readonly DATAPLANEAPI_GO_VERSION: string;
   readonly DATAPLANEAPI_RELEASE: string;
@@ -24,6 +27,8 @@ export function readPinnedVersions(): PinnedVersions {
   }
   const get = (key: keyof PinnedVersions): string => values.get(key) ?? '';
   return {
+    HAPROXY_SUITE: get('HAPROXY_SUITE'),
+    HAPROXY_SERIES: get('HAPROXY_SERIES'),
     DATAPLANEAPI_MODULE: get('DATAPLANEAPI_MODULE'),
     DATAPLANEAPI_GO_VERSION: get('DATAPLANEAPI_GO_VERSION'),
     DATAPLANEAPI_RELEASE: get('DATAPLANEAPI_RELEASE'),
@@ -49,4 +54,35 @@ export function dataplaneApiBinary(): string | undefined {
   if (version === '') return undefined;
   const binary = join(cacheDirectory(), 'dataplaneapi', version, 'dataplaneapi');
   return existsSync(binary) ? binary : undefined;
+}
+
+/** Debian 12's HAProxy 2.6, the floor: what runs when setup.sh has not cached 3.0. */
+export const FLOOR_HAPROXY_BINARY = '/usr/sbin/haproxy';
+
+/**
+ * The HAProxy binary the environment runs: HSC_HAPROXY_BIN when set (it must exist), else the
+ * 3.0 binary setup.sh caches (Debian 13's package in a root of its own), else Debian 12's 2.6.
+ */
+export function haproxyBinary(): string {
+  const override = process.env.HSC_HAPROXY_BIN;
+  if (override !== undefined && override !== '') {
+    if (!existsSync(override)) throw new Error(`HSC_HAPROXY_BIN names ${override}, which does not exist`);
+    return override;
+  }
+  const { HAPROXY_SUITE, HAPROXY_SERIES } = readPinnedVersions();
+  const cached = join(cacheDirectory(), 'haproxy', `${HAPROXY_SUITE}-${HAPROXY_SERIES}`, 'haproxy');
+  return existsSync(cached) ? cached : FLOOR_HAPROXY_BINARY;
+}
+
+const versions = new Map<string, string>();
+
+/** The version a HAProxy binary reports (`-v`), e.g. "3.0.11" or "3.3-dev5"; read once per binary. */
+export function haproxyVersion(binary: string): string {
+  const known = versions.get(binary);
+  if (known !== undefined) return known;
+  const output = execFileSync(binary, ['-v'], { encoding: 'utf8', timeout: 10_000 });
+  const version = /^HA-?Proxy version (\d+\.\d+(?:\.\d+)?(?:-dev\d*)?)/m.exec(output)?.[1];
+  if (version === undefined) throw new Error(`${binary} -v did not report a HAProxy version: ${output.split('\n')[0] ?? ''}`);
+  versions.set(binary, version);
+  return version;
 }

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Reload command for the Data Plane API's `custom` reload strategy (HAProxy 2.6 has no
-# master CLI `reload` that reports the outcome). Usage: reload.sh <instance-dir>
+# master CLI `reload` that reports the outcome). Usage: reload.sh <instance-dir> [haproxy-binary]
+# The binary (default `haproxy` on PATH) must be the one the master runs, so that the check
+# below judges the configuration as the new worker will.
 # 1. validate the configuration, so a bad one fails the reload instead of the new worker;
 # 2. save the runtime server state (drain, maint, health) for the new worker to load;
 # 3. signal the master (SIGUSR2) and wait until a new worker is running.
 # A non-zero exit is what the Data Plane API reports as a failed reload.
 set -euo pipefail
 dir=${1:?instance directory}
+haproxy=${2:-haproxy}
 cfg="$dir/haproxy.cfg"
 
-haproxy -c -q -f "$cfg" || { echo "reload refused: configuration check failed" >&2; exit 1; }
+"$haproxy" -c -q -f "$cfg" || { echo "reload refused: configuration check failed" >&2; exit 1; }
 
 if [ -S "$dir/haproxy.sock" ]; then
   echo "show servers state" | socat -t 2 stdio "unix-connect:$dir/haproxy.sock" >"$dir/server-state.tmp" 2>/dev/null \
