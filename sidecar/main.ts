@@ -6,6 +6,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfigFromProcess, redactConfig, type SidecarConfig } from './config/index.js';
 import { createDataplaneClient } from './dataplane/index.js';
+import { createDataplaneDriver } from './dataplane/driver.js';
+import type { HaproxyDriver } from './driver/index.js';
+import { createRuntimeDriver } from './runtime/index.js';
+import { createRuntimeSocketOps } from './runtime/ops.js';
 import {
   createDiscovery,
   createDockerSource,
@@ -45,9 +49,6 @@ export interface RunningSidecar {
   stop(): Promise<void>;
 }
 
-/** Health checks on the servers the sidecar adds; HAProxy takes a dead container out in ~2 s. */
-const HEALTH_CHECK = { intervalMs: 1000, fall: 2, rise: 1 } as const;
-
 /** The version in package.json, found from here whether running from sidecar/ (tsx) or dist/sidecar/ (built). */
 export function packageVersion(): string {
   for (const relative of ['../package.json', '../../package.json']) {
@@ -65,26 +66,16 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   const logger = deps.logger ?? createLogger(config.logLevel);
   const metrics = createMetrics({ version: packageVersion(), processMetrics: true });
   initialiseBackendSeries(metrics, config.backends.managedBackends);
-  const dataplane = createDataplaneClient({
-    url: config.dataplane.url,
-    username: config.dataplane.username,
-    password: config.dataplane.password,
-    timeoutMs: config.dataplane.timeoutMs,
-    retries: config.dataplane.retries,
-    ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
-    onRetry: (info) => logger.warn(info, 'Data Plane API request failed; retrying'),
-  });
+  const haproxy = createHaproxyDriver(config, logger, deps.fetch);
   const docker = deps.docker ?? createDockerSource(config.docker.socketPath);
   const discovery = createDiscovery(docker, discoveryOptions(config), logger);
   const retirements = createRetirements();
   const reconciler = createReconciler({
     discovery,
-    dataplane,
+    driver: haproxy,
     probe: deps.probe ?? httpProbe(1_000),
     managedBackends: config.backends.managedBackends,
     maxConflictRetries: config.reconcile.maxConflictRetries,
-    reloadTimeoutMs: config.dataplane.reloadTimeoutMs,
-    healthCheck: HEALTH_CHECK,
     logger,
     metrics,
     now: () => Date.now(),
@@ -110,8 +101,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   const exporter = { url: config.haproxy.metricsUrl, timeoutMs: 2_000 };
   const drainer = createDrainer({
     ports: {
-      setAdminState: (backend, server, state) => dataplane.setAdminState(backend, server, state),
-      listRuntimeServers: (backend) => dataplane.listRuntimeServers(backend),
+      setAdminState: (backend, server, state) => haproxy.setAdminState(backend, server, state),
+      listRuntimeServers: (backend) => haproxy.listRuntimeServers(backend),
       readLoad: createServerLoadReader(exporter),
     },
     pollMs: config.drain.pollMs,
@@ -122,7 +113,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     recorder: drainRecorder(metrics),
   });
   const admin = createAdminService({
-    dataplane,
+    haproxy,
     drainer,
     backendLoad: async (backend) => {
       const result = await scrape(exporter);
@@ -157,8 +148,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
       serverOfContainer,
       requestReconcile: (reason) => loop.trigger(reason),
       serverRemoved: async (server) => {
-        const servers = await dataplane.listServers(backend);
-        return servers.ok && !servers.value.some((s) => s.name === server);
+        const servers = await haproxy.readServers([backend]);
+        return servers.ok && !servers.value.servers.some((s) => s.name === server);
       },
       dryRun,
       stopTimeoutSeconds: 30,
@@ -204,6 +195,18 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     },
   });
 
+  const report = await haproxy.inspect(config.backends.managedBackends);
+  if (report.ok) {
+    logger.info(
+      { driver: report.value.driver, haproxyVersion: report.value.haproxyVersion ?? null },
+      `writing to HAProxy ${report.value.haproxyVersion ?? '(version unknown)'} through the ${report.value.driver === 'dataplane' ? 'Data Plane API' : 'runtime API'}`,
+    );
+    for (const limitation of report.value.limitations) logger.warn({ driver: report.value.driver }, `limitation: ${limitation}`);
+  } else {
+    // Not fatal: HAProxy or its API may come up after the sidecar; every pass retries.
+    logger.warn({ error: report.error }, `cannot inspect HAProxy yet: ${report.error.message}`);
+  }
+
   loop.start();
   const scaling = autoscaler === undefined ? undefined : startInterval(() => autoscaler.evaluate(), config.autoscale.intervalMs, logger);
   // Drains in progress when the sidecar stopped are still drains in HAProxy: watch them again.
@@ -224,6 +227,38 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
       logger.info({}, 'sidecar stopped');
     },
   };
+}
+
+/** The driver the configuration names; the only place that knows both adapters. */
+function createHaproxyDriver(config: SidecarConfig, logger: Logger, fetchImpl: typeof fetch | undefined): HaproxyDriver {
+  const { haproxy } = config;
+  if (haproxy.driver === 'runtime') {
+    return createRuntimeDriver({
+      address: haproxy.runtimeSocket,
+      timeoutMs: haproxy.socketTimeoutMs,
+      configFile: haproxy.configFile,
+      healthCheck: haproxy.check,
+      isOwned: isOwnedServerName,
+    });
+  }
+  const dataplane = config.dataplane;
+  // The loader guarantees it; a missing one here is the wiring's own bug.
+  if (dataplane === undefined) throw new Error('haproxy.driver is dataplane but the dataplane settings are missing');
+  const client = createDataplaneClient({
+    url: dataplane.url,
+    username: dataplane.username,
+    password: dataplane.password,
+    timeoutMs: dataplane.timeoutMs,
+    retries: dataplane.retries,
+    ...(fetchImpl === undefined ? {} : { fetch: fetchImpl }),
+    onRetry: (info) => logger.warn(info, 'Data Plane API request failed; retrying'),
+  });
+  return createDataplaneDriver({
+    client,
+    healthCheck: haproxy.check,
+    reloadTimeoutMs: dataplane.reloadTimeoutMs,
+    ...(haproxy.runtimeSocket === '' ? {} : { socket: createRuntimeSocketOps({ address: haproxy.runtimeSocket, timeoutMs: haproxy.socketTimeoutMs }) }),
+  });
 }
 
 /** Runs `task` every `intervalMs`, never two at once; a failure is logged and the next one runs. */

@@ -21,6 +21,7 @@ import { createReconciler, type ReconcileOutcome } from '../../sidecar/reconcile
 import type { Logger } from '../../sidecar/telemetry/logger.js';
 import { createMetrics, initialiseBackendSeries } from '../../sidecar/telemetry/metrics.js';
 import { createMemoryDataplane } from '../../test/support/memory-dataplane.js';
+import { createDataplaneDriver } from '../../sidecar/dataplane/driver.js';
 import { spread, type Figure, type ScenarioResult } from '../lib/report.js';
 import { summarise } from '../lib/stats.js';
 
@@ -80,6 +81,7 @@ export async function reconcileScaleScenario(options: ReconcileScaleOptions): Pr
   const backends = Array.from({ length: options.backends }, (_, k) => `be_${k}`);
   const config = loadConfig({
     env: {
+      HSC_HAPROXY_DRIVER: 'dataplane',
       HSC_DATAPLANE_PASSWORD: 'unused-in-memory',
       HSC_MANAGED_BACKENDS: backends.join(','),
       HSC_DEFAULT_BACKEND: backends[0] ?? 'be_0',
@@ -124,13 +126,11 @@ export async function reconcileScaleScenario(options: ReconcileScaleOptions): Pr
   initialiseBackendSeries(metrics, backends);
   const reconciler = createReconciler({
     discovery: createDiscovery(source, discoveryOptions(config), logger),
-    dataplane,
+    driver: createDataplaneDriver({ client: dataplane, healthCheck: config.haproxy.check, reloadTimeoutMs: 30_000 }),
     // Every synthetic container is healthy per Docker, so no probe is sent.
     probe: () => Promise.resolve(true),
     managedBackends: backends,
     maxConflictRetries: config.reconcile.maxConflictRetries,
-    reloadTimeoutMs: config.dataplane.reloadTimeoutMs,
-    healthCheck: { intervalMs: 1000, fall: 2, rise: 1 },
     logger,
     metrics,
     now: () => Date.now(),

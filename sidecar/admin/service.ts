@@ -2,7 +2,7 @@
 // undrain, drain progress. Every answer is a value with the HTTP status it maps to, so the route
 // layer only translates, and tests can call this directly.
 import type { Candidate } from '../discovery/index.js';
-import type { AdminState, DataplaneClient } from '../dataplane/index.js';
+import type { AdminState, HaproxyDriver } from '../driver/index.js';
 import type { Drainer, DrainOutcome, DrainProgress } from '../drain/drainer.js';
 import type { BackendSnapshot } from '../haproxy-metrics/index.js';
 
@@ -50,7 +50,7 @@ export interface DrainCommand {
 }
 
 export interface AdminServiceOptions {
-  readonly dataplane: Pick<DataplaneClient, 'listServers' | 'listRuntimeServers'>;
+  readonly haproxy: Pick<HaproxyDriver, 'readServers' | 'listRuntimeServers'>;
   readonly drainer: Drainer;
   /** The backend's figures from HAProxy's exporter; undefined when unavailable. */
   readonly backendLoad: (backend: string) => Promise<BackendSnapshot | undefined>;
@@ -72,20 +72,20 @@ const notFound = (message: string): Failure => ({ status: 404, body: { error: 'n
 const upstream = (message: string): Failure => ({ status: 502, body: { error: 'upstream', message } });
 
 export function createAdminService(options: AdminServiceOptions): AdminService {
-  const { dataplane, drainer } = options;
+  const { haproxy, drainer } = options;
 
   async function backendView(backend: string): Promise<Answer<BackendView>> {
     if (!options.managedBackends.includes(backend)) return notFound(`unknown backend ${backend} (managed: ${options.managedBackends.join(', ')})`);
     const [configured, runtime, load, candidates] = await Promise.all([
-      dataplane.listServers(backend),
-      dataplane.listRuntimeServers(backend),
+      haproxy.readServers([backend]),
+      haproxy.listRuntimeServers(backend),
       options.backendLoad(backend),
       options.candidates().catch(() => [] as readonly Candidate[]),
     ]);
     if (!configured.ok) return upstream(`reading the servers of ${backend}: ${configured.error.message}`);
     const states = new Map(runtime.ok ? runtime.value.map((s) => [s.name, s]) : []);
     const figures = new Map(load?.servers.map((s) => [s.name, s]) ?? []);
-    const servers = configured.value.map((s): ServerView => {
+    const servers = configured.value.servers.map((s): ServerView => {
       const state = states.get(s.name);
       const figure = figures.get(s.name);
       return {

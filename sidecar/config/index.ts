@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_POLICY, type ScalingPolicy } from '../autoscale/policy.js';
+import { parseSocketAddress } from '../runtime/index.js';
 
 export interface DataplaneConfig {
   readonly url: string;
@@ -56,9 +57,27 @@ export interface ReconcileConfig {
   readonly maxConflictRetries: number;
 }
 
+export type HaproxyDriverKind = 'dataplane' | 'runtime';
+
 export interface HaproxyConfig {
+  /**
+   * How the sidecar writes to HAProxy: `dataplane` through the Data Plane API (transactions),
+   * `runtime` through HAProxy's runtime API and the managed region of its configuration file.
+   */
+  readonly driver: HaproxyDriverKind;
   /** HAProxy's own Prometheus endpoint: server sessions and queues for draining, signals for scaling. */
   readonly metricsUrl: string;
+  /**
+   * HAProxy's runtime API: a unix socket path or host:port. Required by the runtime driver; with
+   * the Data Plane API driver it is optional and lets servers join without a reload.
+   */
+  readonly runtimeSocket: string;
+  /** The configuration file whose managed region the runtime driver keeps (required by it). */
+  readonly configFile: string;
+  /** Per-command timeout on the runtime socket. */
+  readonly socketTimeoutMs: number;
+  /** Health checks on every server the sidecar adds. */
+  readonly check: { readonly intervalMs: number; readonly fall: number; readonly rise: number };
 }
 
 export interface DrainConfig {
@@ -92,7 +111,8 @@ export interface HttpConfig {
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
 export interface SidecarConfig {
-  readonly dataplane: DataplaneConfig;
+  /** Present when haproxy.driver is dataplane. */
+  readonly dataplane: DataplaneConfig | undefined;
   readonly docker: DockerConfig;
   readonly backends: BackendDefaults;
   readonly reconcile: ReconcileConfig;
@@ -208,7 +228,7 @@ interface KeySpec<T> {
 const spec = {
   'dataplane.url': { env: 'HSC_DATAPLANE_URL', read: url, fallback: 'http://127.0.0.1:5555' },
   'dataplane.username': { env: 'HSC_DATAPLANE_USERNAME', read: nonEmpty, fallback: 'admin' },
-  'dataplane.password': { env: 'HSC_DATAPLANE_PASSWORD', read: nonEmpty, secret: true },
+  'dataplane.password': { env: 'HSC_DATAPLANE_PASSWORD', read: str, fallback: '', secret: true },
   'dataplane.timeoutMs': { env: 'HSC_DATAPLANE_TIMEOUT_MS', read: int(100, 600_000), fallback: 10_000 },
   'dataplane.retries': { env: 'HSC_DATAPLANE_RETRIES', read: int(0, 20), fallback: 4 },
   'dataplane.reloadTimeoutMs': { env: 'HSC_DATAPLANE_RELOAD_TIMEOUT_MS', read: int(100, 600_000), fallback: 30_000 },
@@ -226,7 +246,15 @@ const spec = {
   'reconcile.debounceMs': { env: 'HSC_RECONCILE_DEBOUNCE_MS', read: int(0, 60_000), fallback: 250 },
   'reconcile.maxDebounceMs': { env: 'HSC_RECONCILE_MAX_DEBOUNCE_MS', read: int(0, 600_000), fallback: 2_000 },
   'reconcile.maxConflictRetries': { env: 'HSC_MAX_CONFLICT_RETRIES', read: int(0, 50), fallback: 5 },
+  // No default: which writer to use is the operator's decision, not a guess.
+  'haproxy.driver': { env: 'HSC_HAPROXY_DRIVER', read: oneOf<HaproxyDriverKind>('dataplane', 'runtime') },
   'haproxy.metricsUrl': { env: 'HSC_HAPROXY_METRICS_URL', read: url, fallback: 'http://127.0.0.1:8404/metrics' },
+  'haproxy.runtimeSocket': { env: 'HSC_HAPROXY_RUNTIME_SOCKET', read: str, fallback: '' },
+  'haproxy.configFile': { env: 'HSC_HAPROXY_CONFIG_FILE', read: str, fallback: '' },
+  'haproxy.socketTimeoutMs': { env: 'HSC_HAPROXY_SOCKET_TIMEOUT_MS', read: int(100, 600_000), fallback: 5_000 },
+  'haproxy.check.intervalMs': { env: 'HSC_HAPROXY_CHECK_INTERVAL_MS', read: int(100, 3_600_000), fallback: 1_000 },
+  'haproxy.check.fall': { env: 'HSC_HAPROXY_CHECK_FALL', read: int(1, 100), fallback: 2 },
+  'haproxy.check.rise': { env: 'HSC_HAPROXY_CHECK_RISE', read: int(1, 100), fallback: 1 },
   'drain.deadlineMs': { env: 'HSC_DRAIN_DEADLINE_MS', read: int(1_000, 86_400_000), fallback: 60_000 },
   'drain.pollMs': { env: 'HSC_DRAIN_POLL_MS', read: int(50, 60_000), fallback: 500 },
   'autoscale.enabled': { env: 'HSC_AUTOSCALE_ENABLED', read: bool, fallback: true },
@@ -397,15 +425,34 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
   if (!loopback && v['http.adminToken'] === '') {
     throw new ConfigError('http.adminToken', `is required to listen on ${host}, beyond the loopback`);
   }
+  const driver = v['haproxy.driver'];
+  if (driver === 'dataplane' && v['dataplane.password'] === '') {
+    throw new ConfigError('dataplane.password', 'is required when haproxy.driver is dataplane (set it in the file, with HSC_DATAPLANE_PASSWORD or HSC_DATAPLANE_PASSWORD_FILE)');
+  }
+  const runtimeSocket = v['haproxy.runtimeSocket'].trim();
+  if (runtimeSocket !== '' && parseSocketAddress(runtimeSocket) === undefined) {
+    throw new ConfigError('haproxy.runtimeSocket', `expected a unix socket path (/path, unix:/path) or host:port (tcp:host:port, [v6]:port), got ${JSON.stringify(runtimeSocket)}`);
+  }
+  if (driver === 'runtime') {
+    if (v['haproxy.runtimeSocket'].trim() === '') {
+      throw new ConfigError('haproxy.runtimeSocket', 'is required when haproxy.driver is runtime (a unix socket path or host:port of HAProxy\'s runtime API, level admin)');
+    }
+    if (v['haproxy.configFile'].trim() === '') {
+      throw new ConfigError('haproxy.configFile', 'is required when haproxy.driver is runtime (the HAProxy configuration file that holds the managed-servers region)');
+    }
+  }
   return deepFreeze({
-    dataplane: {
-      url: v['dataplane.url'],
-      username: v['dataplane.username'],
-      password: v['dataplane.password'],
-      timeoutMs: v['dataplane.timeoutMs'],
-      retries: v['dataplane.retries'],
-      reloadTimeoutMs: v['dataplane.reloadTimeoutMs'],
-    },
+    dataplane:
+      driver === 'dataplane'
+        ? {
+            url: v['dataplane.url'],
+            username: v['dataplane.username'],
+            password: v['dataplane.password'],
+            timeoutMs: v['dataplane.timeoutMs'],
+            retries: v['dataplane.retries'],
+            reloadTimeoutMs: v['dataplane.reloadTimeoutMs'],
+          }
+        : undefined,
     docker: {
       socketPath: v['docker.socketPath'],
       addressMode,
@@ -426,7 +473,14 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
       maxDebounceMs: v['reconcile.maxDebounceMs'],
       maxConflictRetries: v['reconcile.maxConflictRetries'],
     },
-    haproxy: { metricsUrl: v['haproxy.metricsUrl'] },
+    haproxy: {
+      driver,
+      metricsUrl: v['haproxy.metricsUrl'],
+      runtimeSocket: v['haproxy.runtimeSocket'].trim(),
+      configFile: v['haproxy.configFile'].trim(),
+      socketTimeoutMs: v['haproxy.socketTimeoutMs'],
+      check: { intervalMs: v['haproxy.check.intervalMs'], fall: v['haproxy.check.fall'], rise: v['haproxy.check.rise'] },
+    },
     drain: { deadlineMs: v['drain.deadlineMs'], pollMs: v['drain.pollMs'] },
     autoscale: {
       enabled: v['autoscale.enabled'],
@@ -459,7 +513,7 @@ export function loadConfigFromProcess(env: NodeJS.ProcessEnv = process.env): Sid
 export function redactConfig(config: SidecarConfig): unknown {
   return {
     ...config,
-    dataplane: { ...config.dataplane, password: '[redacted]' },
+    dataplane: config.dataplane === undefined ? undefined : { ...config.dataplane, password: '[redacted]' },
     http: { ...config.http, adminToken: config.http.adminToken === '' ? '' : '[redacted]' },
   };
 }

@@ -3,30 +3,13 @@
 // (DataplaneError) the caller handles; it throws only on its own misuse.
 import createClient from 'openapi-fetch';
 import type { components, paths } from '../../generated/dataplane-api.js';
+import type { AdminState, RuntimeServer } from '../driver/index.js';
+import { fail, type EdgeError, type EdgeErrorKind, type Result } from '../edge/result.js';
 import { createTransport, TransportError, type TransportOptions } from './transport.js';
 
-export type DataplaneErrorKind =
-  | 'conflict' // 409: version mismatch, or the object already exists
-  | 'not-found' // 404
-  | 'invalid' // 400, 406, 422: the API refused the request as malformed
-  | 'unauthorized' // 401, 403
-  | 'unavailable' // 5xx or 429 after the retries
-  | 'timeout' // no answer in time
-  | 'network' // no connection
-  | 'malformed' // an answer that is not what the API documents
-  | 'reload-failed'; // HAProxy did not take the committed configuration
-
-export interface DataplaneError {
-  readonly kind: DataplaneErrorKind;
-  /** HTTP status, when there was an answer. */
-  readonly status?: number;
-  /** The Data Plane API's own message where it gave one. */
-  readonly message: string;
-  /** What the adapter was doing, e.g. "commit transaction 1a2b". */
-  readonly operation: string;
-}
-
-export type Result<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: DataplaneError };
+/** The Data Plane API's failures are edge errors like every other adapter's. */
+export type DataplaneError = EdgeError;
+export type { Result };
 
 export interface ServerSpec {
   readonly name: string;
@@ -49,14 +32,7 @@ export interface ConfiguredServer {
   readonly checkEnabled: boolean;
 }
 
-export type AdminState = 'ready' | 'drain' | 'maint';
-
-/** A server as the running HAProxy sees it (the runtime API, not the configuration). */
-export interface RuntimeServer {
-  readonly name: string;
-  readonly adminState: AdminState | undefined;
-  readonly operationalState: 'up' | 'down' | 'stopping' | undefined;
-}
+export type { AdminState, RuntimeServer };
 
 export interface Transaction {
   readonly id: string;
@@ -65,6 +41,13 @@ export interface Transaction {
 
 export interface CommitOutcome {
   /** Set when the commit scheduled a reload; absent when HAProxy took it without one. */
+  readonly reloadId: string | undefined;
+}
+
+export interface AddedServer {
+  /** True when the API added it to the running HAProxy (201): it starts in maintenance there. */
+  readonly atRuntime: boolean;
+  /** Set when the API scheduled a reload instead (202). */
   readonly reloadId: string | undefined;
 }
 
@@ -85,6 +68,15 @@ export interface DataplaneClient {
   deleteTransaction(id: string): Promise<Result<void>>;
   listServers(backend: string, transactionId?: string): Promise<Result<readonly ConfiguredServer[]>>;
   addServer(backend: string, server: ServerSpec, transactionId: string): Promise<Result<void>>;
+  /**
+   * Adds a server outside any transaction, refused with a conflict unless the configuration is
+   * still at `version`. The API writes it to the file and, where it can (a backend without a
+   * default-server line), also adds it to the running HAProxy without a reload; otherwise it
+   * schedules a reload, whose id comes back.
+   */
+  addServerAtVersion(backend: string, server: ServerSpec, version: number): Promise<Result<AddedServer>>;
+  /** The running HAProxy's version string, e.g. "3.0.11-1+deb13u4". */
+  haproxyVersion(): Promise<Result<string>>;
   deleteServer(backend: string, name: string, transactionId: string): Promise<Result<void>>;
   /** Polls a reload until it succeeded (ok), failed (reload-failed) or timeoutMs passed (timeout). */
   waitForReload(reloadId: string, timeoutMs: number): Promise<Result<void>>;
@@ -96,13 +88,21 @@ export interface DataplaneClient {
 
 type ApiServer = components['schemas']['server'];
 
-const kindByStatus = (status: number): DataplaneErrorKind => {
-  if (status === 409) return 'conflict';
+/**
+ * What a status means to the caller. Two answers say "the configuration moved under you":
+ * 409 with a version mismatch, and 406 for a transaction another commit made outdated; both
+ * mean re-read and re-plan. A 409 for an object that already exists is told apart, so logs
+ * and metrics say which it was.
+ */
+export function kindOf(status: number, message: string): EdgeErrorKind {
+  if (status === 409) return /already exists/i.test(message) ? 'exists' : 'conflict';
+  if (status === 406 && /outdated/i.test(message)) return 'conflict';
   if (status === 404) return 'not-found';
   if (status === 401 || status === 403) return 'unauthorized';
+  if (status === 501) return 'unsupported';
   if (status === 429 || status >= 500) return 'unavailable';
   return 'invalid';
-};
+}
 
 function apiMessage(body: unknown, fallback: string): string {
   if (body !== null && typeof body === 'object' && 'message' in body && typeof body.message === 'string') {
@@ -110,10 +110,6 @@ function apiMessage(body: unknown, fallback: string): string {
   }
   if (typeof body === 'string' && body.trim() !== '') return body.trim();
   return fallback;
-}
-
-function fail<T>(operation: string, kind: DataplaneErrorKind, message: string, status?: number): Result<T> {
-  return { ok: false, error: { kind, operation, message, ...(status === undefined ? {} : { status }) } };
 }
 
 /** Runs one openapi-fetch call and converts its outcome into a Result. */
@@ -133,7 +129,8 @@ async function call<T, R>(
   const { response } = outcome;
   if (!response.ok) {
     const status = response.status;
-    return fail(operation, kindByStatus(status), apiMessage(outcome.error, `HTTP ${status}`), status);
+    const message = apiMessage(outcome.error, `HTTP ${status}`);
+    return fail(operation, kindOf(status, message), message, status);
   }
   return convert(outcome.data, response);
 }
@@ -240,6 +237,33 @@ export function createDataplaneClient(options: DataplaneClientOptions): Dataplan
             body: toApiServer(server),
           }),
         () => ({ ok: true, value: undefined }),
+      ),
+
+    addServerAtVersion: (backend, server, version) =>
+      call(
+        `add server ${server.name} to backend ${backend} at version ${version}`,
+        () =>
+          api.POST('/services/haproxy/configuration/backends/{parent_name}/servers', {
+            params: { path: { parent_name: backend }, query: { version } },
+            body: toApiServer(server),
+          }),
+        (_data, response) => ({
+          ok: true,
+          value: {
+            atRuntime: response.status === 201,
+            reloadId: response.status === 202 ? (response.headers.get('reload-id') ?? undefined) : undefined,
+          },
+        }),
+      ),
+
+    haproxyVersion: () =>
+      call(
+        'read HAProxy process information',
+        () => api.GET('/services/haproxy/runtime/info'),
+        (data) =>
+          typeof data?.info?.version === 'string' && data.info.version !== ''
+            ? { ok: true, value: data.info.version }
+            : fail('read HAProxy process information', 'malformed', `no HAProxy version in ${JSON.stringify(data).slice(0, 200)}`),
       ),
 
     deleteServer: (backend, name, transactionId) =>

@@ -1,31 +1,23 @@
-// One reconcile pass: list Docker, read HAProxy's configuration through the Data Plane API, plan
-// with the pure planner, and apply the whole plan in one transaction. Level-triggered: nothing
+// One reconcile pass: list Docker, read HAProxy's servers through the driver, plan with the pure
+// planner, and have the driver apply the whole plan (one Data Plane API transaction, or runtime
+// API commands after the managed region of the file is written). Level-triggered: nothing
 // from an earlier pass or from an event's payload is trusted; every pass starts from what Docker
 // and HAProxy show now, so a restart, a lost event or a failed reload heals on the next pass.
 import type { Candidate, Discovery, Probe } from '../discovery/index.js';
 import { isOwnedServerName, selectReady } from '../discovery/index.js';
-import {
-  applyInTransaction,
-  type AdminState,
-  type DataplaneClient,
-  type DataplaneError,
-  type Result,
-  type ServerSpec,
-} from '../dataplane/index.js';
+import type { AdminState, HaproxyDriver } from '../driver/index.js';
+import { isReplanKind, type EdgeError } from '../edge/result.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { SidecarMetrics } from '../telemetry/metrics.js';
-import { plan, type ActualServer, type DesiredServer, type Operation } from './plan.js';
+import { plan, type DesiredServer, type Operation } from './plan.js';
 
 export interface ReconcilerOptions {
   readonly discovery: Discovery;
-  readonly dataplane: DataplaneClient;
+  readonly driver: HaproxyDriver;
   readonly probe: Probe;
   readonly managedBackends: readonly string[];
   /** How many times a version conflict is re-read and re-planned within one pass. */
   readonly maxConflictRetries: number;
-  readonly reloadTimeoutMs: number;
-  /** Health checks every server the sidecar adds gets. */
-  readonly healthCheck: NonNullable<ServerSpec['check']>;
   readonly logger: Logger;
   readonly metrics: SidecarMetrics;
   /** Milliseconds since the epoch; injected so tests control time. */
@@ -43,6 +35,8 @@ export type ReconcileOutcome =
       /** What was applied; empty when HAProxy already matched Docker (nothing was written). */
       readonly operations: readonly Operation[];
       readonly transactions: number;
+      /** HAProxy reloads the writes caused. */
+      readonly reloads: number;
       readonly conflicts: number;
       /** Running containers not ready yet: the caller looks again soon. */
       readonly waiting: number;
@@ -50,7 +44,7 @@ export type ReconcileOutcome =
   | {
       readonly status: 'failed';
       readonly message: string;
-      readonly error: DataplaneError | undefined;
+      readonly error: EdgeError | undefined;
       readonly transactions: number;
       readonly conflicts: number;
     };
@@ -60,7 +54,7 @@ export interface Reconciler {
 }
 
 export function createReconciler(options: ReconcilerOptions): Reconciler {
-  const { dataplane, metrics, logger } = options;
+  const { driver, metrics, logger } = options;
 
   return {
     async reconcile() {
@@ -89,7 +83,8 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   async function pass(): Promise<ReconcileOutcome> {
     let transactions = 0;
     let conflicts = 0;
-    const failed = (message: string, error?: DataplaneError): ReconcileOutcome => ({
+    let reloads = 0;
+    const failed = (message: string, error?: EdgeError): ReconcileOutcome => ({
       status: 'failed',
       message,
       error,
@@ -100,15 +95,12 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     for (let attempt = 0; attempt <= options.maxConflictRetries; attempt++) {
       const discovered = await options.discovery.discover();
       const candidates = discovered.candidates.filter((c) => options.isRemovable?.(c.containerId) !== true);
-      // The version is read before the servers, so a write that lands in between makes the
-      // commit conflict rather than go through on a plan made from stale servers.
-      const version = await dataplane.configurationVersion();
-      if (!version.ok) return failed(`reading the configuration version: ${version.error.message}`, version.error);
-      const actual = await readServers();
-      if (!actual.ok) return failed(`reading servers: ${actual.error.message}`, actual.error);
+      const snapshot = await driver.readServers(options.managedBackends);
+      if (!snapshot.ok) return failed(`reading servers: ${snapshot.error.message}`, snapshot.error);
+      const actual = snapshot.value.servers;
 
       const serving = new Set(
-        actual.value.filter((s) => isOwnedServerName(s.name)).map((s) => `${s.backend}/${s.name}/${s.address}/${s.port}`),
+        actual.filter((s) => isOwnedServerName(s.name)).map((s) => `${s.backend}/${s.name}/${s.address}/${s.port}`),
       );
       const { ready, waiting } = await selectReady(
         candidates,
@@ -117,39 +109,41 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       );
       const operations = plan({
         desired: ready.map(toDesired),
-        actual: actual.value,
+        actual,
         managedBackends: options.managedBackends,
         isOwned: isOwnedServerName,
       });
       recordDrift(operations);
-      if (operations.length === 0) return { status: 'converged', operations, transactions, conflicts, waiting: waiting.length };
+      if (operations.length === 0) return { status: 'converged', operations, transactions, reloads, conflicts, waiting: waiting.length };
 
-      transactions++;
-      const applied = await applyInTransaction(
-        dataplane,
-        (transactionId) => applyOperations(operations, transactionId),
-        options.reloadTimeoutMs,
-        version.value,
-      );
-      metrics.transactions.inc({ result: applied.ok ? 'committed' : applied.error.kind === 'conflict' ? 'conflict' : 'failed' });
+      const applied = await driver.apply(operations, snapshot.value);
       if (applied.ok) {
-        if (applied.value.reloadId !== undefined) metrics.reloads.inc({ result: 'ok' });
+        transactions += applied.value.transactions;
+        reloads += applied.value.reloads;
+        if (applied.value.transactions > 0) metrics.transactions.inc({ result: 'committed' }, applied.value.transactions);
+        if (applied.value.reloads > 0) metrics.reloads.inc({ result: 'ok' }, applied.value.reloads);
         const retired = discovered.candidates.filter((c) => !candidates.includes(c));
         for (const operation of operations) logApplied(operation, candidates, retired);
-        return { status: 'converged', operations, transactions, conflicts, waiting: waiting.length };
+        return { status: 'converged', operations, transactions, reloads, conflicts, waiting: waiting.length };
       }
       const error = applied.error;
-      if (error.kind === 'conflict') {
+      if (driver.kind === 'dataplane') metrics.transactions.inc({ result: error.kind === 'conflict' ? 'conflict' : 'failed' });
+      if (isReplanKind(error.kind)) {
         conflicts++;
         metrics.reconcileConflicts.inc();
-        logger.info({ attempt: attempt + 1, error: error.message }, 'configuration changed while applying; re-reading and re-planning');
+        logger.info(
+          { attempt: attempt + 1, kind: error.kind, error: error.message },
+          error.kind === 'exists'
+            ? 'a server was created by another writer meanwhile; re-reading and re-planning'
+            : 'configuration changed while applying; re-reading and re-planning',
+        );
         continue;
       }
       if (error.kind === 'reload-failed') {
         metrics.reloads.inc({ result: 'failed' });
         return failed(`HAProxy reload after the commit failed: ${error.message}`, error);
       }
-      return failed(`applying ${operations.length} operation(s) in a transaction: ${error.message}`, error);
+      return failed(`applying ${operations.length} operation(s): ${error.message}`, error);
     }
     return failed(`the configuration kept changing: ${conflicts} version conflicts in a row; retrying on the next pass`);
   }
@@ -157,7 +151,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   /** hsc_servers: the managed servers by the admin state the running HAProxy shows. */
   async function recordAdminStates(): Promise<void> {
     for (const backend of options.managedBackends) {
-      const servers = await dataplane.listRuntimeServers(backend);
+      const servers = await driver.listRuntimeServers(backend);
       if (!servers.ok) {
         logger.debug({ backend, error: servers.error.message }, 'runtime server states unavailable; hsc_servers not updated');
         continue;
@@ -166,42 +160,6 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       for (const s of servers.value) if (isOwnedServerName(s.name) && s.adminState !== undefined) counts[s.adminState]++;
       for (const [state, count] of Object.entries(counts)) metrics.servers.set({ backend, state }, count);
     }
-  }
-
-  async function readServers(): Promise<Result<ActualServer[]>> {
-    const all: ActualServer[] = [];
-    for (const backend of options.managedBackends) {
-      const servers = await dataplane.listServers(backend);
-      if (!servers.ok) return servers;
-      for (const s of servers.value) all.push({ backend, name: s.name, address: s.address, port: s.port, weight: s.weight });
-    }
-    return { ok: true, value: all };
-  }
-
-  async function applyOperations(operations: readonly Operation[], transactionId: string): Promise<Result<void>> {
-    // Sequential on purpose: the Data Plane API serialises writes to one transaction anyway,
-    // and the first failure must stop the rest (the transaction is then deleted whole).
-    for (const operation of operations) {
-      if (operation.op === 'remove' || operation.op === 'replace') {
-        const backend = operation.op === 'remove' ? operation.backend : operation.server.backend;
-        const name = operation.op === 'remove' ? operation.name : operation.server.name;
-        const removed = await dataplane.deleteServer(backend, name, transactionId);
-        if (!removed.ok) return removed;
-      }
-      if (operation.op === 'add' || operation.op === 'replace') {
-        const { server } = operation;
-        const spec: ServerSpec = {
-          name: server.name,
-          address: server.address,
-          port: server.port,
-          weight: server.weight,
-          check: options.healthCheck,
-        };
-        const added = await dataplane.addServer(server.backend, spec, transactionId);
-        if (!added.ok) return added;
-      }
-    }
-    return { ok: true, value: undefined };
   }
 
   function recordDrift(operations: readonly Operation[]): void {

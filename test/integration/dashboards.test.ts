@@ -421,6 +421,7 @@ describe('dashboards: every query on a real Prometheus scraping a real HAProxy u
     sidecar = await startSidecar(
       loadConfig({
         env: {
+          HSC_HAPROXY_DRIVER: 'dataplane',
           HSC_DATAPLANE_URL: 'http://127.0.0.1:9',
           HSC_DATAPLANE_PASSWORD: 'unused',
           HSC_DATAPLANE_RETRIES: '0',

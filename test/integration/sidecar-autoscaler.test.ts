@@ -49,6 +49,7 @@ describe('the sidecar’s autoscaler on real HAProxy metrics and Docker', () => 
     sidecar = await startSidecar(
       loadConfig({
         env: {
+          HSC_HAPROXY_DRIVER: 'dataplane',
           HSC_DATAPLANE_URL: `http://127.0.0.1:${await freePort()}`,
           HSC_DATAPLANE_PASSWORD: randomBytes(8).toString('hex'),
           HSC_DATAPLANE_RETRIES: '0',

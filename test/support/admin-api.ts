@@ -11,6 +11,7 @@ import { silentLogger } from '../../sidecar/telemetry/logger.js';
 import { createMetrics } from '../../sidecar/telemetry/metrics.js';
 import { policy, type world } from './autoscale-world.js';
 import { createMemoryDataplane } from './memory-dataplane.js';
+import { createDataplaneDriver } from '../../sidecar/dataplane/driver.js';
 
 export const TOKEN = randomBytes(16).toString('hex');
 let server: HttpServer | undefined;
@@ -65,7 +66,7 @@ export async function startAdminApi(
   });
   const resyncs: string[] = [];
   const service = createAdminService({
-    dataplane,
+    haproxy: createDataplaneDriver({ client: dataplane, healthCheck: { intervalMs: 1000, fall: 2, rise: 1 }, reloadTimeoutMs: 1_000 }),
     drainer,
     backendLoad: (backend) =>
       Promise.resolve({

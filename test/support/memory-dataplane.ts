@@ -93,7 +93,8 @@ export function createMemoryDataplane(initial: Record<string, ConfiguredServer[]
       const tx = transactions.get(id);
       if (tx === undefined) return Promise.resolve(fail({ kind: 'not-found', status: 404, message: 'no such transaction', operation: 'commit' }));
       if (tx.version !== model.version) {
-        return Promise.resolve(fail({ kind: 'conflict', status: 409, message: 'transaction is outdated', operation: 'commit' }));
+        // The real API answers 406 here: another commit made the transaction outdated.
+        return Promise.resolve(fail({ kind: 'conflict', status: 406, message: 'transaction is outdated and cannot be committed', operation: 'commit' }));
       }
       for (const [backend, servers] of tx.staged) backends.set(backend, servers);
       transactions.delete(id);
@@ -120,7 +121,7 @@ export function createMemoryDataplane(initial: Record<string, ConfiguredServer[]
       const servers = staged(transactionId, backend);
       if (!Array.isArray(servers)) return Promise.resolve(fail(servers));
       if (servers.some((s) => s.name === server.name)) {
-        return Promise.resolve(fail({ kind: 'conflict', status: 409, message: `server ${server.name} exists`, operation: 'add' }));
+        return Promise.resolve(fail({ kind: 'exists', status: 409, message: `object already exists: server ${server.name}`, operation: 'add' }));
       }
       servers.push({
         name: server.name,
@@ -131,6 +132,29 @@ export function createMemoryDataplane(initial: Record<string, ConfiguredServer[]
         checkEnabled: server.check !== undefined,
       });
       return Promise.resolve(ok(undefined));
+    },
+    addServerAtVersion(backend, server: ServerSpec, version) {
+      model.calls.push(`addServerAtVersion ${backend} ${server.name} ${server.address}:${server.port} @${version}`);
+      const error = injected('addServerAtVersion');
+      if (error) return Promise.resolve(fail(error));
+      if (version !== model.version) {
+        return Promise.resolve(fail({ kind: 'conflict', status: 409, message: `version mismatch: ${version} != ${model.version}`, operation: 'add' }));
+      }
+      const servers = backends.get(backend);
+      if (servers === undefined) return Promise.resolve(fail({ kind: 'not-found', status: 404, message: `no backend ${backend}`, operation: 'add' }));
+      if (servers.some((s) => s.name === server.name)) {
+        return Promise.resolve(fail({ kind: 'exists', status: 409, message: `object already exists: server ${server.name}`, operation: 'add' }));
+      }
+      servers.push({ name: server.name, address: server.address, port: server.port, weight: server.weight, cookie: server.cookie, checkEnabled: server.check !== undefined });
+      model.version++;
+      // Added to the running HAProxy too, where it starts in maintenance (as the real one does).
+      model.adminStates.set(`${backend}/${server.name}`, 'maint');
+      return Promise.resolve(ok({ atRuntime: true, reloadId: undefined }));
+    },
+    haproxyVersion() {
+      model.calls.push('haproxyVersion');
+      const error = injected('haproxyVersion');
+      return Promise.resolve(error ? fail(error) : ok('3.0.11-1+deb13u4'));
     },
     deleteServer(backend, name, transactionId) {
       model.calls.push(`deleteServer ${backend} ${name}`);

@@ -4,12 +4,25 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, redactConfig } from '../../../sidecar/config/index.js';
 
-const minimalEnv = { HSC_DATAPLANE_PASSWORD: 's3cret', HSC_DOCKER_NETWORK: 'app' };
+const minimalEnv = { HSC_HAPROXY_DRIVER: 'dataplane', HSC_DATAPLANE_PASSWORD: 's3cret', HSC_DOCKER_NETWORK: 'app' };
 
 describe('loadConfig', () => {
+  it('configures the runtime driver without any Data Plane API setting', () => {
+    const config = loadConfig({
+      env: { HSC_HAPROXY_DRIVER: 'runtime', HSC_HAPROXY_RUNTIME_SOCKET: '/run/haproxy/admin.sock', HSC_HAPROXY_CONFIG_FILE: '/etc/haproxy/haproxy.cfg', HSC_DOCKER_NETWORK: 'app' },
+    });
+    expect(config.dataplane).toBeUndefined();
+    expect(config.haproxy).toMatchObject({
+      driver: 'runtime',
+      runtimeSocket: '/run/haproxy/admin.sock',
+      configFile: '/etc/haproxy/haproxy.cfg',
+      check: { intervalMs: 1000, fall: 2, rise: 1 },
+    });
+  });
+
   it('applies the defaults and freezes the result', () => {
     const config = loadConfig({ env: minimalEnv });
-    expect(config.dataplane.url).toBe('http://127.0.0.1:5555');
+    expect(config.dataplane?.url).toBe('http://127.0.0.1:5555');
     expect(config.backends.managedBackends).toEqual(['be_app']);
     expect(config.reconcile.resyncIntervalMs).toBe(30_000);
     expect(Object.isFrozen(config)).toBe(true);
@@ -34,8 +47,8 @@ describe('loadConfig', () => {
       env: { ...minimalEnv, HSC_DATAPLANE_TIMEOUT_MS: '2500' },
       fileText: 'dataplane:\n  timeoutMs: 900\n  url: http://10.0.0.1:5555/\n',
     });
-    expect(config.dataplane.timeoutMs).toBe(2500);
-    expect(config.dataplane.url).toBe('http://10.0.0.1:5555');
+    expect(config.dataplane?.timeoutMs).toBe(2500);
+    expect(config.dataplane?.url).toBe('http://10.0.0.1:5555');
   });
 
   it.each([
@@ -55,6 +68,12 @@ describe('loadConfig', () => {
     [{ HSC_AUTOSCALE_FORECAST: 'always' }, 'autoscale.forecast (HSC_AUTOSCALE_FORECAST)'],
     [{ HSC_AUTOSCALE_BACKEND: 'be_other' }, 'autoscale.backend'],
     [{ HSC_DOCKER_COMPOSE_SERVICE: '' }, 'autoscale.service'],
+    [{ HSC_HAPROXY_DRIVER: undefined }, 'haproxy.driver'],
+    [{ HSC_HAPROXY_DRIVER: 'socket' }, 'haproxy.driver (HSC_HAPROXY_DRIVER)'],
+    [{ HSC_HAPROXY_DRIVER: 'runtime', HSC_HAPROXY_CONFIG_FILE: '/etc/haproxy/haproxy.cfg' }, 'haproxy.runtimeSocket'],
+    [{ HSC_HAPROXY_DRIVER: 'runtime', HSC_HAPROXY_RUNTIME_SOCKET: '/run/haproxy.sock' }, 'haproxy.configFile'],
+    [{ HSC_HAPROXY_CHECK_FALL: '0' }, 'haproxy.check.fall (HSC_HAPROXY_CHECK_FALL)'],
+    [{ HSC_HAPROXY_RUNTIME_SOCKET: 'haproxy.sock' }, 'haproxy.runtimeSocket'],
   ])('rejects %o naming the key', (override, key) => {
     const env = { ...minimalEnv, ...override };
     expect(() => loadConfig({ env })).toThrow(ConfigError);
@@ -88,14 +107,14 @@ describe('secrets from files', () => {
   it('reads HSC_*_FILE for secret keys only, without the trailing newline, and names the key when the file is missing', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'hsc-config-'));
     await writeFile(join(dir, 'pw'), 'from-a-file\n');
-    const config = loadConfig({ env: { HSC_DOCKER_NETWORK: 'app', HSC_DATAPLANE_PASSWORD_FILE: join(dir, 'pw'), HSC_ADMIN_TOKEN_FILE: join(dir, 'pw') } });
-    expect(config.dataplane.password).toBe('from-a-file');
+    const config = loadConfig({ env: { HSC_HAPROXY_DRIVER: 'dataplane', HSC_DOCKER_NETWORK: 'app', HSC_DATAPLANE_PASSWORD_FILE: join(dir, 'pw'), HSC_ADMIN_TOKEN_FILE: join(dir, 'pw') } });
+    expect(config.dataplane?.password).toBe('from-a-file');
     expect(config.http.adminToken).toBe('from-a-file');
     // The variable itself wins over the file.
-    expect(loadConfig({ env: { ...minimalEnv, HSC_DATAPLANE_PASSWORD_FILE: join(dir, 'pw') } }).dataplane.password).toBe('s3cret');
+    expect(loadConfig({ env: { ...minimalEnv, HSC_DATAPLANE_PASSWORD_FILE: join(dir, 'pw') } }).dataplane?.password).toBe('s3cret');
     // Not a secret key: no _FILE form.
-    expect(loadConfig({ env: { ...minimalEnv, HSC_DATAPLANE_URL_FILE: join(dir, 'pw') } }).dataplane.url).toBe('http://127.0.0.1:5555');
-    expect(() => loadConfig({ env: { HSC_DOCKER_NETWORK: 'app', HSC_DATAPLANE_PASSWORD_FILE: join(dir, 'missing') } })).toThrow(
+    expect(loadConfig({ env: { ...minimalEnv, HSC_DATAPLANE_URL_FILE: join(dir, 'pw') } }).dataplane?.url).toBe('http://127.0.0.1:5555');
+    expect(() => loadConfig({ env: { HSC_HAPROXY_DRIVER: 'dataplane', HSC_DOCKER_NETWORK: 'app', HSC_DATAPLANE_PASSWORD_FILE: join(dir, 'missing') } })).toThrow(
       /configuration key dataplane.password: cannot read HSC_DATAPLANE_PASSWORD_FILE=.*missing/,
     );
     await rm(dir, { recursive: true, force: true });

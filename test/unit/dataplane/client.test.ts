@@ -232,7 +232,8 @@ describe('applyInTransaction', () => {
     const c = client();
     const result = await applyInTransaction(c, (id) => c.addServer('be_app', server, id), 5_000);
     expect(result.ok).toBe(false);
-    if (!result.ok) expect(result.error).toMatchObject({ kind: 'conflict', message: 'server web-1 already exists' });
+    // 409 for an object that exists is told apart from a version conflict.
+    if (!result.ok) expect(result.error).toMatchObject({ kind: 'exists', message: 'server web-1 already exists' });
   });
 
   it('deletes the transaction when the commit fails', async () => {
@@ -249,7 +250,8 @@ describe('applyInTransaction', () => {
     const c = client();
     const result = await applyInTransaction(c, () => Promise.resolve({ ok: true, value: undefined }), 5_000);
     expect(result.ok).toBe(false);
-    if (!result.ok) expect(result.error).toMatchObject({ kind: 'invalid', status: 406, message: 'transaction tx-7 is outdated' });
+    // The real API's answer when another commit made the transaction outdated: re-read and re-plan.
+    if (!result.ok) expect(result.error).toMatchObject({ kind: 'conflict', status: 406, message: 'transaction tx-7 is outdated' });
   });
 });
 

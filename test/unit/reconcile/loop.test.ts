@@ -39,7 +39,7 @@ function manualTimers(): Timers & { advance(ms: number): Promise<void>; pending(
   };
 }
 
-const converged = (waiting = 0): ReconcileOutcome => ({ status: 'converged', operations: [], transactions: 0, conflicts: 0, waiting });
+const converged = (waiting = 0): ReconcileOutcome => ({ status: 'converged', operations: [], transactions: 0, reloads: 0, conflicts: 0, waiting });
 const failed: ReconcileOutcome = { status: 'failed', message: 'boom', error: undefined, transactions: 0, conflicts: 0 };
 
 function setup(outcomes: Array<ReconcileOutcome | (() => Promise<ReconcileOutcome>)> = []) {

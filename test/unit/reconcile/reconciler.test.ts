@@ -5,6 +5,7 @@ import { createReconciler } from '../../../sidecar/reconcile/reconciler.js';
 import type { Logger } from '../../../sidecar/telemetry/logger.js';
 import { createMetrics, type SidecarMetrics } from '../../../sidecar/telemetry/metrics.js';
 import type { ConfiguredServer } from '../../../sidecar/dataplane/index.js';
+import { createDataplaneDriver } from '../../../sidecar/dataplane/driver.js';
 import { createMemoryDataplane, type MemoryDataplane } from '../../support/memory-dataplane.js';
 import { PUBLISHED_DISCOVERY } from '../../support/discovery-options.js';
 
@@ -61,12 +62,11 @@ function harness(initial: Record<string, ConfiguredServer[]>, containers: Contai
   };
   const reconciler = createReconciler({
     discovery: createDiscovery(source, options, logger),
-    dataplane,
+    // Without a runtime socket the Data Plane API driver writes everything in transactions.
+    driver: createDataplaneDriver({ client: dataplane, healthCheck: { intervalMs: 1000, fall: 2, rise: 1 }, reloadTimeoutMs: 1_000 }),
     probe,
     managedBackends: options.managedBackends,
     maxConflictRetries: 3,
-    reloadTimeoutMs: 1_000,
-    healthCheck: { intervalMs: 1000, fall: 2, rise: 1 },
     logger,
     metrics,
     now: () => 1_700_000_000_000,
@@ -136,7 +136,8 @@ describe('reconciler', () => {
       h.dataplane.version++;
     });
     const outcome = await h.reconcile();
-    expect(outcome).toMatchObject({ status: 'converged', transactions: 2, conflicts: 1 });
+    // transactions counts the committed ones; the conflicting one was deleted.
+    expect(outcome).toMatchObject({ status: 'converged', transactions: 1, reloads: 1, conflicts: 1 });
     expect(writes(h.dataplane.calls)).toEqual([
       'startTransaction 1',
       'addServer be_app hsc-nginx-1 127.0.0.1:32001',
@@ -161,7 +162,7 @@ describe('reconciler', () => {
     };
     h.dataplane.beforeNextCommit(bump);
     const outcome = await h.reconcile();
-    expect(outcome).toMatchObject({ status: 'failed', transactions: 4, conflicts: 4 });
+    expect(outcome).toMatchObject({ status: 'failed', transactions: 0, conflicts: 4 });
     expect(outcome.status === 'failed' && outcome.message).toMatch(/4 version conflicts in a row/);
     expect(h.dataplane.openTransactions()).toEqual([]);
     expect(names(h)).toEqual([]);

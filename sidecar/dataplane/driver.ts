@@ -1,0 +1,206 @@
+// The Data Plane API driver: the HAProxy driver port over the Data Plane API.
+//
+// What reloads HAProxy, measured on Data Plane API v3.2 with HAProxy 2.6 and 3.0:
+//   - a server POSTed outside a transaction, with `?version=`, to a backend without a
+//     default-server line is written to the file AND added to the running HAProxy (201, no
+//     reload), but there it starts in maintenance with its health checks off, and the API has no
+//     call that turns checks on. So scale-up goes this way only where the sidecar also reaches
+//     HAProxy's runtime socket (`enable health`); the outcome is then the same as a reload's;
+//   - everything else (removals, replacements, and additions without the socket) goes in one
+//     transaction per pass, started at the version the plan was made from: one seamless reload
+//     per batch, and a concurrent writer makes it fail as a conflict, to re-read and re-plan.
+//
+// HAProxy 2.6 answers the API's runtime reads with 404 ("no data for <backend>"): drain state
+// then goes through the runtime socket when it is configured, and is reported as unsupported
+// when it is not (inspect() says so at start-up).
+import type {
+  AdminState,
+  ApplyOutcome,
+  ConfiguredServer,
+  DriverReport,
+  HaproxyDriver,
+  HealthCheck,
+  RuntimeServer,
+  ServerSnapshot,
+} from '../driver/index.js';
+import { fail, ok, type Result } from '../edge/result.js';
+import type { DesiredServer, Operation } from '../reconcile/plan.js';
+import { applyInTransaction, type DataplaneClient, type ServerSpec } from './index.js';
+
+/** What the driver needs from HAProxy's runtime socket where the Data Plane API falls short. */
+export interface RuntimeSocketOps {
+  enableHealth(backend: string, server: string): Promise<Result<void>>;
+  /** Recomputes the backend's dynamic cookies: HAProxy < 3.0 gives a server added at run time none. */
+  enableDynamicCookies(backend: string): Promise<Result<void>>;
+  listRuntimeServers(backend: string): Promise<Result<readonly RuntimeServer[]>>;
+  setAdminState(backend: string, server: string, state: AdminState): Promise<Result<void>>;
+}
+
+export interface DataplaneDriverOptions {
+  readonly client: DataplaneClient;
+  readonly healthCheck: HealthCheck;
+  /** How long to wait for a reload the API scheduled. */
+  readonly reloadTimeoutMs: number;
+  /** HAProxy's runtime socket, when the sidecar can reach it; see the header comment. */
+  readonly socket?: RuntimeSocketOps;
+  /**
+   * The managed backends use `cookie … dynamic` persistence (default true): on HAProxy < 3.0 a
+   * server added at run time then needs its cookie computed.
+   */
+  readonly dynamicCookies?: boolean;
+}
+
+const NO_RUNTIME_DATA = /no data for/i;
+
+export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyDriver & { readonly runtimeAdds: boolean } {
+  const { client, socket } = options;
+  // Until inspect() says otherwise, the API's runtime endpoints are assumed to work (HAProxy 3.0).
+  let apiRuntimeWorks = true;
+  let before30 = false;
+
+  const specOf = (server: DesiredServer): ServerSpec => ({
+    name: server.name,
+    address: server.address,
+    port: server.port,
+    weight: server.weight,
+    check: options.healthCheck,
+  });
+
+  async function readServers(backends: readonly string[]): Promise<Result<ServerSnapshot>> {
+    // The version first: a write between the two reads then makes the plan's commit conflict.
+    const version = await client.configurationVersion();
+    if (!version.ok) return version;
+    const servers: ConfiguredServer[] = [];
+    for (const backend of backends) {
+      const listed = await client.listServers(backend);
+      if (!listed.ok) return listed;
+      for (const s of listed.value) servers.push({ backend, name: s.name, address: s.address, port: s.port, weight: s.weight });
+    }
+    return ok({ revision: version.value, servers });
+  }
+
+  async function setAdminState(backend: string, server: string, state: AdminState): Promise<Result<void>> {
+    if (apiRuntimeWorks) return client.setAdminState(backend, server, state);
+    if (socket !== undefined) return socket.setAdminState(backend, server, state);
+    return fail(`set server ${backend}/${server} to ${state}`, 'unsupported', UNSUPPORTED_RUNTIME);
+  }
+
+  async function listRuntimeServers(backend: string): Promise<Result<readonly RuntimeServer[]>> {
+    if (apiRuntimeWorks) return client.listRuntimeServers(backend);
+    if (socket !== undefined) return socket.listRuntimeServers(backend);
+    return fail(`list runtime servers of backend ${backend}`, 'unsupported', UNSUPPORTED_RUNTIME);
+  }
+
+  /** One server into the running HAProxy without a reload, then enabled with its checks on. */
+  async function addAtRuntime(backend: string, server: DesiredServer, version: number): Promise<Result<{ reloaded: boolean }>> {
+    const added = await client.addServerAtVersion(backend, specOf(server), version);
+    if (!added.ok) return added;
+    if (!added.value.atRuntime) {
+      // The API chose a reload (a default-server line appeared in the backend): the server comes
+      // from the file, enabled and checked, once the reload is through.
+      if (added.value.reloadId === undefined) return ok({ reloaded: false });
+      const reload = await client.waitForReload(added.value.reloadId, options.reloadTimeoutMs);
+      return reload.ok ? ok({ reloaded: true }) : reload;
+    }
+    // A server added at run time starts in maintenance with checks off: checks first, so it
+    // takes traffic only under their watch.
+    if (socket !== undefined) {
+      if (before30 && options.dynamicCookies !== false) {
+        const cookies = await socket.enableDynamicCookies(backend);
+        if (!cookies.ok) return cookies;
+      }
+      const health = await socket.enableHealth(backend, server.name);
+      if (!health.ok) return health;
+    }
+    const ready = await setAdminState(backend, server.name, 'ready');
+    return ready.ok ? ok({ reloaded: false }) : ready;
+  }
+
+  async function apply(operations: readonly Operation[], snapshot: ServerSnapshot): Promise<Result<ApplyOutcome>> {
+    let version = snapshot.revision;
+    if (version === undefined) return fail('apply a plan', 'invalid', 'the snapshot has no configuration version');
+    const runtimeAdds = socket !== undefined;
+    const isAdd = (o: Operation): o is Extract<Operation, { op: 'add' }> => o.op === 'add';
+    const adds = runtimeAdds ? operations.filter(isAdd) : [];
+    const rest = runtimeAdds ? operations.filter((o) => !isAdd(o)) : operations;
+    let reloads = 0;
+    let runtimeChanges = 0;
+    // Capacity first: additions go in before anything is taken out.
+    for (const operation of adds) {
+      const added = await addAtRuntime(operation.server.backend, operation.server, version);
+      if (!added.ok) return added;
+      version++;
+      if (added.value.reloaded) reloads++;
+      else runtimeChanges++;
+    }
+    if (rest.length === 0) return ok({ reloads, transactions: 0, runtimeChanges });
+    const committed = await applyInTransaction(client, (id) => applyInOneTransaction(rest, id), options.reloadTimeoutMs, version);
+    if (!committed.ok) return committed;
+    return ok({ reloads: reloads + (committed.value.reloadId === undefined ? 0 : 1), transactions: 1, runtimeChanges });
+  }
+
+  async function applyInOneTransaction(operations: readonly Operation[], transactionId: string): Promise<Result<void>> {
+    // Sequential on purpose: the API serialises writes to one transaction anyway, and the first
+    // failure must stop the rest (the transaction is then deleted whole).
+    for (const operation of operations) {
+      if (operation.op === 'remove' || operation.op === 'replace') {
+        const backend = operation.op === 'remove' ? operation.backend : operation.server.backend;
+        const name = operation.op === 'remove' ? operation.name : operation.server.name;
+        const removed = await client.deleteServer(backend, name, transactionId);
+        if (!removed.ok) return removed;
+      }
+      if (operation.op === 'add' || operation.op === 'replace') {
+        const added = await client.addServer(operation.server.backend, specOf(operation.server), transactionId);
+        if (!added.ok) return added;
+      }
+    }
+    return ok(undefined);
+  }
+
+  async function inspect(backends: readonly string[]): Promise<Result<DriverReport>> {
+    const version = await client.haproxyVersion();
+    if (!version.ok) return version;
+    const limitations: string[] = [];
+    before30 = Number(version.value.split('.')[0]) < 3;
+    const probeBackend = backends[0];
+    if (probeBackend !== undefined) {
+      const probe = await client.listRuntimeServers(probeBackend);
+      if (!probe.ok && probe.error.kind === 'not-found' && NO_RUNTIME_DATA.test(probe.error.message)) {
+        apiRuntimeWorks = false;
+        limitations.push(
+          socket === undefined
+            ? `the Data Plane API cannot read or set runtime server states with HAProxy ${version.value} (it answers "${probe.error.message}"), and no runtime socket is configured (haproxy.runtimeSocket): draining, drain resume and scale-down are off`
+            : `the Data Plane API cannot read or set runtime server states with HAProxy ${version.value} (it answers "${probe.error.message}"): drain states go through the runtime socket instead`,
+        );
+      } else if (!probe.ok) {
+        return probe;
+      }
+    }
+    if (socket === undefined) {
+      limitations.push(
+        'no runtime socket is configured (haproxy.runtimeSocket): added servers go in through a transaction, one reload per batch, because the Data Plane API cannot turn on the health checks of a server it adds at run time',
+      );
+    }
+    return ok({
+      driver: 'dataplane',
+      haproxyVersion: version.value.split('-')[0],
+      limitations,
+      runtimeReads: apiRuntimeWorks || socket !== undefined,
+    });
+  }
+
+  return {
+    kind: 'dataplane',
+    get runtimeAdds() {
+      return socket !== undefined;
+    },
+    inspect,
+    readServers,
+    apply,
+    listRuntimeServers,
+    setAdminState,
+  };
+}
+
+const UNSUPPORTED_RUNTIME =
+  'this HAProxy does not serve runtime server states through the Data Plane API (HAProxy older than 3.0), and no runtime socket is configured (haproxy.runtimeSocket)';
