@@ -44,6 +44,8 @@ export interface DecisionRecord {
 export interface AutoscalerRecorder {
   decided(record: DecisionRecord, decision: Decision, sample: SampleSet): void;
   acted(direction: 'up' | 'down', ok: boolean): void;
+  /** Whether the scaled service has a running replica (without one nothing can be started). */
+  servicePresent(present: boolean): void;
 }
 
 export interface AutoscalerOptions {
@@ -96,7 +98,20 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
   const retiring = new Set<Promise<void>>();
   let evaluating: Promise<DecisionRecord> | undefined;
 
-  async function poolState(sample: SampleSet): Promise<PoolState> {
+  let serviceMissing = false;
+  /** One warning when the service has no running replica, one line when it is back; never one per evaluation. */
+  function noteService(replicas: number): void {
+    const missing = replicas === 0;
+    options.recorder?.servicePresent(!missing);
+    if (missing && !serviceMissing) {
+      logger.warn({ backend }, 'autoscaler: the scaled service has no running replica to copy; nothing is scaled until one runs (start one, e.g. docker compose up)');
+    } else if (!missing && serviceMissing) {
+      logger.info({ backend, replicas }, 'autoscaler: the scaled service has running replicas again');
+    }
+    serviceMissing = missing;
+  }
+
+  async function poolState(sample: SampleSet): Promise<PoolState & { readonly replicas: number }> {
     const [list, servers] = await Promise.all([options.replicas.list(), options.serverOfContainer()]);
     const sessions = new Map(sample.snapshot?.servers.map((s) => [s.name, s]) ?? []);
     const now = options.now();
@@ -118,7 +133,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     const running = new Set(list.map((r) => r.id));
     for (const [id, at] of starting) if (!running.has(id) || now - at > STARTING_TIMEOUT_MS) starting.delete(id);
     const draining = [...retirements.entries].filter(([, r]) => r.state === 'draining').map(([containerId, r]) => ({ containerId, server: r.server }));
-    return { serving, draining, starting: starting.size };
+    return { serving, draining, starting: starting.size, replicas: list.length };
   }
 
   async function retire(containerId: string, server: string): Promise<void> {
@@ -180,7 +195,9 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     const decision = decide(sample.samples, history, options.policy, now);
     const desired = mode === 'manual' && manualReplicas !== undefined ? manualReplicas : decision.replicas;
     const pool = await poolState(sample);
-    const actions = planActions(desired, pool);
+    noteService(pool.replicas);
+    // Without a replica to copy there is nothing to act on: the decision is still recorded.
+    const actions = pool.replicas === 0 ? [] : planActions(desired, pool);
     const applied = apply_ && mode !== 'paused' && !options.dryRun;
     // A dry run changes nothing. Otherwise the forecast and the recommendations (observations)
     // move on, but only an applied change counts against the rate limits.

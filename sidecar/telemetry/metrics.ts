@@ -36,6 +36,7 @@ export interface SidecarMetrics {
     readonly observedRate: Gauge<'service'>;
     readonly predictedRate: Gauge<'service'>;
     readonly cpu: Gauge<'service'>;
+    readonly servicePresent: Gauge<'service'>;
     readonly forecastOnly: Gauge<'service'>;
   };
 }
@@ -172,6 +173,12 @@ export function createMetrics(options: MetricsOptions): SidecarMetrics {
         registers,
       }),
       cpu: new Gauge({ name: 'hsc_autoscaler_cpu_utilisation_ratio', help: 'Mean container CPU over replicas, as a fraction of one core.', labelNames: ['service'], registers }),
+      servicePresent: new Gauge({
+        name: 'hsc_autoscaler_service_present',
+        help: '1 when the scaled service has a running replica to copy; 0 when it has none (nothing can be scaled).',
+        labelNames: ['service'],
+        registers,
+      }),
       forecastOnly: new Gauge({ name: 'hsc_autoscaler_forecast_only', help: '1 in shadow mode: the forecast is recorded, not acted on.', labelNames: ['service'], registers }),
     },
   };
@@ -209,6 +216,9 @@ export function autoscalerRecorder(
     },
     acted(direction, ok) {
       m.actions.inc({ service, direction, result: ok ? 'ok' : 'failed' });
+    },
+    servicePresent(present) {
+      m.servicePresent.set({ service }, present ? 1 : 0);
     },
   };
 }

@@ -7,6 +7,8 @@ import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import { dataplaneApiBinary } from '../../devenv/versions.js';
 import { applyInTransaction, type DataplaneClient, type Result } from '../../sidecar/dataplane/index.js';
 import { startNginx, type TestContainer } from '../../devenv/containers.js';
+import { createDataplaneDriver } from '../../sidecar/dataplane/driver.js';
+import { createRuntimeSocketOps } from '../../sidecar/runtime/ops.js';
 import { dataplaneClientFor } from '../support/dataplane.js';
 import { eventually, get } from '../support/http.js';
 
@@ -56,5 +58,86 @@ describe.skipIf(binary === undefined)('Data Plane API transactions against real 
     const result = await client.startTransaction(version - 1);
     expect(result.ok).toBe(false);
     if (!result.ok) expect(result.error.kind).toBe('conflict');
+  });
+
+  it('answers a commit of a transaction another commit made outdated with 406, which the adapter calls a conflict', async () => {
+    const version = value(await client.configurationVersion());
+    const first = value(await client.startTransaction(version));
+    const second = value(await client.startTransaction(version));
+    value(await client.addServer(haproxy.backend, { name: 'first', address: '127.0.0.1', port: 9 }, first.id));
+    value(await client.addServer(haproxy.backend, { name: 'second', address: '127.0.0.1', port: 10 }, second.id));
+    const committed = value(await client.commitTransaction(first.id));
+    if (committed.reloadId !== undefined) value(await client.waitForReload(committed.reloadId, 20_000));
+    const outdated = await client.commitTransaction(second.id);
+    expect(outdated.ok).toBe(false);
+    if (!outdated.ok) expect(outdated.error).toMatchObject({ kind: 'conflict' });
+    if (!outdated.ok) expect([406, 409]).toContain(outdated.error.status);
+    await client.deleteTransaction(second.id);
+    await inTransaction((id) => client.deleteServer(haproxy.backend, 'first', id));
+  });
+
+  it('tells "already exists" apart from "version changed"', async () => {
+    const version = value(await client.configurationVersion());
+    const spec = { name: 'twice', address: '127.0.0.1', port: 9 };
+    const reloadsBefore = await haproxy.reloadCount();
+    value(await client.addServerAtVersion(haproxy.backend, spec, version));
+    const stale = await client.addServerAtVersion(haproxy.backend, { ...spec, name: 'other' }, version);
+    expect(!stale.ok && stale.error.kind).toBe('conflict');
+    const again = await client.addServerAtVersion(haproxy.backend, spec, version + 1);
+    expect(!again.ok && again.error.kind).toBe('exists');
+    expect(await haproxy.reloadCount()).toBe(reloadsBefore);
+    await inTransaction((id) => client.deleteServer(haproxy.backend, 'twice', id));
+  });
+
+  it('adds a server without a reload through the driver, its checks on, and drains and undrains it', async () => {
+    const driver = createDataplaneDriver({
+      client,
+      healthCheck: { intervalMs: 500, fall: 2, rise: 1 },
+      reloadTimeoutMs: 20_000,
+      socket: createRuntimeSocketOps({ address: haproxy.runtimeSocket, timeoutMs: 5_000 }),
+    });
+    const report = value(await driver.inspect([haproxy.backend]));
+    expect(report.haproxyVersion).toBe(haproxy.haproxyVersion);
+    // HAProxy 2.6 answers the API's runtime reads with 404: the driver says so and uses the socket.
+    const before30 = Number(haproxy.haproxyVersion.split('.')[0]) < 3;
+    expect(report.limitations.some((l) => l.includes('cannot read or set runtime server states'))).toBe(before30);
+    expect(report.runtimeReads).toBe(true);
+
+    const reloadsBefore = await haproxy.reloadCount();
+    const snapshot = value(await driver.readServers([haproxy.backend]));
+    const server = { backend: haproxy.backend, name: 'hsc-runtime-1', address: '127.0.0.1', port: nginx.hostPort, weight: 100, containerId: 'x' };
+    const outcome = value(await driver.apply([{ op: 'add', server, reason: 'container ready' }], snapshot));
+    expect(outcome).toEqual({ reloads: 0, transactions: 0, runtimeChanges: 1 });
+    expect(await haproxy.reloadCount()).toBe(reloadsBefore);
+    expect(await eventually(async () => (await get(`${haproxy.frontendUrl}/`)).servedBy === nginx.hostname, 10_000)).toBe(true);
+    // Checks on (srv_check_state has its ENABLED bit, 0x04), as after a reload.
+    const row = (await haproxy.runtime(`show servers state ${haproxy.backend}`)).split('\n').find((l) => l.split(' ')[3] === 'hsc-runtime-1');
+    expect(Number(row?.split(' ')[13]) & 0x04).toBe(0x04);
+
+    value(await driver.setAdminState(haproxy.backend, 'hsc-runtime-1', 'drain'));
+    expect(value(await driver.listRuntimeServers(haproxy.backend)).find((s) => s.name === 'hsc-runtime-1')?.adminState).toBe('drain');
+    value(await driver.setAdminState(haproxy.backend, 'hsc-runtime-1', 'ready'));
+    expect(value(await driver.listRuntimeServers(haproxy.backend)).find((s) => s.name === 'hsc-runtime-1')?.adminState).toBe('ready');
+
+    // Removal: one transaction, one reload.
+    const removed = value(await driver.apply([{ op: 'remove', backend: haproxy.backend, name: 'hsc-runtime-1', reason: 'no ready container' }], value(await driver.readServers([haproxy.backend]))));
+    expect(removed).toMatchObject({ transactions: 1, reloads: 1 });
+  });
+
+  it('without the runtime socket, says what it cannot do, and adds in a transaction', async () => {
+    const driver = createDataplaneDriver({ client, healthCheck: { intervalMs: 500, fall: 2, rise: 1 }, reloadTimeoutMs: 20_000 });
+    const report = value(await driver.inspect([haproxy.backend]));
+    expect(report.limitations.some((l) => l.includes('no runtime socket is configured'))).toBe(true);
+    const before30 = Number(haproxy.haproxyVersion.split('.')[0]) < 3;
+    // On 2.6 nothing can read drain states: the sidecar must not scale down or resume drains.
+    expect(report.runtimeReads).toBe(!before30);
+    if (before30) {
+      const refused = await driver.setAdminState(haproxy.backend, 'anything', 'drain');
+      expect(!refused.ok && refused.error.kind).toBe('unsupported');
+    }
+    const server = { backend: haproxy.backend, name: 'hsc-tx-1', address: '127.0.0.1', port: nginx.hostPort, weight: 100, containerId: 'x' };
+    const outcome = value(await driver.apply([{ op: 'add', server, reason: 'container ready' }], value(await driver.readServers([haproxy.backend]))));
+    expect(outcome).toMatchObject({ transactions: 1, reloads: 1, runtimeChanges: 0 });
+    await inTransaction((id) => client.deleteServer(haproxy.backend, 'hsc-tx-1', id));
   });
 });

@@ -89,6 +89,8 @@ export function world(initial: number) {
     logger: silentLogger,
   });
   const retirements = createRetirements();
+  const warnings: string[] = [];
+  const presence: boolean[] = [];
   const autoscaler = (dryRun = false) =>
     createAutoscaler({
       backend: 'be_app',
@@ -106,12 +108,15 @@ export function world(initial: number) {
       serverRemoved: (server) => Promise.resolve(!configured.has(server)),
       dryRun,
       stopTimeoutSeconds: 30,
-      logger: silentLogger,
+      logger: { ...silentLogger, warn: (_fields, message) => warnings.push(message) },
+      recorder: { decided: () => undefined, acted: () => undefined, servicePresent: (present) => presence.push(present) },
       now: () => clock,
       sleep: () => Promise.resolve(),
     });
   return {
     events,
+    warnings,
+    presence,
     replicas,
     states,
     retirements,

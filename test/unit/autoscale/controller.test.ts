@@ -11,6 +11,19 @@ describe('autoscaler', () => {
     expect(w.events).toEqual(['start c3,c4,c5']);
   });
 
+  it('with no replica of the service to copy: one warning, the gauge at 0, no action, and back when one runs', async () => {
+    const w = world(0);
+    w.setRate(500);
+    const a = w.autoscaler();
+    for (let i = 0; i < 3; i++) expect((await a.evaluate()).actions).toEqual([]);
+    expect(w.warnings.filter((m) => m.includes('no running replica'))).toHaveLength(1);
+    expect(w.presence).toEqual([false, false, false]);
+    expect(w.events).toEqual([]);
+    w.replicas.push({ id: 'c9', name: 'stack-nginx-9', number: 9, createdAt: 1 });
+    await a.evaluate();
+    expect(w.presence.at(-1)).toBe(true);
+  });
+
   it('scales down as one closed loop: drain, then the reconciler removes the server, then the container stops', async () => {
     const w = world(3);
     w.setRate(40);
