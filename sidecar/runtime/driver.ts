@@ -1,0 +1,244 @@
+// The runtime driver: the HAProxy driver port over HAProxy's runtime API (its stats socket), for
+// installations without the Data Plane API. It never reloads HAProxy. What it adds or removes
+// at run time it first writes into the managed region of HAProxy's configuration file, so a
+// reload or a restart at any moment starts from what is applied (or about to be).
+import type {
+  AdminState,
+  ApplyOutcome,
+  DriverReport,
+  HaproxyDriver,
+  HealthCheck,
+  ServerSnapshot,
+} from '../driver/index.js';
+import { ok, type EdgeError, type Result } from '../edge/result.js';
+import type { DesiredServer, Operation } from '../reconcile/plan.js';
+import { serverArguments, writeManagedRegions, readConfigFile, replaceRegion, type RegionServer } from './config-file.js';
+import { createRuntimeSocket, type RuntimeSocket, type RuntimeTransport } from './socket.js';
+import {
+  parseInfoVersion,
+  parseServersState,
+  toConfiguredServer,
+  toRuntimeServer,
+  versionAtLeast,
+  type ServerState,
+} from './state.js';
+
+export interface RuntimeDriverOptions {
+  /** The stats socket at admin level: `/path`, `unix:/path`, `tcp:host:port`, `host:port`. */
+  readonly address: string;
+  /** Longest wait for one command's answer. */
+  readonly timeoutMs: number;
+  /** The configuration file HAProxy loads, with a managed-servers region per managed backend. */
+  readonly configFile: string;
+  /** Health checks every added server gets. */
+  readonly healthCheck: HealthCheck;
+  /** True for the servers the sidecar created; only those are written into the managed regions. */
+  readonly isOwned: (name: string) => boolean;
+  /**
+   * How long a removal waits for the server's last sessions to end before it cuts them
+   * (default 2000 ms). The drainer normally ends them long before.
+   */
+  readonly removalWaitMs?: number;
+  /**
+   * The managed backends use `cookie … dynamic` with a `dynamic-cookie-key` (default true). On
+   * HAProxy < 3.0 a server added at run time only gets its cookie when the backend's dynamic
+   * cookies are enabled again; false skips that command for backends without persistence.
+   */
+  readonly dynamicCookies?: boolean;
+  readonly transport?: RuntimeTransport;
+  readonly now?: () => number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/** How often a removal on HAProxy < 3.0 asks again whether the server can be deleted. */
+const REMOVAL_POLL_MS = 100;
+
+const key = (backend: string, name: string): string => `${backend}/${name}`;
+
+const stillConnected = (error: EdgeError): boolean =>
+  error.kind === 'unavailable' && error.message.startsWith('Server still has connections attached');
+
+function backendOf(operation: Operation): string {
+  return operation.op === 'remove' ? operation.backend : operation.server.backend;
+}
+
+/** The managed regions after the operations: the snapshot's owned servers, adds and replaces in, removes out. */
+function targetRegions(
+  operations: readonly Operation[],
+  snapshot: ServerSnapshot,
+  isOwned: (name: string) => boolean,
+): Map<string, RegionServer[]> {
+  const backends = new Set(operations.map(backendOf));
+  const regions = new Map<string, Map<string, RegionServer>>([...backends].map((b) => [b, new Map()]));
+  for (const server of snapshot.servers) {
+    if (isOwned(server.name)) regions.get(server.backend)?.set(server.name, server);
+  }
+  for (const operation of operations) {
+    if (operation.op === 'remove') regions.get(operation.backend)?.delete(operation.name);
+    else regions.get(operation.server.backend)?.set(operation.server.name, operation.server);
+  }
+  return new Map([...regions].map(([backend, servers]) => [backend, [...servers.values()]]));
+}
+
+export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDriver {
+  const socket: RuntimeSocket = createRuntimeSocket({
+    address: options.address,
+    timeoutMs: options.timeoutMs,
+    ...(options.transport === undefined ? {} : { transport: options.transport }),
+  });
+  const removalWaitMs = options.removalWaitMs ?? 2_000;
+  const dynamicCookies = options.dynamicCookies ?? true;
+  const now = options.now ?? (() => Date.now());
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+
+  // HAProxy's version decides two command sequences (below); read once, on first need. An
+  // upgrade means a restart of HAProxy, and the sidecar's start-up inspects again.
+  let version: Result<string | undefined> | undefined;
+  const haproxyVersion = async (): Promise<Result<string | undefined>> => {
+    if (version?.ok === true) return version;
+    const info = await socket.query('show info');
+    version = info.ok ? ok(parseInfoVersion(info.value)) : info;
+    return version;
+  };
+
+  const readBackend = async (backend: string): Promise<Result<readonly ServerState[]>> => {
+    const command = `show servers state ${backend}`;
+    const answer = await socket.query(command);
+    return answer.ok ? parseServersState(answer.value, command) : answer;
+  };
+
+  const add = async (server: DesiredServer, cookiesNeedEnabling: boolean): Promise<Result<void>> => {
+    const id = key(server.backend, server.name);
+    const added = await socket.execute(`add server ${id} ${serverArguments(server, options.healthCheck)}`);
+    if (!added.ok) return added;
+    // HAProxy < 3.0 gives a server added at run time no dynamic cookie (it answers an empty
+    // cookie that unsets the client's); enabling the backend's dynamic cookies again computes
+    // the missing ones. Done before the server takes traffic, so no answer lacks it.
+    if (cookiesNeedEnabling) {
+      const cookies = await socket.execute(`enable dynamic-cookie backend ${server.backend}`);
+      if (!cookies.ok) return cookies;
+    }
+    // A dynamic server starts in maintenance with its checks off.
+    const health = await socket.execute(`enable health ${id}`);
+    if (!health.ok) return health;
+    return socket.execute(`enable server ${id}`);
+  };
+
+  /**
+   * Maintenance first (no new traffic), then wait until the server holds no connection, then
+   * delete it; sessions still left after removalWaitMs are cut, since the reconciler removes only
+   * servers whose container is gone or whose drain completed.
+   */
+  const remove = async (backend: string, name: string, canWait: boolean): Promise<Result<void>> => {
+    const id = key(backend, name);
+    const maint = await socket.execute(`set server ${id} state maint`);
+    if (!maint.ok) return maint;
+    let deleted: Result<void>;
+    if (canWait) {
+      // HAProxy >= 3.0 waits itself: "Done." once removable, "Wait delay expired." or
+      // "Failed." (not removable, or no such server) otherwise. Either way `del server` below
+      // gives the precise refusal, so the answer only needs to be an answer.
+      const waited = await socket.query(`wait ${removalWaitMs} srv-removable ${id}`, {
+        timeoutMs: options.timeoutMs + removalWaitMs,
+      });
+      if (!waited.ok) return waited;
+      deleted = await socket.execute(`del server ${id}`);
+    } else {
+      // HAProxy < 3.0 has no `wait`: ask `del server` again until it takes, for as long.
+      const deadline = now() + removalWaitMs;
+      for (;;) {
+        deleted = await socket.execute(`del server ${id}`);
+        if (deleted.ok || !stillConnected(deleted.error) || now() >= deadline) break;
+        await sleep(REMOVAL_POLL_MS);
+      }
+    }
+    if (deleted.ok || !stillConnected(deleted.error)) return deleted;
+    const shutdown = await socket.execute(`shutdown sessions server ${id}`);
+    if (!shutdown.ok) return shutdown;
+    return socket.execute(`del server ${id}`);
+  };
+
+  const replace = async (server: DesiredServer, recent: boolean): Promise<Result<void>> => {
+    const removed = await remove(server.backend, server.name, recent);
+    if (!removed.ok) return removed;
+    return add(server, dynamicCookies && !recent);
+  };
+
+  return {
+    kind: 'runtime',
+
+    async inspect(backends) {
+      const read = await haproxyVersion();
+      if (!read.ok) return read;
+      const haproxyVersionText = read.value;
+      // Every managed backend must exist and have its region in the file, or the first apply
+      // would fail half-way: say so at start-up instead.
+      for (const backend of backends) {
+        const servers = await readBackend(backend);
+        if (!servers.ok) return servers;
+      }
+      const file = await readConfigFile(options.configFile);
+      if (!file.ok) return file;
+      for (const backend of backends) {
+        const region = replaceRegion(file.value, options.configFile, backend, []);
+        if (!region.ok) return region;
+      }
+      const limitations: string[] = [];
+      if (haproxyVersionText === undefined) {
+        limitations.push('HAProxy did not report its version: removals and persistence cookies follow HAProxy < 3.0 behaviour.');
+      } else if (!versionAtLeast(haproxyVersionText, 3, 0)) {
+        limitations.push(
+          `HAProxy ${haproxyVersionText} has no "wait srv-removable": a removal retries "del server" for up to ` +
+            `${removalWaitMs} ms while the server still has connections, then cuts them (the drainer normally ends them first).`,
+        );
+      }
+      const report: DriverReport = { driver: 'runtime', haproxyVersion: haproxyVersionText, limitations, runtimeReads: true };
+      return ok(report);
+    },
+
+    async readServers(backends) {
+      const servers: ReturnType<typeof toConfiguredServer>[] = [];
+      for (const backend of backends) {
+        const read = await readBackend(backend);
+        if (!read.ok) return read;
+        servers.push(...read.value.map(toConfiguredServer));
+      }
+      const snapshot: ServerSnapshot = { revision: undefined, servers };
+      return ok(snapshot);
+    },
+
+    async apply(operations, snapshot) {
+      const outcome = (runtimeChanges: number): ApplyOutcome => ({ reloads: 0, transactions: 0, runtimeChanges });
+      if (operations.length === 0) return ok(outcome(0));
+      const written = await writeManagedRegions(options.configFile, targetRegions(operations, snapshot, options.isOwned), options.healthCheck);
+      if (!written.ok) return written;
+
+      const read = await haproxyVersion();
+      if (!read.ok) return read;
+      const recent = versionAtLeast(read.value, 3, 0);
+      // Sequential, stopping at the first failure: the file already holds the target, and the
+      // next pass plans again from what HAProxy then shows.
+      let applied = 0;
+      for (const operation of operations) {
+        const result =
+          operation.op === 'add'
+            ? await add(operation.server, dynamicCookies && !recent)
+            : operation.op === 'remove'
+              ? await remove(operation.backend, operation.name, recent)
+              : await replace(operation.server, recent);
+        if (!result.ok) return result;
+        applied++;
+      }
+      return ok(outcome(applied));
+    },
+
+    async listRuntimeServers(backend) {
+      const read = await readBackend(backend);
+      return read.ok ? ok(read.value.map(toRuntimeServer)) : read;
+    },
+
+    setAdminState(backend, server, state: AdminState) {
+      return socket.execute(`set server ${key(backend, server)} state ${state}`);
+    },
+  };
+}
