@@ -154,29 +154,41 @@ export PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || { log "a Go toolchain (1.23 or newer) is needed: none on PATH or in /usr/local/go"; exit 1; }
 
 # --- Data Plane API ----------------------------------------------------------------------
+# Found in this order (devenv/versions.ts): HSC_DATAPLANEAPI_BIN, a dataplaneapi on PATH, the
+# build cached here. Without any, the run command uses the runtime driver and the Data Plane API
+# tests are reported as skipped.
 dpa_bin=""
-if [ -n "${DATAPLANEAPI_GO_VERSION}" ]; then
+if [ -n "${HSC_DATAPLANEAPI_BIN:-}" ]; then
+  dpa_bin=$HSC_DATAPLANEAPI_BIN
+elif command -v dataplaneapi >/dev/null 2>&1; then
+  dpa_bin=$(command -v dataplaneapi)
+elif [ -n "${DATAPLANEAPI_GO_VERSION}" ]; then
   dpa_dir="$cache_dir/dataplaneapi/${DATAPLANEAPI_GO_VERSION}"
-  dpa_bin="$dpa_dir/dataplaneapi"
-  if [ ! -x "$dpa_bin" ]; then
-    log "building the Data Plane API ${DATAPLANEAPI_RELEASE} (${DATAPLANEAPI_GO_VERSION}); a few minutes the first time"
+  if [ -x "$dpa_dir/dataplaneapi" ]; then
+    dpa_bin="$dpa_dir/dataplaneapi"
+  else
     build=$(mktemp -d)
     # A throwaway module pins the exact version; `go install pkg@version` would also ask the
     # proxy for the module's version list, which a filtered proxy may refuse.
-    (
+    if (
       cd "$build"
       go mod init hsc.local/dataplaneapi-build >/dev/null 2>&1
-      GOFLAGS=-mod=mod go get "${DATAPLANEAPI_MODULE}@${DATAPLANEAPI_GO_VERSION}" >/dev/null
-      CGO_ENABLED=0 go build -trimpath -o "$build/dataplaneapi" "${DATAPLANEAPI_MODULE}/cmd/dataplaneapi"
-    )
-    mkdir -p "$dpa_dir"
-    mv "$build/dataplaneapi" "$dpa_bin.tmp" && mv "$dpa_bin.tmp" "$dpa_bin"
+      GOFLAGS=-mod=mod go get "${DATAPLANEAPI_MODULE}@${DATAPLANEAPI_GO_VERSION}" >"$build/get.log" 2>&1
+    ); then
+      log "building the Data Plane API ${DATAPLANEAPI_RELEASE} (${DATAPLANEAPI_GO_VERSION}); a few minutes the first time"
+      (cd "$build" && CGO_ENABLED=0 go build -trimpath -o "$build/dataplaneapi" "${DATAPLANEAPI_MODULE}/cmd/dataplaneapi")
+      mkdir -p "$dpa_dir"
+      mv "$build/dataplaneapi" "$dpa_dir/dataplaneapi.tmp" && mv "$dpa_dir/dataplaneapi.tmp" "$dpa_dir/dataplaneapi"
+      dpa_bin="$dpa_dir/dataplaneapi"
+    else
+      # A refusing proxy answers at once (403): say so once and go on without it.
+      log "the Go module proxy does not serve the Data Plane API ${DATAPLANEAPI_RELEASE} (${DATAPLANEAPI_GO_VERSION}):"
+      log "  $(grep -m1 -o '[0-9][0-9][0-9] [A-Za-z ]*' "$build/get.log" || tail -n1 "$build/get.log")."
+      log "  The runtime driver is used instead; Data Plane API tests are reported as skipped."
+      log "  (HSC_DATAPLANEAPI_BIN or a dataplaneapi on PATH is used where you have one.)"
+    fi
     rm -rf "$build"
   fi
-else
-  log "WARNING: no Data Plane API version is pinned in devenv/versions.env: the Go module proxy"
-  log "         reachable here does not serve a v3 release (README: Data Plane API availability)."
-  log "         Tests that need it are reported as skipped."
 fi
 
 # --- npm dependencies ----------------------------------------------------------------------

@@ -10,5 +10,8 @@ echo "[test] setup done in $(( $(date +%s) - start )) s"
 npm run -s typecheck
 npm run -s lint
 npx vitest run --project unit
-npx vitest run --project integration
+report=$(mktemp)
+trap 'rm -f "$report"' EXIT
+npx vitest run --project integration --reporter=default --reporter=json --outputFile.json="$report"
+npx tsx devenv/count-dataplane-tests.ts "$report"
 echo "[test] all suites done in $(( $(date +%s) - start )) s"

@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 
 const versionsFile = new URL('./versions.env', import.meta.url);
 
@@ -44,12 +44,18 @@ export function cacheDirectory(): string {
 }
 
 /**
- * The Data Plane API binary: HSC_DATAPLANEAPI_BIN, or the one setup.sh cached for the pinned
- * version; undefined when none is there (no version pinned, or setup.sh has not built it).
+ * The Data Plane API binary: HSC_DATAPLANEAPI_BIN, else a `dataplaneapi` on PATH, else the one
+ * setup.sh cached for the pinned version; undefined when there is none.
  */
 export function dataplaneApiBinary(): string | undefined {
   const override = process.env.HSC_DATAPLANEAPI_BIN;
   if (override !== undefined && override !== '') return existsSync(override) ? override : undefined;
+  const onPath = (process.env.PATH ?? '')
+    .split(delimiter)
+    .filter((dir) => dir !== '')
+    .map((dir) => join(dir, 'dataplaneapi'))
+    .find((candidate) => existsSync(candidate));
+  if (onPath !== undefined) return onPath;
   const version = readPinnedVersions().DATAPLANEAPI_GO_VERSION;
   if (version === '') return undefined;
   const binary = join(cacheDirectory(), 'dataplaneapi', version, 'dataplaneapi');
