@@ -22,7 +22,8 @@ log() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 if [ "${HSC_SKIP_SETUP:-0}" != 1 ]; then
   log "running devenv/setup.sh"
-  bash "$repo_root/devenv/setup.sh" >/dev/null
+  # --stack: also the trixie base the HAProxy image (3.0) is built from.
+  bash "$repo_root/devenv/setup.sh" --stack >/dev/null
 fi
 
 # --- secrets: generated once, kept out of git (.gitignore), images and logs ------------------
@@ -66,7 +67,10 @@ build hsc/node:local "$stack_dir/images/node" . -- --build-arg "BASE_IMAGE=$BASE
 node_id=$(docker image inspect -f '{{.Id}}' hsc/node:local)
 build hsc/sidecar:local "$repo_root" Dockerfile .dockerignore package.json package-lock.json tsconfig.json tsconfig.build.json generated sidecar \
   -- --build-arg NODE_IMAGE=hsc/node:local --build-arg "EXTRA_CA_CERTS=$extra_ca" --label "hsc.node-image=$node_id"
-build hsc/haproxy:local "$repo_root/haproxy" . -- --build-arg "BASE_IMAGE=$BASE_IMAGE" --target "$haproxy_target"
+# HAProxy 3.0, as in the local environment: Debian 13's package, so a trixie base.
+docker image inspect "$HAPROXY_BASE_IMAGE" >/dev/null 2>&1 \
+  || { log "the base image $HAPROXY_BASE_IMAGE is missing: run bash devenv/setup.sh --stack"; exit 1; }
+build hsc/haproxy:local "$repo_root/haproxy" . -- --build-arg "BASE_IMAGE=$HAPROXY_BASE_IMAGE" --target "$haproxy_target"
 build hsc/docker-api-proxy:local "$stack_dir/images/docker-api-proxy" . -- --build-arg "BASE_IMAGE=$BASE_IMAGE"
 build hsc/monitoring:local "$stack_dir/images/monitoring" . -- --build-arg "BASE_IMAGE=$BASE_IMAGE"
 services=(haproxy sidecar nginx db1 db-backup db-exporter prometheus alertmanager node-exporter docker-api-proxy)
