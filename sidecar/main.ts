@@ -21,7 +21,9 @@ import {
 } from './discovery/index.js';
 import { watchContainerEvents } from './discovery/events.js';
 import { createAdminRoutes } from './admin/routes.js';
-import { createAutoscaler, createRetirements, type Autoscaler } from './autoscale/controller.js';
+import { createAutoscaler, isRemovableRetiree, type Autoscaler } from './autoscale/controller.js';
+import { createControlLoop } from './autoscale/loop.js';
+import { openRetirementStore } from './autoscale/retirement.js';
 import { createSampler } from './autoscale/sampler.js';
 import { createDockerReplicas, type Replicas } from './scaling/docker.js';
 import { createAdminService } from './admin/service.js';
@@ -69,7 +71,13 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   const haproxy = createHaproxyDriver(config, logger, deps.fetch);
   const docker = deps.docker ?? createDockerSource(config.docker.socketPath);
   const discovery = createDiscovery(docker, discoveryOptions(config), logger);
-  const retirements = createRetirements();
+  // Scale-downs in progress when the sidecar last stopped are in this record: they carry on.
+  const opened = await openRetirementStore(config.autoscale.enabled ? config.autoscale.stateFile : '');
+  if (!opened.ok) throw new Error(`autoscale.stateFile: ${opened.error.operation}: ${opened.error.message}`);
+  const retirements = opened.value;
+  if (config.autoscale.enabled && config.autoscale.stateFile === '') {
+    logger.warn({}, 'autoscale.stateFile is not set: a scale-down in progress does not survive a restart of the sidecar');
+  }
   const reconciler = createReconciler({
     discovery,
     driver: haproxy,
@@ -79,7 +87,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     logger,
     metrics,
     now: () => Date.now(),
-    isRemovable: (containerId) => retirements.isRemovable(containerId),
+    isRemovable: (containerId) => isRemovableRetiree(retirements, containerId),
   });
 
   let lastOutcome: ReconcileOutcome | undefined;
@@ -122,6 +130,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     candidates: async () => (await discovery.discover()).candidates,
     managedBackends: config.backends.managedBackends,
     isOwned: isOwnedServerName,
+    undrained: (backend, server) => autoscaler?.cancelRetirement(backend, server) ?? Promise.resolve(),
   });
 
   const autoscaler = config.autoscale.enabled ? createConfiguredAutoscaler() : undefined;
@@ -144,19 +153,17 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
       }),
       replicas,
       drainer,
-      retirements,
+      haproxy,
+      readLoad: createServerLoadReader(exporter),
+      store: retirements,
+      drainDeadlineMs: config.drain.deadlineMs,
       serverOfContainer,
       requestReconcile: (reason) => loop.trigger(reason),
-      serverRemoved: async (server) => {
-        const servers = await haproxy.readServers([backend]);
-        return servers.ok && !servers.value.servers.some((s) => s.name === server);
-      },
       dryRun,
-      stopTimeoutSeconds: 30,
+      stopTimeoutSeconds: config.autoscale.stopTimeoutSeconds,
       logger,
       recorder: autoscalerRecorder(metrics, service, policy),
       now: () => Date.now(),
-      sleep: (ms) => sleep(ms),
     });
   }
 
@@ -208,9 +215,22 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   }
 
   loop.start();
-  const scaling = autoscaler === undefined ? undefined : startInterval(() => autoscaler.evaluate(), config.autoscale.intervalMs, logger);
-  // Drains in progress when the sidecar stopped are still drains in HAProxy: watch them again.
-  void drainer.resume(config.backends.managedBackends, isOwnedServerName);
+  const scaling =
+    autoscaler === undefined
+      ? undefined
+      : createControlLoop({
+          evaluate: () => autoscaler.evaluate(),
+          progress: () => autoscaler.progress(),
+          intervalMs: config.autoscale.intervalMs,
+          pollMs: config.drain.pollMs,
+          timers: realTimers,
+          logger,
+        });
+  scaling?.start();
+  // An operator's drains in progress when the sidecar stopped are still drains in HAProxy: watch
+  // them again. Scale-downs have their own record and are carried on by the control loop.
+  const retiring = (server: string): boolean => retirements.list().some((r) => r.server === server);
+  void drainer.resume(config.backends.managedBackends, (server) => isOwnedServerName(server) && !retiring(server));
   logger.info({ port, config: redactConfig(config) }, 'sidecar started');
 
   return {
@@ -219,7 +239,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     async stop() {
       // A scale-down in progress is not waited for: its drain lives in HAProxy and is resumed by
       // the next start, and a drain may take up to its deadline, longer than a stop should.
-      scaling?.stop();
+      await scaling?.stop();
       watching.abort();
       await watcher;
       await loop.stop();
@@ -259,21 +279,6 @@ function createHaproxyDriver(config: SidecarConfig, logger: Logger, fetchImpl: t
     reloadTimeoutMs: dataplane.reloadTimeoutMs,
     ...(haproxy.runtimeSocket === '' ? {} : { socket: createRuntimeSocketOps({ address: haproxy.runtimeSocket, timeoutMs: haproxy.socketTimeoutMs }) }),
   });
-}
-
-/** Runs `task` every `intervalMs`, never two at once; a failure is logged and the next one runs. */
-function startInterval(task: () => Promise<unknown>, intervalMs: number, logger: Logger): { stop(): void } {
-  let running = false;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    task()
-      .catch((error: unknown) => logger.error({ error: (error as Error).message }, 'autoscaler evaluation failed'))
-      .finally(() => {
-        running = false;
-      });
-  }, intervalMs);
-  return { stop: () => clearInterval(timer) };
 }
 
 async function main(): Promise<void> {

@@ -58,6 +58,8 @@ export interface AdminServiceOptions {
   readonly candidates: () => Promise<readonly Candidate[]>;
   readonly managedBackends: readonly string[];
   readonly isOwned: (server: string) => boolean;
+  /** Told when an operator puts a server back in service: a scale-down of it ends there. */
+  readonly undrained?: (backend: string, server: string) => Promise<void>;
 }
 
 export interface AdminService {
@@ -150,6 +152,7 @@ export function createAdminService(options: AdminServiceOptions): AdminService {
       if (isFailure(view)) return view;
       const result = await drainer.undrain(backend, server);
       if (!result.ok) return upstream(`setting ${backend}/${server} to ready: ${result.error.message}`);
+      await options.undrained?.(backend, server);
       return serverView(backend, server);
     },
 

@@ -1,25 +1,26 @@
-// The autoscaler's loop: every interval it samples, decides (the pure policy), plans actions
-// (pure), records the decision with its inputs and reason, and acts through Docker and the
-// drainer, unless paused or in dry-run. Scale-down is one closed loop: drain the victim until
-// HAProxy shows it idle (or the deadline), have the reconciler remove its server in a
-// transaction, and only then stop that container. A scale-up that comes while a server drains
-// puts that server back before starting anything.
+// The autoscaler: each evaluation samples, decides (the pure policy), plans actions (pure),
+// records the decision with its inputs and reason, and acts through Docker and HAProxy, unless
+// paused or in dry-run. Scale-down is one closed loop kept as durable state (retirement.ts):
+// a retirement record is written, and every pass of progress() moves it on from what HAProxy and
+// Docker show: drain until idle (or the deadline), have the reconciler remove the server, and
+// only then stop that container. A scale-up that comes while a server drains puts that server
+// back before starting anything.
 import type { Drainer } from '../drain/drainer.js';
+import type { HaproxyDriver } from '../driver/index.js';
+import { errorMessage } from '../edge/result.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Replicas } from '../scaling/docker.js';
 import { planActions, type Action, type PoolState, type ServingReplica } from './actions.js';
 import { decide, EMPTY_HISTORY, type Decision, type History, type ScalingPolicy } from './policy.js';
+import { advanceRetirement, type Retirement, type RetirementEffect, type RetirementStore, type RetirementView } from './retirement.js';
 import type { Sampler, SampleSet } from './sampler.js';
 
-/** Replicas on their way out. The reconciler keeps a "draining" one's server and removes a "drained" one's. */
-export interface Retirements {
-  readonly entries: Map<string, { readonly server: string; state: 'draining' | 'drained' }>;
-  isRemovable(containerId: string): boolean;
-}
-
-export function createRetirements(): Retirements {
-  const entries = new Map<string, { readonly server: string; state: 'draining' | 'drained' }>();
-  return { entries, isRemovable: (id) => entries.get(id)?.state === 'drained' };
+/**
+ * True for a container whose server the reconciler may remove although it still runs: a
+ * scale-down victim whose drain is over. Until then its server stays (in drain).
+ */
+export function isRemovableRetiree(store: Pick<RetirementStore, 'list'>, containerId: string): boolean {
+  return store.list().some((r) => r.containerId === containerId && r.stage !== 'draining');
 }
 
 export interface DecisionRecord {
@@ -53,20 +54,23 @@ export interface AutoscalerOptions {
   readonly policy: ScalingPolicy;
   readonly sampler: Sampler;
   readonly replicas: Replicas;
-  readonly drainer: Drainer;
-  readonly retirements: Retirements;
+  /** Undrain goes through it, so an operator's drain watch of the same server ends too. */
+  readonly drainer: Pick<Drainer, 'undrain'>;
+  readonly haproxy: Pick<HaproxyDriver, 'readServers' | 'listRuntimeServers' | 'setAdminState'>;
+  /** Sessions and queue of one server from HAProxy's exporter; undefined when unreadable. */
+  readonly readLoad: (backend: string, server: string) => Promise<{ sessions: number; queue: number } | undefined>;
+  readonly store: RetirementStore;
+  /** A scale-down drain still going after this is forced (the server goes to maintenance). */
+  readonly drainDeadlineMs: number;
   /** containerId → server name in the backend, for the replicas discovery sees now. */
   readonly serverOfContainer: () => Promise<ReadonlyMap<string, string>>;
   /** Asks the reconciler for a pass (a drained replica's server is then removed). */
   readonly requestReconcile: (reason: string) => void;
-  /** True once the server is no longer in HAProxy's configuration. */
-  readonly serverRemoved: (server: string) => Promise<boolean>;
   readonly dryRun: boolean;
   readonly stopTimeoutSeconds: number;
   readonly logger: Logger;
   readonly recorder?: AutoscalerRecorder;
   readonly now: () => number;
-  readonly sleep: (ms: number) => Promise<void>;
 }
 
 export interface Autoscaler {
@@ -80,7 +84,14 @@ export interface Autoscaler {
   setReplicas(replicas: number): Promise<DecisionRecord>;
   state(): { readonly mode: 'auto' | 'paused' | 'manual'; readonly manualReplicas: number | undefined; readonly inFlight: readonly string[] };
   recent(): readonly DecisionRecord[];
-  /** Waits for retirements in progress (shutdown, tests). */
+  /**
+   * One pass over the retirements in progress: reads HAProxy and Docker, moves each one stage on
+   * where it can (retirement.ts), and stores the result. Returns how many are still in progress.
+   */
+  progress(): Promise<number>;
+  /** Ends a scale-down whose server an operator put back in service (hsc undrain). */
+  cancelRetirement(backend: string, server: string): Promise<void>;
+  /** Waits for an evaluation in progress (shutdown, tests). */
   idle(): Promise<void>;
 }
 
@@ -89,13 +100,12 @@ const KEEP_DECISIONS = 50;
 const STARTING_TIMEOUT_MS = 120_000;
 
 export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
-  const { logger, backend, retirements } = options;
+  const { logger, backend, store } = options;
   let history: History = EMPTY_HISTORY;
   let mode: 'auto' | 'paused' | 'manual' = 'auto';
   let manualReplicas: number | undefined;
   const recent: DecisionRecord[] = [];
   const starting = new Map<string, number>(); // containerId → started at
-  const retiring = new Set<Promise<void>>();
   let evaluating: Promise<DecisionRecord> | undefined;
 
   let serviceMissing = false;
@@ -119,56 +129,143 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     // Without HAProxy's figures nobody can tell which replicas serve; Docker's running ones are
     // counted as serving, or every evaluation would start the whole pool again.
     const blind = sample.snapshot === undefined;
+    const retiring = new Set(store.list().map((r) => r.containerId));
     for (const replica of list) {
       const server = servers.get(replica.id);
       const figures = server === undefined ? undefined : sessions.get(server);
-      if (blind && !retirements.entries.has(replica.id)) {
+      if (blind && !retiring.has(replica.id)) {
         starting.delete(replica.id);
         serving.push({ containerId: replica.id, server: server ?? replica.name, sessions: undefined, createdAt: replica.createdAt });
-      } else if (server !== undefined && figures?.state === 'UP' && !retirements.entries.has(replica.id)) {
+      } else if (server !== undefined && figures?.state === 'UP' && !retiring.has(replica.id)) {
         starting.delete(replica.id);
         serving.push({ containerId: replica.id, server, sessions: figures.currentSessions, createdAt: replica.createdAt });
       }
     }
     const running = new Set(list.map((r) => r.id));
     for (const [id, at] of starting) if (!running.has(id) || now - at > STARTING_TIMEOUT_MS) starting.delete(id);
-    const draining = [...retirements.entries].filter(([, r]) => r.state === 'draining').map(([containerId, r]) => ({ containerId, server: r.server }));
+    const draining = store
+      .list()
+      .filter((r) => r.backend === backend && r.stage === 'draining')
+      .map((r) => ({ containerId: r.containerId, server: r.server }));
     return { serving, draining, starting: starting.size, replicas: list.length };
   }
 
+  /** Last reason logged per retirement, so a pass that changes nothing logs nothing. */
+  const lastReasons = new Map<string, string>();
+
   async function retire(containerId: string, server: string): Promise<void> {
-    retirements.entries.set(containerId, { server, state: 'draining' });
-    try {
-      const outcome = await options.drainer.drain(backend, server, { reason: 'scale-down' });
-      if (outcome.outcome === 'cancelled') {
-        logger.info({ backend, server }, `scale-down of ${server} cancelled: it was put back in service`);
-        return;
-      }
-      if (outcome.outcome === 'failed') throw new Error(outcome.message);
-      const entry = retirements.entries.get(containerId);
-      if (entry !== undefined) entry.state = 'drained';
-      options.requestReconcile(`scale-down: ${server} drained`);
-      // The container stops only after HAProxy no longer has the server.
-      for (let waited = 0; !(await options.serverRemoved(server)); waited += 500) {
-        if (waited >= 60_000) throw new Error(`${server} still in the configuration 60 s after its drain; its container keeps running`);
-        await options.sleep(500);
-      }
-      await options.replicas.stopAndRemove(containerId, options.stopTimeoutSeconds);
-      logger.info({ backend, server, container: containerId.slice(0, 12) }, `scale-down: ${server} drained, removed and its container stopped`);
-      options.recorder?.acted('down', true);
-    } catch (error) {
+    const now = options.now();
+    const record: Retirement = { containerId, backend, server, stage: 'draining', startedAt: now, deadlineAt: now + options.drainDeadlineMs, quietReads: 0 };
+    const stored = await store.put(record);
+    if (!stored.ok) {
       options.recorder?.acted('down', false);
-      logger.error({ backend, server, error: (error as Error).message }, `scale-down of ${server} failed`);
-    } finally {
-      retirements.entries.delete(containerId);
+      logger.error({ backend, server, error: stored.error.message }, `scale-down of ${server} not started: cannot record it`);
+      return;
     }
+    logger.info({ backend, server, container: containerId.slice(0, 12) }, `scale-down: retiring ${server}`);
+  }
+
+  /** What HAProxy and Docker show of every retirement in progress; undefined when unreadable. */
+  async function observe(records: readonly Retirement[]): Promise<Map<string, RetirementView> | undefined> {
+    const backends = [...new Set(records.map((r) => r.backend))];
+    const [running, configured, ...runtime] = await Promise.all([
+      options.replicas.list().then(
+        (list) => new Set(list.map((r) => r.id)),
+        (error: unknown) => {
+          logger.warn({ error: errorMessage(error) }, 'scale-down paused: cannot list the replicas');
+          return undefined;
+        },
+      ),
+      options.haproxy.readServers(backends),
+      ...backends.map((b) => options.haproxy.listRuntimeServers(b)),
+    ]);
+    if (running === undefined) return undefined;
+    if (!configured.ok) {
+      logger.warn({ error: configured.error.message }, 'scale-down paused: cannot read HAProxy\'s servers');
+      return undefined;
+    }
+    const states = new Map<string, RetirementView['adminState']>();
+    runtime.forEach((result, i) => {
+      if (result.ok) for (const s of result.value) states.set(`${backends[i] ?? ''}/${s.name}`, s.adminState);
+    });
+    const views = new Map<string, RetirementView>();
+    for (const r of records) {
+      views.set(r.containerId, {
+        containerRunning: running.has(r.containerId),
+        serverPresent: configured.value.servers.some((s) => s.backend === r.backend && s.name === r.server),
+        adminState: states.get(`${r.backend}/${r.server}`),
+        load: r.stage === 'draining' ? await options.readLoad(r.backend, r.server) : undefined,
+      });
+    }
+    return views;
+  }
+
+  async function perform(effect: RetirementEffect, r: Retirement): Promise<string | undefined> {
+    switch (effect) {
+      case 'set-drain':
+      case 'set-maint': {
+        const set = await options.haproxy.setAdminState(r.backend, r.server, effect === 'set-drain' ? 'drain' : 'maint');
+        return set.ok ? undefined : set.error.message;
+      }
+      case 'request-removal':
+        // Sent once the record says drained (below): the reconciler reads it to remove the server.
+        return undefined;
+      case 'stop-container':
+        try {
+          await options.replicas.stopAndRemove(r.containerId, options.stopTimeoutSeconds);
+          return undefined;
+        } catch (error) {
+          return errorMessage(error);
+        }
+    }
+  }
+
+  let progressing: Promise<number> | undefined;
+  async function progressOnce(): Promise<number> {
+    const records = store.list();
+    if (records.length === 0) return 0;
+    const views = await observe(records);
+    if (views === undefined) return records.length;
+    for (const r of records) {
+      const view = views.get(r.containerId);
+      if (view === undefined) continue;
+      const step = advanceRetirement(r, view, options.now());
+      let failure: string | undefined;
+      for (const effect of step.effects) {
+        failure = await perform(effect, r);
+        if (failure !== undefined) break;
+      }
+      const fields = { backend: r.backend, server: r.server, container: r.containerId.slice(0, 12), stage: step.next?.stage ?? 'done' };
+      if (failure !== undefined) {
+        // The record stays as it was: the next pass tries again from what it then observes.
+        if (lastReasons.get(r.containerId) !== failure) logger.warn({ ...fields, error: failure }, `scale-down of ${r.server}: ${failure}; retrying`);
+        lastReasons.set(r.containerId, failure);
+        continue;
+      }
+      if (step.drain === 'forced') logger.warn(fields, `scale-down: ${step.reason}`);
+      else if (lastReasons.get(r.containerId) !== step.reason) logger.info(fields, `scale-down: ${step.reason}`);
+      lastReasons.set(r.containerId, step.reason);
+      const stored = step.next === undefined ? await store.remove(r.containerId) : await store.put(step.next);
+      if (!stored.ok) {
+        logger.error({ ...fields, error: stored.error.message }, `scale-down of ${r.server}: cannot record its progress`);
+        continue;
+      }
+      if (step.effects.includes('request-removal')) options.requestReconcile(`scale-down: ${step.reason}`);
+      if (step.next === undefined) {
+        lastReasons.delete(r.containerId);
+        const stopped = r.stage === 'removed' || step.effects.includes('stop-container');
+        if (stopped) logger.info(fields, `scale-down: ${r.server} drained, removed and its container stopped`);
+        options.recorder?.acted('down', true);
+      }
+    }
+    return store.list().length;
   }
 
   async function apply(actions: readonly Action[]): Promise<void> {
     for (const action of actions) {
       if (action.kind === 'undrain') {
         const result = await options.drainer.undrain(backend, action.server);
-        retirements.entries.delete(action.containerId);
+        if (result.ok) await store.remove(action.containerId);
         logger.info({ backend, server: action.server, ok: result.ok }, `scale-up: ${action.server} put back in service instead of starting a container`);
         options.recorder?.acted('up', result.ok);
       } else if (action.kind === 'start') {
@@ -179,12 +276,10 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
           options.recorder?.acted('up', true);
         } catch (error) {
           options.recorder?.acted('up', false);
-          logger.error({ backend, error: (error as Error).message }, 'scale-up failed');
+          logger.error({ backend, error: errorMessage(error) }, 'scale-up failed');
         }
       } else {
-        const running = retire(action.containerId, action.server);
-        retiring.add(running);
-        void running.finally(() => retiring.delete(running));
+        await retire(action.containerId, action.server);
       }
     }
   }
@@ -227,6 +322,8 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
       }
     }
     if (applied) await apply(actions);
+    // A retirement just recorded gets its drain at once, not at the next pass.
+    if (applied && actions.some((a) => a.kind === 'retire')) await progress();
     return record;
   }
 
@@ -237,8 +334,24 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     return next;
   };
 
+  /** One pass at a time; a call during a pass joins it. */
+  function progress(): Promise<number> {
+    progressing ??= progressOnce().finally(() => {
+      progressing = undefined;
+    });
+    return progressing;
+  }
+
   return {
     evaluate: () => serialised(() => evaluateOnce(true)),
+    progress,
+    async cancelRetirement(b, server) {
+      for (const r of store.list()) {
+        if (r.backend !== b || r.server !== server) continue;
+        await store.remove(r.containerId);
+        logger.info({ backend: b, server }, `scale-down of ${server} cancelled: it was put back in service`);
+      }
+    },
     dryRun: () => serialised(() => evaluateOnce(false, 'dry-run')),
     pause() {
       mode = 'paused';
@@ -256,11 +369,11 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
       manualReplicas = replicas;
       return serialised(() => evaluateOnce(true));
     },
-    state: () => ({ mode, manualReplicas, inFlight: [...retirements.entries.values()].map((r) => `${r.server} ${r.state}`) }),
+    state: () => ({ mode, manualReplicas, inFlight: store.list().map((r) => `${r.server} ${r.stage}`) }),
     recent: () => [...recent],
     async idle() {
       await evaluating?.catch(() => undefined);
-      await Promise.all([...retiring]);
+      await progressing;
     },
   };
 }

@@ -97,6 +97,13 @@ export interface AutoscaleConfig {
   /** Its Compose project; empty matches the service in any project. */
   readonly project: string;
   readonly intervalMs: number;
+  /**
+   * Where scale-downs in progress are recorded so that a restarted sidecar finishes them; empty
+   * keeps them in memory only (a restart then leaves the victim drained and running).
+   */
+  readonly stateFile: string;
+  /** docker stop's grace period for a retired replica. */
+  readonly stopTimeoutSeconds: number;
   /** The scaling policy, in the policy's own terms (see sidecar/autoscale/policy.ts). */
   readonly policy: ScalingPolicy;
 }
@@ -263,6 +270,8 @@ const spec = {
   'autoscale.service': { env: 'HSC_AUTOSCALE_SERVICE', read: nonEmpty, fallback: undefined },
   'autoscale.project': { env: 'HSC_AUTOSCALE_PROJECT', read: str, fallback: '' },
   'autoscale.intervalMs': { env: 'HSC_AUTOSCALE_INTERVAL_MS', read: int(1_000, 3_600_000), fallback: 30_000 },
+  'autoscale.stateFile': { env: 'HSC_AUTOSCALE_STATE_FILE', read: str, fallback: '' },
+  'autoscale.stopTimeoutSeconds': { env: 'HSC_AUTOSCALE_STOP_TIMEOUT_S', read: int(0, 3_600), fallback: 30 },
   'autoscale.minReplicas': { env: 'HSC_AUTOSCALE_MIN', read: int(0, 1_000), fallback: 2 },
   'autoscale.maxReplicas': { env: 'HSC_AUTOSCALE_MAX', read: int(1, 1_000), fallback: 10 },
   'autoscale.cpu.target': { env: 'HSC_AUTOSCALE_CPU_TARGET', read: decimal(0.01, 64), fallback: 0.7 },
@@ -489,6 +498,8 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
       service: autoscaleService,
       project: v['autoscale.project'],
       intervalMs,
+      stateFile: v['autoscale.stateFile'].trim(),
+      stopTimeoutSeconds: v['autoscale.stopTimeoutSeconds'],
       policy,
     },
     http: { host, port: v['http.port'], adminToken: v['http.adminToken'] },

@@ -1,7 +1,8 @@
 // A pool of containers behind HAProxy, modelled in memory, as the autoscaler controller sees it
 // through its ports (sampler, Docker replicas, drainer, reconciler): for the controller and the
 // admin API tests. The drainer in it is the real one.
-import { createAutoscaler, createRetirements } from '../../sidecar/autoscale/controller.js';
+import { createAutoscaler, isRemovableRetiree } from '../../sidecar/autoscale/controller.js';
+import { retirementStore } from '../../sidecar/autoscale/retirement.js';
 import { DEFAULT_POLICY, type ScalingPolicy } from '../../sidecar/autoscale/policy.js';
 import type { Sampler, SampleSet } from '../../sidecar/autoscale/sampler.js';
 import type { AdminState } from '../../sidecar/dataplane/index.js';
@@ -88,7 +89,7 @@ export function world(initial: number) {
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     logger: silentLogger,
   });
-  const retirements = createRetirements();
+  const retirements = retirementStore();
   const warnings: string[] = [];
   const presence: boolean[] = [];
   const autoscaler = (dryRun = false) =>
@@ -98,20 +99,30 @@ export function world(initial: number) {
       sampler,
       replicas: docker,
       drainer,
-      retirements,
+      haproxy: {
+        readServers: () =>
+          Promise.resolve({ ok: true, value: { revision: undefined, servers: [...configured].map((name) => ({ backend: 'be_app', name, address: '127.0.0.1', port: 80, weight: 100 })) } }),
+        listRuntimeServers: () => Promise.resolve({ ok: true, value: [...configured].map((name) => ({ name, adminState: states.get(name), operationalState: 'up' as const })) }),
+        setAdminState: (_b, server, state) => {
+          events.push(`${state} ${server}`);
+          states.set(server, state);
+          return Promise.resolve({ ok: true, value: undefined });
+        },
+      },
+      readLoad: () => Promise.resolve({ sessions: sessionsWhileDraining, queue: 0 }),
+      store: retirements,
+      drainDeadlineMs: 60_000,
       serverOfContainer: () => Promise.resolve(new Map(replicas.map((r) => [r.id, serverOf(r.id)]))),
       requestReconcile: (reason) => {
         events.push(`reconcile (${reason})`);
         // The reconciler removes the servers of replicas whose drain is over.
-        for (const [id, entry] of retirements.entries) if (retirements.isRemovable(id)) configured.delete(entry.server);
+        for (const r of retirements.list()) if (isRemovableRetiree(retirements, r.containerId)) configured.delete(r.server);
       },
-      serverRemoved: (server) => Promise.resolve(!configured.has(server)),
       dryRun,
       stopTimeoutSeconds: 30,
       logger: { ...silentLogger, warn: (_fields, message) => warnings.push(message) },
       recorder: { decided: () => undefined, acted: () => undefined, servicePresent: (present) => presence.push(present) },
       now: () => clock,
-      sleep: () => Promise.resolve(),
     });
   return {
     events,

@@ -30,10 +30,40 @@ describe('autoscaler', () => {
     const a = w.autoscaler();
     const record = await a.evaluate();
     expect(record.actions).toEqual([{ kind: 'retire', containerId: 'c3', server: 'hsc-nginx-3' }]);
-    await a.idle();
+    // Each pass moves the record one stage on from what is observed; none waits inside.
+    const stages: string[] = [];
+    for (let pass = 0; pass < 10 && w.retirements.list().length > 0; pass++) {
+      stages.push(w.retirements.list()[0]?.stage ?? 'done');
+      await a.progress();
+    }
+    expect(stages).toEqual(['draining', 'draining', 'drained', 'removed']);
     expect(w.events).toEqual(['drain hsc-nginx-3', 'reconcile (scale-down: hsc-nginx-3 drained)', 'stop c3']);
     expect(w.replicas.map((r) => r.id)).toEqual(['c1', 'c2']);
-    expect(w.retirements.entries.size).toBe(0);
+    expect(w.retirements.list()).toEqual([]);
+  });
+
+  it('a restarted autoscaler finishes a scale-down from its record, and stops no other container', async () => {
+    const w = world(3);
+    w.setRate(40);
+    await w.autoscaler().evaluate();
+    expect(w.retirements.list()).toMatchObject([{ containerId: 'c3', stage: 'draining' }]);
+    // A new controller over the same record, as after a restart of the sidecar.
+    const restarted = w.autoscaler();
+    for (let pass = 0; pass < 10 && w.retirements.list().length > 0; pass++) await restarted.progress();
+    expect(w.events.filter((e) => e.startsWith('stop'))).toEqual(['stop c3']);
+  });
+
+  it('an operator putting the server back in service ends the scale-down; the container keeps running', async () => {
+    const w = world(3);
+    w.setRate(40);
+    const a = w.autoscaler();
+    await a.evaluate();
+    w.holdSessions(3);
+    await a.progress();
+    await a.cancelRetirement('be_app', 'hsc-nginx-3');
+    for (let pass = 0; pass < 5; pass++) await a.progress();
+    expect(w.retirements.list()).toEqual([]);
+    expect(w.events.filter((e) => e.startsWith('stop'))).toEqual([]);
   });
 
   it('puts a draining server back instead of starting a container when the load returns', async () => {

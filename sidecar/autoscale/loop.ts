@@ -1,0 +1,82 @@
+// The autoscaler's schedule: an evaluation every interval, and between them a pass over the
+// scale-downs in progress every poll period while there are any (none when there are none).
+// One pass at a time; a failure is logged and the schedule goes on. Timers are injected, the same
+// ones the reconcile loop uses, so tests drive it with a manual clock.
+import { errorMessage } from '../edge/result.js';
+import type { Timers } from '../reconcile/loop.js';
+import type { Logger } from '../telemetry/logger.js';
+
+export interface ControlLoopOptions {
+  readonly evaluate: () => Promise<unknown>;
+  /** Moves scale-downs on; resolves with how many are still in progress. */
+  readonly progress: () => Promise<number>;
+  readonly intervalMs: number;
+  /** How often scale-downs in progress are looked at (the drain poll period). */
+  readonly pollMs: number;
+  readonly timers: Timers;
+  readonly logger: Logger;
+}
+
+export interface ControlLoop {
+  start(): void;
+  /** Stops scheduling and waits for a pass in progress. */
+  stop(): Promise<void>;
+}
+
+export function createControlLoop(options: ControlLoopOptions): ControlLoop {
+  const { timers, logger } = options;
+  let stopped = true;
+  let cancel: (() => void) | undefined;
+  let running: Promise<void> | undefined;
+  let nextEvaluationAt = 0;
+
+  const schedule = (ms: number): void => {
+    cancel?.();
+    cancel = timers.schedule(() => {
+      cancel = undefined;
+      running = tick().finally(() => {
+        running = undefined;
+      });
+    }, ms);
+  };
+
+  async function tick(): Promise<void> {
+    if (stopped) return;
+    let inProgress = 0;
+    try {
+      inProgress = await options.progress();
+    } catch (error) {
+      logger.error({ error: errorMessage(error) }, 'scale-down progress failed');
+    }
+    if (stopped) return;
+    if (timers.now() >= nextEvaluationAt) {
+      nextEvaluationAt = timers.now() + options.intervalMs;
+      try {
+        await options.evaluate();
+        // An evaluation may have started a retirement: look at it again soon.
+        inProgress = await options.progress();
+      } catch (error) {
+        logger.error({ error: errorMessage(error) }, 'autoscaler evaluation failed');
+      }
+    }
+    if (stopped) return;
+    const untilEvaluation = Math.max(0, nextEvaluationAt - timers.now());
+    schedule(inProgress > 0 ? Math.min(options.pollMs, untilEvaluation) : untilEvaluation);
+  }
+
+  return {
+    start() {
+      if (!stopped) return;
+      stopped = false;
+      // The first evaluation one interval after start: the sampler needs two scrapes for a rate.
+      nextEvaluationAt = timers.now() + options.intervalMs;
+      schedule(0);
+    },
+    async stop() {
+      stopped = true;
+      cancel?.();
+      cancel = undefined;
+      await running;
+    },
+  };
+}
