@@ -19,6 +19,8 @@ export interface PoolState {
   readonly draining: readonly { readonly containerId: string; readonly server: string }[];
   /** Containers started for a scale-up that do not serve yet. */
   readonly starting: number;
+  /** Scale-downs in progress at any stage (draining, drained, removed): one at a time. */
+  readonly retiring: number;
 }
 
 export type Action =
@@ -40,7 +42,7 @@ export function planActions(desired: number, pool: PoolState): Action[] {
     if (needed > 0) actions.push({ kind: 'start', count: needed });
     return actions;
   }
-  if (desired < pool.serving.length && pool.starting === 0 && pool.draining.length === 0) {
+  if (desired < pool.serving.length && pool.starting === 0 && pool.retiring === 0) {
     const victims = [...pool.serving]
       .sort((a, b) => (a.sessions ?? Infinity) - (b.sessions ?? Infinity) || b.createdAt - a.createdAt || a.server.localeCompare(b.server))
       .slice(0, pool.serving.length - desired);

@@ -147,7 +147,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
       .list()
       .filter((r) => r.backend === backend && r.stage === 'draining')
       .map((r) => ({ containerId: r.containerId, server: r.server }));
-    return { serving, draining, starting: starting.size, replicas: list.length };
+    return { serving, draining, starting: starting.size, retiring: store.list().filter((r) => r.backend === backend).length, replicas: list.length };
   }
 
   /** Last reason logged per retirement, so a pass that changes nothing logs nothing. */

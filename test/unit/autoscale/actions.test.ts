@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { planActions, type Action, type PoolState, type ServingReplica } from '../../../sidecar/autoscale/actions.js';
 
 const replica = (n: number, sessions: number | undefined, createdAt = n): ServingReplica => ({ containerId: `c${n}`, server: `hsc-nginx-${n}`, sessions, createdAt });
-const pool = (serving: ServingReplica[], extra: Partial<PoolState> = {}): PoolState => ({ serving, draining: [], starting: 0, ...extra });
+const pool = (serving: ServingReplica[], extra: Partial<PoolState> = {}): PoolState => ({ serving, draining: [], starting: 0, retiring: 0, ...extra });
 
 const cases: Array<{ name: string; desired: number; pool: PoolState; expected: Action[] }> = [
   { name: 'at the desired count: nothing', desired: 2, pool: pool([replica(1, 3), replica(2, 4)]), expected: [] },
@@ -27,7 +27,8 @@ const cases: Array<{ name: string; desired: number; pool: PoolState; expected: A
   { name: 'equal sessions: the newest goes', desired: 2, pool: pool([replica(1, 2, 100), replica(2, 2, 300), replica(3, 2, 200)]), expected: [{ kind: 'retire', containerId: 'c2', server: 'hsc-nginx-2' }] },
   { name: 'unknown sessions count as busy', desired: 1, pool: pool([replica(1, undefined), replica(2, 7)]), expected: [{ kind: 'retire', containerId: 'c2', server: 'hsc-nginx-2' }] },
   { name: 'no scale-down while replicas start', desired: 1, pool: pool([replica(1, 0), replica(2, 0)], { starting: 1 }), expected: [] },
-  { name: 'one retirement at a time', desired: 1, pool: pool([replica(1, 0), replica(2, 0)], { draining: [{ containerId: 'c3', server: 'hsc-nginx-3' }] }), expected: [] },
+  { name: 'one retirement at a time', desired: 1, pool: pool([replica(1, 0), replica(2, 0)], { draining: [{ containerId: 'c3', server: 'hsc-nginx-3' }], retiring: 1 }), expected: [] },
+  { name: 'one retirement at a time, even past its drain (drained, removed)', desired: 1, pool: pool([replica(1, 0), replica(2, 0)], { retiring: 1 }), expected: [] },
 ];
 
 describe('planActions', () => {

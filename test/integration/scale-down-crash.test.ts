@@ -1,0 +1,215 @@
+// A scale-down survives the sidecar dying at any stage. The sidecar runs as its own process
+// (compiled as `npm run build` does) beside a real HAProxy and real containers, under constant
+// bounded load: killed with SIGKILL while its victim drains, and restarted over the state a crash
+// leaves once the drain is over and once the server is gone, it finishes the retirement every
+// time: that container stopped, no other, not one failed request. Once per HAProxy driver (the
+// Data Plane API one where its binary exists, reported as skipped otherwise).
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildSidecar, startSidecarProcess, type SidecarBuild, type SidecarProcess } from '../../bench/lib/sidecar-process.js';
+import { docker, startNginx, type TestContainer } from '../../devenv/containers.js';
+import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
+import { haproxyEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
+import { dataplaneApiBinary } from '../../devenv/versions.js';
+import type { Retirement } from '../../sidecar/autoscale/retirement.js';
+import { createDataplaneDriver } from '../../sidecar/dataplane/driver.js';
+import type { HaproxyDriver } from '../../sidecar/driver/index.js';
+import { createRuntimeDriver } from '../../sidecar/runtime/index.js';
+import { createRuntimeSocketOps } from '../../sidecar/runtime/ops.js';
+import { isOwnedServerName } from '../../sidecar/discovery/index.js';
+import { dataplaneClientFor } from '../support/dataplane.js';
+import { eventually, get } from '../support/http.js';
+import { startLoad, type RunningLoad } from '../support/load.js';
+import { runtimeServerNames } from '../support/runtime.js';
+
+const binary = dataplaneApiBinary();
+const check = { intervalMs: 1000, fall: 2, rise: 1 };
+
+describe.each<DriverChoice>(['runtime', 'dataplane'])('a scale-down survives SIGKILL of the sidecar at each stage (%s driver)', (driver) => {
+  const skip = driver === 'dataplane' && binary === undefined;
+  const run = randomBytes(3).toString('hex');
+  const service = `web${run}`;
+  const project = `hsc-test-${run}`;
+  let build: SidecarBuild;
+  let haproxy: LocalHaproxy;
+  let dir: string;
+  let stateFile: string;
+  let sidecar: SidecarProcess | undefined;
+  let load: RunningLoad;
+  let writer: HaproxyDriver;
+  let nextNumber = 1;
+  const replicas = new Map<string, TestContainer>();
+
+  const serverOf = new Map<string, string>();
+  const addReplica = async (): Promise<TestContainer> => {
+    const number = nextNumber++;
+    const container = await startNginx({
+      name: `${project}-${service}-${number}`,
+      labels: { 'com.docker.compose.project': project, 'com.docker.compose.service': service, 'com.docker.compose.container-number': String(number) },
+    });
+    replicas.set(container.id, container);
+    serverOf.set(container.id, `hsc-${service}-${number}`);
+    return container;
+  };
+  const running = async (id: string): Promise<boolean> =>
+    docker
+      .getContainer(id)
+      .inspect()
+      .then((info) => info.State.Running, () => false);
+  const records = async (): Promise<Retirement[]> =>
+    ((JSON.parse(await readFile(stateFile, 'utf8').catch(() => '{"retirements":[]}')) as { retirements: Retirement[] }).retirements);
+  const owned = async (): Promise<string[]> => (await runtimeServerNames(haproxy)).filter(isOwnedServerName);
+
+  const startSidecar = async (extra: Record<string, string> = {}): Promise<SidecarProcess> => {
+    sidecar = await startSidecarProcess(
+      build,
+      {
+        ...haproxyEnv(haproxy, driver),
+        HSC_DOCKER_ADDRESS_MODE: 'published',
+        HSC_DOCKER_COMPOSE_SERVICE: service,
+        HSC_DOCKER_LABEL_PREFIX: `hsc-none-${run}`,
+        HSC_DEFAULT_BACKEND: haproxy.backend,
+        HSC_AUTOSCALE_SERVICE: service,
+        HSC_AUTOSCALE_PROJECT: project,
+        HSC_AUTOSCALE_STATE_FILE: stateFile,
+        HSC_AUTOSCALE_INTERVAL_MS: '1000',
+        HSC_AUTOSCALE_MIN: '2',
+        HSC_AUTOSCALE_DOWN_WINDOW_MS: '0',
+        HSC_AUTOSCALE_FORECAST: 'off',
+        // The test's own load must never look like a reason to scale up.
+        HSC_AUTOSCALE_RPS_TARGET: '1000000',
+        HSC_AUTOSCALE_RPS_DOWN: '1000000',
+        HSC_AUTOSCALE_QUEUE_TARGET: '1000',
+        HSC_AUTOSCALE_QUEUE_DOWN: '1000',
+        HSC_AUTOSCALE_RT_TARGET: '60',
+        HSC_AUTOSCALE_RT_DOWN: '60',
+        HSC_AUTOSCALE_STOP_TIMEOUT_S: '10',
+        HSC_DRAIN_POLL_MS: '200',
+        HSC_DRAIN_DEADLINE_MS: '30000',
+        HSC_RECONCILE_DEBOUNCE_MS: '100',
+        HSC_RESYNC_INTERVAL_MS: '2000',
+        HSC_HTTP_PORT: String(await freePort()),
+        HSC_LOG_LEVEL: 'debug',
+        ...extra,
+      },
+      join(dir, 'sidecar.log'),
+    );
+    return sidecar;
+  };
+  const kill = async (): Promise<void> => {
+    if (sidecar === undefined) return;
+    process.kill(sidecar.pid, 'SIGKILL');
+    await sidecar.stop();
+    sidecar = undefined;
+  };
+  /** After a restart: only `victim` stops, the record empties, the others keep serving. */
+  const expectFinished = async (victim: string, others: readonly string[]): Promise<void> => {
+    expect(await eventually(async () => !(await running(victim)) && (await records()).length === 0, 60_000, 250)).toBe(true);
+    for (const id of others) expect(await running(id)).toBe(true);
+    const servers = others.map((id) => replicas.get(id)).filter((c) => c !== undefined);
+    expect(await eventually(async () => (await owned()).length === servers.length, 20_000)).toBe(true);
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) seen.add((await get(`${haproxy.frontendUrl}/`)).servedBy ?? '');
+    expect([...seen].sort()).toEqual(servers.map((c) => c.hostname).sort());
+  };
+  const pool = (): string[] => [...replicas.keys()];
+
+  beforeAll(async () => {
+    if (skip) return;
+    dir = await mkdtemp(join(tmpdir(), 'hsc-test-crash-'));
+    stateFile = join(dir, 'retirements.json');
+    [build, haproxy] = await Promise.all([buildSidecar(), startLocalHaproxy({ withDataplane: driver === 'dataplane' })]);
+    writer =
+      driver === 'runtime'
+        ? createRuntimeDriver({ address: haproxy.runtimeSocket, timeoutMs: 5_000, configFile: haproxy.configFile, healthCheck: check, isOwned: isOwnedServerName })
+        : createDataplaneDriver({
+            client: dataplaneClientFor(haproxy),
+            healthCheck: check,
+            reloadTimeoutMs: 20_000,
+            socket: createRuntimeSocketOps({ address: haproxy.runtimeSocket, timeoutMs: 5_000 }),
+          });
+    await writer.inspect([haproxy.backend]);
+    for (let i = 0; i < 3; i++) await addReplica();
+  });
+
+  afterAll(async () => {
+    if (skip) return;
+    await sidecar?.stop();
+    await haproxy?.stop();
+    await Promise.all([...replicas.values()].map((c) => c.remove()));
+    await build?.remove();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it.skipIf(skip)('killed while its victim drains: the restarted sidecar finishes that retirement', async () => {
+    await startSidecar();
+    expect(await eventually(async () => (await owned()).length === 3, 30_000)).toBe(true);
+    // From here on, until the last crash is behind, every request must succeed.
+    load = startLoad(`${haproxy.frontendUrl}/`, { concurrency: 3, maxDurationMs: 240_000, maxRequests: 2_000_000 });
+    // One slow request on each replica holds every drain open for a few seconds.
+    const slow = Array.from({ length: 3 }, () => get(`${haproxy.frontendUrl}/slow?s=6`, { signal: AbortSignal.timeout(30_000) }));
+    expect(await eventually(async () => (await records()).some((r) => r.stage === 'draining'), 30_000, 50)).toBe(true);
+    await kill();
+    const [record] = await records();
+    if (record === undefined) throw new Error('no retirement on record');
+    expect((await haproxy.runtime(`show servers state ${haproxy.backend}`)).includes(record.server)).toBe(true);
+    await startSidecar();
+    await expectFinished(record.containerId, pool().filter((id) => id !== record.containerId));
+    for (const answer of await Promise.all(slow)) expect(answer.status).toBe(200);
+    replicas.delete(record.containerId);
+    await sidecar?.stop();
+    sidecar = undefined;
+  });
+
+  it.skipIf(skip)('restarted over the state a crash leaves once the drain is over: removes the server, then stops that container', async () => {
+    // The new replica joins through a sidecar whose autoscaler is off, so no retirement of its
+    // own is under way when the crash is staged.
+    const added = await addReplica();
+    await startSidecar({ HSC_AUTOSCALE_ENABLED: 'false' });
+    expect(await eventually(async () => (await owned()).length === 3, 30_000)).toBe(true);
+    await kill();
+    // What a sidecar killed right after recording "drained" leaves: the victim in maintenance
+    // (or drain), still a server, still running, and the record.
+    const victim = added.id;
+    const server = serverOf.get(victim) ?? '';
+    expect((await haproxy.runtime(`set server ${haproxy.backend}/${server} state maint`)).trim()).toBe('');
+    const now = Date.now();
+    const record: Retirement = { containerId: victim, backend: haproxy.backend, server, stage: 'drained', startedAt: now, deadlineAt: now + 30_000, quietReads: 2 };
+    await writeFile(stateFile, JSON.stringify({ format: 1, retirements: [record] }));
+    await startSidecar();
+    await expectFinished(victim, pool().filter((id) => id !== victim));
+    replicas.delete(victim);
+    await sidecar?.stop();
+    sidecar = undefined;
+  });
+
+  it.skipIf(skip)('restarted over the state a crash leaves once the server is gone: stops that container only', async () => {
+    const added = await addReplica();
+    await startSidecar({ HSC_AUTOSCALE_ENABLED: 'false' });
+    expect(await eventually(async () => (await owned()).length === 3, 30_000)).toBe(true);
+    await kill();
+    const victim = added.id;
+    const server = serverOf.get(victim) ?? '';
+    // What a sidecar killed right after the reconciler removed the victim's server leaves.
+    await haproxy.runtime(`set server ${haproxy.backend}/${server} state drain`);
+    const snapshot = await writer.readServers([haproxy.backend]);
+    if (!snapshot.ok) throw new Error(snapshot.error.message);
+    const removed = await writer.apply([{ op: 'remove', backend: haproxy.backend, name: server, reason: 'no ready container' }], snapshot.value);
+    expect(removed.ok).toBe(true);
+    const now = Date.now();
+    const record: Retirement = { containerId: victim, backend: haproxy.backend, server, stage: 'removed', startedAt: now, deadlineAt: now + 30_000, quietReads: 2 };
+    await writeFile(stateFile, JSON.stringify({ format: 1, retirements: [record] }));
+    await startSidecar();
+    await expectFinished(victim, pool().filter((id) => id !== victim));
+    replicas.delete(victim);
+  });
+
+  it.skipIf(skip)('not one request failed across the three crashes', async () => {
+    const report = await load.stop();
+    expect(report.sent).toBeGreaterThan(100);
+    expect(report.failures).toEqual({});
+  });
+});
