@@ -53,6 +53,22 @@ export interface RuntimeDriverOptions {
 /** How often a removal on HAProxy < 3.0 asks again whether the server can be deleted. */
 const REMOVAL_POLL_MS = 100;
 
+/** What differs between the HAProxy versions this driver was verified on, 2.6 and 3.0. */
+interface Dialect {
+  /** `wait <ms> srv-removable <b>/<s>` exists (3.0). */
+  readonly waitRemovable: boolean;
+  /** A server added at run time gets its dynamic cookie by itself (3.0; not 2.6). */
+  readonly cookieOnAdd: boolean;
+  /** Entering maintenance purges a server's idle connection pool (3.0; see serverArguments). */
+  readonly idlePool: boolean;
+}
+
+/** An unreadable version gets 2.6's sequences, which work on 3.0 too, only slower to remove. */
+function dialectOf(version: string | undefined): Dialect {
+  const v3 = versionAtLeast(version, 3, 0);
+  return { waitRemovable: v3, cookieOnAdd: v3, idlePool: v3 };
+}
+
 const key = (backend: string, name: string): string => `${backend}/${name}`;
 
 const stillConnected = (error: EdgeError): boolean =>
@@ -91,8 +107,8 @@ export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDrive
   const now = options.now ?? (() => Date.now());
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
 
-  // HAProxy's version decides two command sequences (below); read once, on first need. An
-  // upgrade means a restart of HAProxy, and the sidecar's start-up inspects again.
+  // HAProxy's version decides the dialect; read once, on first need. An upgrade means a
+  // restart of HAProxy, and a restart of the sidecar reads it again.
   let version: Result<string | undefined> | undefined;
   const haproxyVersion = async (): Promise<Result<string | undefined>> => {
     if (version?.ok === true) return version;
@@ -107,14 +123,14 @@ export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDrive
     return answer.ok ? parseServersState(answer.value, command) : answer;
   };
 
-  const add = async (server: DesiredServer, cookiesNeedEnabling: boolean): Promise<Result<void>> => {
+  const add = async (server: DesiredServer, dialect: Dialect): Promise<Result<void>> => {
     const id = key(server.backend, server.name);
-    const added = await socket.execute(`add server ${id} ${serverArguments(server, options.healthCheck)}`);
+    const added = await socket.execute(`add server ${id} ${serverArguments(server, options.healthCheck, dialect.idlePool)}`);
     if (!added.ok) return added;
     // HAProxy < 3.0 gives a server added at run time no dynamic cookie (it answers an empty
     // cookie that unsets the client's); enabling the backend's dynamic cookies again computes
     // the missing ones. Done before the server takes traffic, so no answer lacks it.
-    if (cookiesNeedEnabling) {
+    if (dynamicCookies && !dialect.cookieOnAdd) {
       const cookies = await socket.execute(`enable dynamic-cookie backend ${server.backend}`);
       if (!cookies.ok) return cookies;
     }
@@ -129,12 +145,12 @@ export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDrive
    * delete it; sessions still left after removalWaitMs are cut, since the reconciler removes only
    * servers whose container is gone or whose drain completed.
    */
-  const remove = async (backend: string, name: string, canWait: boolean): Promise<Result<void>> => {
+  const remove = async (backend: string, name: string, dialect: Dialect): Promise<Result<void>> => {
     const id = key(backend, name);
     const maint = await socket.execute(`set server ${id} state maint`);
     if (!maint.ok) return maint;
     let deleted: Result<void>;
-    if (canWait) {
+    if (dialect.waitRemovable) {
       // HAProxy >= 3.0 waits itself: "Done." once removable, "Wait delay expired." or
       // "Failed." (not removable, or no such server) otherwise. Either way `del server` below
       // gives the precise refusal, so the answer only needs to be an answer.
@@ -158,10 +174,10 @@ export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDrive
     return socket.execute(`del server ${id}`);
   };
 
-  const replace = async (server: DesiredServer, recent: boolean): Promise<Result<void>> => {
-    const removed = await remove(server.backend, server.name, recent);
+  const replace = async (server: DesiredServer, dialect: Dialect): Promise<Result<void>> => {
+    const removed = await remove(server.backend, server.name, dialect);
     if (!removed.ok) return removed;
-    return add(server, dynamicCookies && !recent);
+    return add(server, dialect);
   };
 
   return {
@@ -185,11 +201,14 @@ export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDrive
       }
       const limitations: string[] = [];
       if (haproxyVersionText === undefined) {
-        limitations.push('HAProxy did not report its version: removals and persistence cookies follow HAProxy < 3.0 behaviour.');
-      } else if (!versionAtLeast(haproxyVersionText, 3, 0)) {
+        limitations.push('HAProxy did not report its version: the driver uses the command sequences of HAProxy 2.6.');
+      } else if (!dialectOf(haproxyVersionText).waitRemovable) {
         limitations.push(
           `HAProxy ${haproxyVersionText} has no "wait srv-removable": a removal retries "del server" for up to ` +
             `${removalWaitMs} ms while the server still has connections, then cuts them (the drainer normally ends them first).`,
+          `HAProxy ${haproxyVersionText} keeps no idle connections for servers added at run time, and the driver writes ` +
+            '"pool-max-conn 0" on the servers of its file regions to match: otherwise, after a reload, "del server" ' +
+            'refuses them for as long as their idle pool lasts.',
         );
       }
       const report: DriverReport = { driver: 'runtime', haproxyVersion: haproxyVersionText, limitations, runtimeReads: true };
@@ -210,22 +229,23 @@ export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDrive
     async apply(operations, snapshot) {
       const outcome = (runtimeChanges: number): ApplyOutcome => ({ reloads: 0, transactions: 0, runtimeChanges });
       if (operations.length === 0) return ok(outcome(0));
-      const written = await writeManagedRegions(options.configFile, targetRegions(operations, snapshot, options.isOwned), options.healthCheck);
-      if (!written.ok) return written;
-
       const read = await haproxyVersion();
       if (!read.ok) return read;
-      const recent = versionAtLeast(read.value, 3, 0);
+      const dialect = dialectOf(read.value);
+      const regions = targetRegions(operations, snapshot, options.isOwned);
+      const written = await writeManagedRegions(options.configFile, regions, options.healthCheck, dialect.idlePool);
+      if (!written.ok) return written;
+
       // Sequential, stopping at the first failure: the file already holds the target, and the
       // next pass plans again from what HAProxy then shows.
       let applied = 0;
       for (const operation of operations) {
         const result =
           operation.op === 'add'
-            ? await add(operation.server, dynamicCookies && !recent)
+            ? await add(operation.server, dialect)
             : operation.op === 'remove'
-              ? await remove(operation.backend, operation.name, recent)
-              : await replace(operation.server, recent);
+              ? await remove(operation.backend, operation.name, dialect)
+              : await replace(operation.server, dialect);
         if (!result.ok) return result;
         applied++;
       }

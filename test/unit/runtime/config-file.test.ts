@@ -47,6 +47,15 @@ describe('rendering', () => {
     );
   });
 
+  it('goes without an idle connection pool where HAProxy 2.6 needs that for del server', () => {
+    expect(serverArguments({ name: 'hsc-a', address: '10.0.0.5', port: 80, weight: 100 }, check, false)).toBe(
+      '10.0.0.5:80 check inter 1000 fall 2 rise 1 weight 100 pool-max-conn 0',
+    );
+    expect(renderRegion([{ name: 'hsc-a', address: '10.0.0.5', port: 80, weight: undefined }], check, false)[1]).toBe(
+      '    server hsc-a 10.0.0.5:80 check inter 1000 fall 2 rise 1 pool-max-conn 0',
+    );
+  });
+
   it('lists the servers sorted by name after the region comment', () => {
     expect(
       renderRegion(

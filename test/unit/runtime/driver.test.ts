@@ -236,10 +236,15 @@ describe('runtime driver', () => {
       expect((await driverFor(fake).apply([add(desired('hsc-new', '10.0.0.5'))], snapshot)).ok).toBe(true);
       expect(fake.commands()).toEqual([
         'show info',
-        'add server be_app/hsc-new 10.0.0.5:80 check inter 1000 fall 2 rise 1 weight 100',
+        'add server be_app/hsc-new 10.0.0.5:80 check inter 1000 fall 2 rise 1 weight 100 pool-max-conn 0',
         'enable dynamic-cookie backend be_app',
         'enable health be_app/hsc-new',
         'enable server be_app/hsc-new',
+      ]);
+      // The file's servers go without an idle pool too, so a reload does not make them undeletable.
+      expect(await region('be_app')).toEqual([
+        '    server hsc-new 10.0.0.5:80 check inter 1000 fall 2 rise 1 weight 100 pool-max-conn 0',
+        '    server hsc-old 10.0.0.1:80 check inter 1000 fall 2 rise 1 weight 100 pool-max-conn 0',
       ]);
     });
 
@@ -315,7 +320,8 @@ describe('runtime driver', () => {
       const fake = fakeHaproxy(VERSION_30);
       const result = await driverFor(fake).apply([add(desired('hsc-a', '10.0.0.5', 100, 'be_web'))], snapshot);
       expect(result).toMatchObject({ ok: false, error: { kind: 'invalid', message: expect.stringContaining('backend be_web') as string } });
-      expect(fake.sent).toEqual([]);
+      // Only the version read, which decides what the file gets.
+      expect(fake.commands()).toEqual(['show info']);
       expect(await readFile(configFile, 'utf8')).toBe(config);
     });
   });
@@ -379,7 +385,10 @@ describe('runtime driver', () => {
     it('on HAProxy 2.6: says how removals wait without `wait srv-removable`', async () => {
       const report = await driverFor(fakeHaproxy(VERSION_26)).inspect(['be_app']);
       expect(report.ok && report.value.haproxyVersion).toBe(VERSION_26);
-      expect(report.ok && report.value.limitations).toEqual([expect.stringContaining('has no "wait srv-removable"')]);
+      expect(report.ok && report.value.limitations).toEqual([
+        expect.stringContaining('has no "wait srv-removable"'),
+        expect.stringContaining('"pool-max-conn 0"'),
+      ]);
     });
 
     it('refuses a managed backend without a region in the file, or missing from HAProxy', async () => {
