@@ -45,7 +45,9 @@ export interface RuntimeDriverOptions {
    * cookies are enabled again; false skips that command for backends without persistence.
    */
   readonly dynamicCookies?: boolean;
+  /** Sends one command; tests pass a fake, the default connects to `address`. */
   readonly transport?: RuntimeTransport;
+  /** Clock and sleep of the removal's retries on HAProxy < 3.0. */
   readonly now?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
 }
