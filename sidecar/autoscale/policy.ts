@@ -14,7 +14,7 @@
 //
 // decide(samples, history, policy, now) returns the replicas, the reason, every stage's value and
 // reason, and the next history. Nothing here reads a clock or does I/O.
-import { forecast, observe, type ForecastSettings, type ForecastState } from './forecast.js';
+import { DEFAULT_FORECAST_SETTINGS, forecast, observe, type ForecastSettings, type ForecastState } from './forecast.js';
 
 export type SignalName = 'cpu' | 'requestRate' | 'queue' | 'responseTime';
 export const SIGNALS: readonly SignalName[] = ['cpu', 'requestRate', 'queue', 'responseTime'];
@@ -94,7 +94,7 @@ export const DEFAULT_POLICY: ScalingPolicy = {
   scaleDownStabilisationMs: 120_000,
   scaleUp: { instances: 4, fraction: 1, periodMs: 30_000 },
   scaleDown: { instances: 1, fraction: 0, periodMs: 30_000 },
-  forecast: { mode: 'act', horizonMs: 30_000, settings: { alpha: 0.5, beta: 0.3, gamma: 0.2, seasonalBuckets: 48 } },
+  forecast: { mode: 'act', horizonMs: 30_000, settings: DEFAULT_FORECAST_SETTINGS },
   idleRequestRate: 1,
 };
 
