@@ -12,20 +12,20 @@ import { createRuntimeDriver } from './runtime/index.js';
 import { createRuntimeSocketOps } from './runtime/ops.js';
 import {
   createDiscovery,
-  createDockerSource,
   discoveryOptions,
   httpProbe,
   isOwnedServerName,
-  type DockerSource,
   type Probe,
 } from './discovery/index.js';
 import { watchContainerEvents } from './discovery/events.js';
 import { createAdminRoutes } from './admin/routes.js';
-import { createAutoscaler, isRemovableRetiree, type Autoscaler } from './autoscale/controller.js';
+import { createAutoscaler, isRemovableRetiree, type Autoscaler, type PoolView } from './autoscale/controller.js';
+import { ok, type Result } from './edge/result.js';
 import { createControlLoop } from './autoscale/loop.js';
 import { openRetirementStore } from './autoscale/retirement.js';
 import { createSampler } from './autoscale/sampler.js';
-import { createDockerReplicas, type Replicas } from './scaling/docker.js';
+import { createDockerEdge, type DockerEdge } from './docker/index.js';
+import { replicasOf } from './scaling/replicas.js';
 import { createAdminService } from './admin/service.js';
 import { createDrainer } from './drain/drainer.js';
 import { backendSnapshot, createServerLoadReader, scrape } from './haproxy-metrics/index.js';
@@ -37,10 +37,9 @@ import { autoscalerRecorder, createMetrics, drainRecorder, initialiseBackendSeri
 
 export interface SidecarDependencies {
   readonly logger?: Logger;
-  readonly docker?: DockerSource;
+  readonly docker?: DockerEdge;
   readonly probe?: Probe;
   readonly fetch?: typeof fetch;
-  readonly replicas?: Replicas;
 }
 
 export interface RunningSidecar {
@@ -69,7 +68,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   const metrics = createMetrics({ version: packageVersion(), processMetrics: true });
   initialiseBackendSeries(metrics, config.backends.managedBackends);
   const haproxy = createHaproxyDriver(config, logger, deps.fetch);
-  const docker = deps.docker ?? createDockerSource(config.docker.socketPath);
+  const docker = deps.docker ?? createDockerEdge(config.docker.socketPath);
   const discovery = createDiscovery(docker, discoveryOptions(config), logger);
   // Scale-downs in progress when the sidecar last stopped are in this record: they carry on.
   const opened = await openRetirementStore(config.autoscale.enabled ? config.autoscale.stateFile : '');
@@ -127,7 +126,10 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
       const result = await scrape(exporter);
       return result.ok ? backendSnapshot(result.samples, backend, result.at) : undefined;
     },
-    candidates: async () => (await discovery.discover()).candidates,
+    candidates: async () => {
+      const discovered = await discovery.discover();
+      return discovered.ok ? discovered.value.candidates : [];
+    },
     managedBackends: config.backends.managedBackends,
     isOwned: isOwnedServerName,
     undrained: (backend, server) => autoscaler?.cancelRetirement(backend, server) ?? Promise.resolve(),
@@ -137,9 +139,14 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
 
   function createConfiguredAutoscaler(): Autoscaler {
     const { backend, service, project, policy, dryRun } = config.autoscale;
-    const replicas = deps.replicas ?? createDockerReplicas(config.docker.socketPath, { service, project });
-    const serverOfContainer = async (): Promise<ReadonlyMap<string, string>> =>
-      new Map((await discovery.discover()).candidates.filter((c) => c.backend === backend).map((c) => [c.containerId, c.serverName]));
+    const ref = { service, project };
+    // One Docker list per evaluation: the replicas and their server names both come from it.
+    const pool = async (): Promise<Result<PoolView>> => {
+      const listed = await docker.listRunning();
+      if (!listed.ok) return listed;
+      const candidates = discovery.from(listed.value).candidates.filter((c) => c.backend === backend);
+      return ok({ replicas: replicasOf(listed.value, ref), serverOf: new Map(candidates.map((c) => [c.containerId, c.serverName])) });
+    };
     return createAutoscaler({
       backend,
       policy,
@@ -147,17 +154,22 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
         backend,
         scrape: () => scrape(exporter),
         isReplicaServer: isOwnedServerName,
-        cpu: async () => replicas.cpu((await replicas.list()).map((r) => r.id)),
-        runningReplicas: async () => (await replicas.list()).length,
+        cpu: async (ids) => {
+          const read = await docker.cpu(ids);
+          return read.ok ? read.value : undefined;
+        },
         now: () => Date.now(),
       }),
-      replicas,
+      pool,
+      scaler: {
+        startLike: (templateId, count) => docker.startLike(ref, templateId, count),
+        stopAndRemove: (id, timeoutSeconds) => docker.stopAndRemove(id, timeoutSeconds),
+      },
       drainer,
       haproxy,
       readLoad: createServerLoadReader(exporter),
       store: retirements,
       drainDeadlineMs: config.drain.deadlineMs,
-      serverOfContainer,
       requestReconcile: (reason) => loop.trigger(reason),
       dryRun,
       stopTimeoutSeconds: config.autoscale.stopTimeoutSeconds,

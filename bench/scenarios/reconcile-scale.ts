@@ -105,6 +105,7 @@ export async function reconcileScaleScenario(options: ReconcileScaleOptions): Pr
       health: 'healthy',
       networks: {},
       publishedPorts: [{ containerPort: 80, hostIp: '127.0.0.1', hostPort: 20_000 + serial }],
+      createdAt: 1_700_000_000 + serial,
     };
   };
   for (const backend of backends) {
@@ -116,7 +117,7 @@ export async function reconcileScaleScenario(options: ReconcileScaleOptions): Pr
 
   const events = eventChannel();
   const source: DockerSource = {
-    listRunning: (selects) => Promise.resolve([...containers.values()].filter((c) => selects(c.labels))),
+    listRunning: (selects) => Promise.resolve({ ok: true, value: [...containers.values()].filter((c) => selects?.(c.labels) ?? true) }),
     openEvents: (signal) => Promise.resolve(events.open(signal)),
   };
   // One hand-written server per backend, which must survive everything.

@@ -7,9 +7,9 @@
 // back before starting anything.
 import type { Drainer } from '../drain/drainer.js';
 import type { HaproxyDriver } from '../driver/index.js';
-import { errorMessage } from '../edge/result.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { Replicas } from '../scaling/docker.js';
+import type { Replica } from '../scaling/replicas.js';
+import type { Result } from '../edge/result.js';
 import { planActions, type Action, type PoolState, type ServingReplica } from './actions.js';
 import { decide, EMPTY_HISTORY, type Decision, type History, type ScalingPolicy } from './policy.js';
 import { advanceRetirement, type Retirement, type RetirementEffect, type RetirementStore, type RetirementView } from './retirement.js';
@@ -49,11 +49,30 @@ export interface AutoscalerRecorder {
   servicePresent(present: boolean): void;
 }
 
+export interface PoolView {
+  /** Running replicas, oldest first. */
+  readonly replicas: readonly Replica[];
+  /** containerId → server name in the backend, as discovery names it. */
+  readonly serverOf: ReadonlyMap<string, string>;
+}
+
+export interface ReplicaActions {
+  /** Creates and starts `count` replicas like `templateId`; resolves with their IDs. */
+  startLike(templateId: string, count: number): Promise<Result<string[]>>;
+  stopAndRemove(id: string, timeoutSeconds: number): Promise<Result<void>>;
+}
+
 export interface AutoscalerOptions {
   readonly backend: string;
   readonly policy: ScalingPolicy;
   readonly sampler: Sampler;
-  readonly replicas: Replicas;
+  /**
+   * The scaled service's replicas and their servers, from one Docker list: what one evaluation
+   * (or one pass over the retirements) reads from Docker.
+   */
+  readonly pool: () => Promise<Result<PoolView>>;
+  /** Starts and stops replicas through the Docker edge. */
+  readonly scaler: ReplicaActions;
   /** Undrain goes through it, so an operator's drain watch of the same server ends too. */
   readonly drainer: Pick<Drainer, 'undrain'>;
   readonly haproxy: Pick<HaproxyDriver, 'readServers' | 'listRuntimeServers' | 'setAdminState'>;
@@ -62,8 +81,6 @@ export interface AutoscalerOptions {
   readonly store: RetirementStore;
   /** A scale-down drain still going after this is forced (the server goes to maintenance). */
   readonly drainDeadlineMs: number;
-  /** containerId → server name in the backend, for the replicas discovery sees now. */
-  readonly serverOfContainer: () => Promise<ReadonlyMap<string, string>>;
   /** Asks the reconciler for a pass (a drained replica's server is then removed). */
   readonly requestReconcile: (reason: string) => void;
   readonly dryRun: boolean;
@@ -121,8 +138,9 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     serviceMissing = missing;
   }
 
-  async function poolState(sample: SampleSet): Promise<PoolState & { readonly replicas: number }> {
-    const [list, servers] = await Promise.all([options.replicas.list(), options.serverOfContainer()]);
+  function poolState(sample: SampleSet, view: PoolView): PoolState & { readonly replicas: number } {
+    const list = view.replicas;
+    const servers = view.serverOf;
     const sessions = new Map(sample.snapshot?.servers.map((s) => [s.name, s]) ?? []);
     const now = options.now();
     const serving: ServingReplica[] = [];
@@ -168,18 +186,16 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
   /** What HAProxy and Docker show of every retirement in progress; undefined when unreadable. */
   async function observe(records: readonly Retirement[]): Promise<Map<string, RetirementView> | undefined> {
     const backends = [...new Set(records.map((r) => r.backend))];
-    const [running, configured, ...runtime] = await Promise.all([
-      options.replicas.list().then(
-        (list) => new Set(list.map((r) => r.id)),
-        (error: unknown) => {
-          logger.warn({ error: errorMessage(error) }, 'scale-down paused: cannot list the replicas');
-          return undefined;
-        },
-      ),
+    const [pool, configured, ...runtime] = await Promise.all([
+      options.pool(),
       options.haproxy.readServers(backends),
       ...backends.map((b) => options.haproxy.listRuntimeServers(b)),
     ]);
-    if (running === undefined) return undefined;
+    if (!pool.ok) {
+      logger.warn({ error: pool.error.message }, 'scale-down paused: cannot list the replicas');
+      return undefined;
+    }
+    const running = new Set(pool.value.replicas.map((r) => r.id));
     if (!configured.ok) {
       logger.warn({ error: configured.error.message }, 'scale-down paused: cannot read HAProxy\'s servers');
       return undefined;
@@ -211,11 +227,9 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
         // Sent once the record says drained (below): the reconciler reads it to remove the server.
         return undefined;
       case 'stop-container':
-        try {
-          await options.replicas.stopAndRemove(r.containerId, options.stopTimeoutSeconds);
-          return undefined;
-        } catch (error) {
-          return errorMessage(error);
+        {
+          const stopped = await options.scaler.stopAndRemove(r.containerId, options.stopTimeoutSeconds);
+          return stopped.ok ? undefined : stopped.error.message;
         }
     }
   }
@@ -261,7 +275,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     return store.list().length;
   }
 
-  async function apply(actions: readonly Action[]): Promise<void> {
+  async function apply(actions: readonly Action[], view: PoolView): Promise<void> {
     for (const action of actions) {
       if (action.kind === 'undrain') {
         const result = await options.drainer.undrain(backend, action.server);
@@ -269,15 +283,17 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
         logger.info({ backend, server: action.server, ok: result.ok }, `scale-up: ${action.server} put back in service instead of starting a container`);
         options.recorder?.acted('up', result.ok);
       } else if (action.kind === 'start') {
-        try {
-          const ids = await options.replicas.startLike(action.count);
-          for (const id of ids) starting.set(id, options.now());
-          logger.info({ backend, started: ids.map((id) => id.slice(0, 12)) }, `scale-up: started ${ids.length} container(s)`);
-          options.recorder?.acted('up', true);
-        } catch (error) {
-          options.recorder?.acted('up', false);
-          logger.error({ backend, error: errorMessage(error) }, 'scale-up failed');
+        // The newest running replica is the template, as Compose would use the service's spec.
+        const template = view.replicas.at(-1);
+        if (template === undefined) continue;
+        const started = await options.scaler.startLike(template.id, action.count);
+        if (started.ok) {
+          for (const id of started.value) starting.set(id, options.now());
+          logger.info({ backend, started: started.value.map((id) => id.slice(0, 12)) }, `scale-up: started ${started.value.length} container(s)`);
+        } else {
+          logger.error({ backend, error: started.error.message }, 'scale-up failed');
         }
+        options.recorder?.acted('up', started.ok);
       } else {
         await retire(action.containerId, action.server);
       }
@@ -285,12 +301,16 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
   }
 
   async function evaluateOnce(apply_: boolean, recordMode?: DecisionRecord['mode']): Promise<DecisionRecord> {
-    const sample = await options.sampler.sample();
+    // Docker is read once per evaluation: the sampler, the pool and the actions share this list.
+    const listed = await options.pool();
+    const view: PoolView = listed.ok ? listed.value : { replicas: [], serverOf: new Map() };
+    const sample = await options.sampler.sample(listed.ok ? view.replicas : undefined);
     const now = options.now();
     const decision = decide(sample.samples, history, options.policy, now);
     const desired = mode === 'manual' && manualReplicas !== undefined ? manualReplicas : decision.replicas;
-    const pool = await poolState(sample);
-    noteService(pool.replicas);
+    const pool = poolState(sample, view);
+    if (listed.ok) noteService(pool.replicas);
+    else logger.warn({ backend, error: listed.error.message }, 'autoscaler: cannot list the replicas; no action this time');
     // Without a replica to copy there is nothing to act on: the decision is still recorded.
     const actions = pool.replicas === 0 ? [] : planActions(desired, pool);
     const applied = apply_ && mode !== 'paused' && !options.dryRun;
@@ -321,7 +341,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
         logger.info({ backend, current: record.current, desired, stage: record.stage, actions, applied, problems: sample.problems }, `autoscaler: ${record.reason}`);
       }
     }
-    if (applied) await apply(actions);
+    if (applied) await apply(actions, view);
     // A retirement just recorded gets its drain at once, not at the next pass.
     if (applied && actions.some((a) => a.kind === 'retire')) await progress();
     return record;

@@ -9,10 +9,8 @@ export interface SamplerOptions {
   readonly scrape: () => Promise<ScrapeResult>;
   /** Servers that stand for the scaled service's replicas. */
   readonly isReplicaServer: (server: string) => boolean;
-  /** Mean CPU of the replicas as a fraction of one core; undefined when Docker cannot tell. */
-  readonly cpu: () => Promise<number | undefined>;
-  /** Running replicas Docker shows, used when HAProxy cannot be read. */
-  readonly runningReplicas: () => Promise<number>;
+  /** Mean CPU of these containers as a fraction of one core; undefined when Docker cannot tell. */
+  readonly cpu: (containerIds: readonly string[]) => Promise<number | undefined>;
   readonly now: () => number;
 }
 
@@ -26,16 +24,23 @@ export interface SampleSet {
 }
 
 export interface Sampler {
-  sample(): Promise<SampleSet>;
+  /**
+   * `replicas`: the running replicas Docker listed for this evaluation (their CPU is read, and
+   * their count stands in when HAProxy cannot be read); undefined when Docker could not be listed.
+   */
+  sample(replicas: readonly { readonly id: string }[] | undefined): Promise<SampleSet>;
 }
 
 export function createSampler(options: SamplerOptions): Sampler {
   let previous: BackendSnapshot | undefined;
 
   return {
-    async sample() {
+    async sample(listed) {
       const problems: string[] = [];
-      const [scraped, cpu] = await Promise.all([options.scrape(), options.cpu().catch(() => undefined)]);
+      const [scraped, cpu] = await Promise.all([
+        options.scrape(),
+        listed === undefined ? Promise.resolve(undefined) : options.cpu(listed.map((r) => r.id)).catch(() => undefined),
+      ]);
       let snapshot: BackendSnapshot | undefined;
       if (scraped.ok) {
         snapshot = backendSnapshot(scraped.samples, options.backend, scraped.at);
@@ -58,7 +63,7 @@ export function createSampler(options: SamplerOptions): Sampler {
       const replicas =
         snapshot !== undefined
           ? snapshot.servers.filter((s) => options.isReplicaServer(s.name) && s.state === 'UP').length
-          : await options.runningReplicas().catch(() => 0);
+          : (listed?.length ?? 0);
       const queue = snapshot === undefined ? undefined : snapshot.currentQueue + snapshot.servers.reduce((sum, s) => sum + s.currentQueue, 0);
       const samples: Samples = {
         replicas,

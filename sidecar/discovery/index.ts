@@ -2,11 +2,15 @@
 // Docker's side comes in through a DockerSource (docker.ts); everything else here is plain data.
 import type { SidecarConfig } from '../config/index.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { DockerSource } from './docker.js';
-import { assignServerNames, parseContainer, type Candidate, type DiscoveryOptions } from './parse.js';
+import type { DockerEdge } from '../docker/index.js';
+import { ok, type Result } from '../edge/result.js';
+import { assignServerNames, parseContainer, type Candidate, type ContainerSnapshot, type DiscoveryOptions } from './parse.js';
 
 export { isOwnedServerName, OWNED_SERVER_PREFIX, type Candidate } from './parse.js';
-export { createDockerSource, type ContainerEvent, type DockerSource } from './docker.js';
+export type { ContainerEvent } from '../docker/index.js';
+
+/** What discovery reads from the Docker edge. */
+export type DockerSource = Pick<DockerEdge, 'listRunning' | 'openEvents'>;
 
 export interface SkippedContainer {
   readonly containerName: string;
@@ -21,7 +25,12 @@ export interface DiscoveryResult {
 }
 
 export interface Discovery {
-  discover(): Promise<DiscoveryResult>;
+  /** Lists Docker once and parses what it shows. */
+  discover(): Promise<Result<DiscoveryResult>>;
+  /** The same from containers already listed (one Docker read shared by several users). */
+  from(containers: readonly ContainerSnapshot[]): DiscoveryResult;
+  /** Whether discovery looks at a container with these labels at all. */
+  selects(labels: Readonly<Record<string, string>>): boolean;
 }
 
 export function discoveryOptions(config: SidecarConfig): DiscoveryOptions {
@@ -45,9 +54,8 @@ export function createDiscovery(source: DockerSource, options: DiscoveryOptions,
   const selects = (labels: Readonly<Record<string, string>>): boolean =>
     labels[enableLabel] !== undefined || labels['com.docker.compose.service'] === options.composeService;
 
-  return {
-    async discover() {
-      const containers = await source.listRunning(selects);
+  function from(all: readonly ContainerSnapshot[]): DiscoveryResult {
+      const containers = all.filter((c) => selects(c.labels));
       const candidates: Candidate[] = [];
       const skipped: SkippedContainer[] = [];
       const stillBroken = new Set<string>();
@@ -68,6 +76,14 @@ export function createDiscovery(source: DockerSource, options: DiscoveryOptions,
         a.backend === b.backend ? a.serverName.localeCompare(b.serverName) : a.backend.localeCompare(b.backend),
       );
       return { candidates: named, skipped };
+  }
+
+  return {
+    from,
+    selects,
+    async discover() {
+      const listed = await source.listRunning(selects);
+      return listed.ok ? ok(from(listed.value)) : listed;
     },
   };
 }

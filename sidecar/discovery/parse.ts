@@ -10,32 +10,15 @@
 //   haproxy.check.path=</path>     readiness probe path for containers without a Docker healthcheck
 
 import type { AddressMode } from '../config/index.js';
+import { COMPOSE_NUMBER, COMPOSE_SERVICE } from '../docker/labels.js';
+import type { ContainerHealth, ContainerSnapshot } from '../docker/snapshot.js';
+
+export type { ContainerHealth, ContainerSnapshot, PublishedPort } from '../docker/snapshot.js';
 
 /** Servers the sidecar creates carry this prefix; it is how it recognises them after a restart. */
 export const OWNED_SERVER_PREFIX = 'hsc-';
 
 export const isOwnedServerName = (name: string): boolean => name.startsWith(OWNED_SERVER_PREFIX);
-
-export type ContainerHealth = 'healthy' | 'unhealthy' | 'starting' | 'none';
-
-/** The small, SDK-free view of a container that discovery needs. */
-export interface ContainerSnapshot {
-  readonly id: string;
-  /** Without Docker's leading slash. */
-  readonly name: string;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly running: boolean;
-  readonly health: ContainerHealth;
-  /** IPv4 address per attached network name. */
-  readonly networks: Readonly<Record<string, string>>;
-  readonly publishedPorts: readonly PublishedPort[];
-}
-
-export interface PublishedPort {
-  readonly containerPort: number;
-  readonly hostIp: string;
-  readonly hostPort: number;
-}
 
 export interface DiscoveryOptions {
   readonly labelPrefix: string;
@@ -72,8 +55,6 @@ export type ParseOutcome =
   /** Meant for the sidecar but unusable: the warning names the container and the label. */
   | { readonly kind: 'skipped'; readonly containerName: string; readonly label: string; readonly reason: string };
 
-const COMPOSE_SERVICE = 'com.docker.compose.service';
-const COMPOSE_NUMBER = 'com.docker.compose.container-number';
 const HOST_WILDCARDS = new Set(['', '0.0.0.0', '::']);
 
 export function parseContainer(container: ContainerSnapshot, options: DiscoveryOptions): ParseOutcome {

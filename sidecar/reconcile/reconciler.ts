@@ -93,7 +93,9 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     });
 
     for (let attempt = 0; attempt <= options.maxConflictRetries; attempt++) {
-      const discovered = await options.discovery.discover();
+      const listed = await options.discovery.discover();
+      if (!listed.ok) return failed(`listing Docker's containers: ${listed.error.message}`, listed.error);
+      const discovered = listed.value;
       const candidates = discovered.candidates.filter((c) => options.isRemovable?.(c.containerId) !== true);
       const snapshot = await driver.readServers(options.managedBackends);
       if (!snapshot.ok) return failed(`reading servers: ${snapshot.error.message}`, snapshot.error);

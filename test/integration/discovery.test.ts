@@ -4,9 +4,9 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, startNginx, type TestContainer } from '../../devenv/containers.js';
+import { createDockerEdge } from '../../sidecar/docker/index.js';
 import {
   createDiscovery,
-  createDockerSource,
   httpProbe,
   selectReady,
   type ContainerEvent,
@@ -22,7 +22,7 @@ const options = { ...PUBLISHED_DISCOVERY, labelPrefix: prefix, composeService: `
 describe('discovery on the real Docker Engine', () => {
   const warnings: Array<Record<string, unknown>> = [];
   const logger: Logger = { debug: () => {}, info: () => {}, error: () => {}, warn: (fields) => warnings.push(fields) };
-  const source = createDockerSource(process.env.HSC_DOCKER_SOCKET ?? '/var/run/docker.sock');
+  const source = createDockerEdge(process.env.HSC_DOCKER_SOCKET ?? '/var/run/docker.sock');
   const discovery = createDiscovery(source, options, logger);
   let web: TestContainer;
   let api: TestContainer;
@@ -40,7 +40,9 @@ describe('discovery on the real Docker Engine', () => {
       startNginx({ name: name('plain'), labels: { [`${prefix}.enable`]: 'true' }, healthcheck: false }),
       startNginx({ name: name('other') }),
     ]);
-    result = await discovery.discover();
+    const discovered = await discovery.discover();
+    if (!discovered.ok) throw new Error(discovered.error.message);
+    result = discovered.value;
   });
 
   afterAll(async () => {
@@ -86,6 +88,6 @@ describe('discovery on the real Docker Engine', () => {
     expect(seen.map((e) => e.action)).toEqual(['kill', 'die']);
     // Once dead, it is no longer a candidate; the others are unaffected.
     const after = await discovery.discover();
-    expect(after.candidates.map((c) => c.containerName)).toEqual([name('api'), name('plain')]);
+    expect(after.ok && after.value.candidates.map((c) => c.containerName)).toEqual([name('api'), name('plain')]);
   });
 });

@@ -5,15 +5,24 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, OWNER_LABEL } from '../../devenv/containers.js';
 import { readPinnedVersions } from '../../devenv/versions.js';
-import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE, createDockerReplicas, type Replicas } from '../../sidecar/scaling/docker.js';
+import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE, createDockerEdge, type DockerEdge } from '../../sidecar/docker/index.js';
+import type { Result } from '../../sidecar/edge/result.js';
+import { replicasOf, type Replica } from '../../sidecar/scaling/replicas.js';
 import { boundedLoad } from '../support/load.js';
 
 const project = `hsc-test-${randomBytes(3).toString('hex')}`;
 const network = `${project}_app`;
 
+function value<T>(result: Result<T>): T {
+  if (!result.ok) throw new Error(`${result.error.operation}: ${result.error.message}`);
+  return result.value;
+}
+
 describe('replicas through the real Docker Engine', () => {
-  let replicas: Replicas;
+  let edge: DockerEdge;
   let started: string[] = [];
+  const ref = { service: 'nginx', project };
+  const list = async (): Promise<Replica[]> => replicasOf(value(await edge.listRunning()), ref);
 
   beforeAll(async () => {
     await docker.createNetwork({ Name: network, Labels: { [OWNER_LABEL]: 'test' } });
@@ -26,7 +35,7 @@ describe('replicas through the real Docker Engine', () => {
       NetworkingConfig: { EndpointsConfig: { [network]: { Aliases: ['nginx'] } } },
     });
     await template.start();
-    replicas = createDockerReplicas(process.env.HSC_DOCKER_SOCKET ?? '/var/run/docker.sock', { service: 'nginx', project });
+    edge = createDockerEdge(process.env.HSC_DOCKER_SOCKET ?? '/var/run/docker.sock');
   });
 
   afterAll(async () => {
@@ -36,10 +45,10 @@ describe('replicas through the real Docker Engine', () => {
   });
 
   it('starts replicas like the running one, with the next Compose numbers', async () => {
-    started = await replicas.startLike(2);
+    const [template] = await list();
+    started = value(await edge.startLike(ref, template?.id ?? '', 2));
     expect(started).toHaveLength(2);
-    const list = await replicas.list();
-    expect(list.map((r) => [r.name, r.number])).toEqual([
+    expect((await list()).map((r) => [r.name, r.number])).toEqual([
       [`${project}-nginx-1`, 1],
       [`${project}-nginx-2`, 2],
       [`${project}-nginx-3`, 3],
@@ -59,22 +68,22 @@ describe('replicas through the real Docker Engine', () => {
   });
 
   it('reads the replicas’ CPU from the stats API, higher under load', async () => {
-    const ids = (await replicas.list()).map((r) => r.id);
-    const idle = await replicas.cpu(ids);
+    const ids = (await list()).map((r) => r.id);
+    const idle = value(await edge.cpu(ids));
     expect(idle).toBeGreaterThanOrEqual(0);
     const info = await docker.getContainer(ids[0] ?? '').inspect();
     const port = info.NetworkSettings.Ports['80/tcp']?.[0]?.HostPort ?? '';
     const load = boundedLoad(`http://127.0.0.1:${port}/`, { requests: 200_000, concurrency: 8, deadlineMs: 4_000 });
     await new Promise((resolve) => setTimeout(resolve, 1_000));
-    const busy = await replicas.cpu([ids[0] ?? '']);
+    const busy = value(await edge.cpu([ids[0] ?? '']));
     await load;
     expect(busy).toBeGreaterThan((idle ?? 0) + 0.05);
   });
 
   it('stops a replica gracefully and removes it', async () => {
     const victim = started[0] ?? '';
-    await replicas.stopAndRemove(victim, 10);
-    expect((await replicas.list()).map((r) => r.id)).not.toContain(victim);
-    await replicas.stopAndRemove(victim, 10); // already gone: not an error
+    value(await edge.stopAndRemove(victim, 10));
+    expect((await list()).map((r) => r.id)).not.toContain(victim);
+    value(await edge.stopAndRemove(victim, 10)); // already gone: not an error
   });
 });

@@ -14,7 +14,7 @@ import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/loc
 import { readPinnedVersions } from '../../devenv/versions.js';
 import { loadConfig } from '../../sidecar/config/index.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.js';
-import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE } from '../../sidecar/scaling/docker.js';
+import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE } from '../../sidecar/docker/labels.js';
 import { silentLogger } from '../../sidecar/telemetry/logger.js';
 import { eventually } from '../support/http.js';
 import { startLoad } from '../support/load.js';

@@ -7,7 +7,8 @@ import { DEFAULT_POLICY, type ScalingPolicy } from '../../sidecar/autoscale/poli
 import type { Sampler, SampleSet } from '../../sidecar/autoscale/sampler.js';
 import type { AdminState } from '../../sidecar/dataplane/index.js';
 import { createDrainer } from '../../sidecar/drain/drainer.js';
-import type { Replica, Replicas } from '../../sidecar/scaling/docker.js';
+import type { ReplicaActions } from '../../sidecar/autoscale/controller.js';
+import type { Replica } from '../../sidecar/scaling/replicas.js';
 import { silentLogger } from '../../sidecar/telemetry/logger.js';
 
 export const policy: ScalingPolicy = {
@@ -38,7 +39,7 @@ export function world(initial: number) {
   /** True: HAProxy's exporter cannot be read (no snapshot, no HAProxy signals). */
   let blind = false;
   const sampler: Sampler = {
-    sample(): Promise<SampleSet> {
+    sample(_listed): Promise<SampleSet> {
       clock += 30_000;
       const servers = replicas.map((r) => ({ name: serverOf(r.id), currentSessions: 0, currentQueue: 0, state: states.get(serverOf(r.id)) === 'ready' ? ('UP' as const) : ('DRAIN' as const) }));
       const up = servers.filter((s) => s.state === 'UP').length;
@@ -58,19 +59,17 @@ export function world(initial: number) {
       });
     },
   };
-  const docker: Replicas = {
-    list: () => Promise.resolve([...replicas]),
-    startLike: (count) => {
+  const docker: ReplicaActions = {
+    startLike: (_template, count) => {
       const ids = Array.from({ length: count }, () => add());
       events.push(`start ${ids.join(',')}`);
-      return Promise.resolve(ids);
+      return Promise.resolve({ ok: true, value: ids });
     },
     stopAndRemove: (id) => {
       events.push(`stop ${id}`);
       replicas.splice(replicas.findIndex((r) => r.id === id), 1);
-      return Promise.resolve();
+      return Promise.resolve({ ok: true, value: undefined });
     },
-    cpu: () => Promise.resolve(undefined),
   };
   let sessionsWhileDraining = 0;
   const drainer = createDrainer({
@@ -97,7 +96,8 @@ export function world(initial: number) {
       backend: 'be_app',
       policy,
       sampler,
-      replicas: docker,
+      pool: () => Promise.resolve({ ok: true, value: { replicas: [...replicas], serverOf: new Map(replicas.map((r) => [r.id, serverOf(r.id)])) } }),
+      scaler: docker,
       drainer,
       haproxy: {
         readServers: () =>
@@ -112,7 +112,6 @@ export function world(initial: number) {
       readLoad: () => Promise.resolve({ sessions: sessionsWhileDraining, queue: 0 }),
       store: retirements,
       drainDeadlineMs: 60_000,
-      serverOfContainer: () => Promise.resolve(new Map(replicas.map((r) => [r.id, serverOf(r.id)]))),
       requestReconcile: (reason) => {
         events.push(`reconcile (${reason})`);
         // The reconciler removes the servers of replicas whose drain is over.

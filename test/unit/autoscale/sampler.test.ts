@@ -25,10 +25,11 @@ function sampler(results: ScrapeResult[], cpu: Array<number | undefined>) {
     },
     isReplicaServer: (s) => s.startsWith('hsc-'),
     cpu: () => Promise.resolve(cpu.shift()),
-    runningReplicas: () => Promise.resolve(3),
     now: () => clock,
   });
 }
+
+const threeReplicas = [{ id: 'c1' }, { id: 'c2' }, { id: 'c3' }];
 
 describe('sampler', () => {
   it('reads no request rate from a single scrape (missing, not zero), then the counter rate', async () => {
@@ -39,19 +40,25 @@ describe('sampler', () => {
       ],
       [0.42, 0.5],
     );
-    const first = await s.sample();
+    const first = await s.sample(threeReplicas);
     expect(first.samples.requestRate).toBeUndefined();
     expect(first.samples).toMatchObject({ replicas: 1, sourceUp: true, queue: { value: 3 }, responseTime: { value: 0.12 }, cpu: { value: 0.42 } });
-    const second = await s.sample();
+    const second = await s.sample(threeReplicas);
     expect(second.samples.requestRate).toEqual({ value: 50, at: 1_020_000 });
   });
 
   it('marks HAProxy down, counts replicas from Docker, and leaves its signals missing', async () => {
     const s = sampler([{ ok: false, message: 'http://haproxy:8404/metrics: connect ECONNREFUSED' }], [undefined]);
-    const set = await s.sample();
+    const set = await s.sample(threeReplicas);
     expect(set.sources).toEqual({ haproxy: false, docker: false });
     expect(set.samples).toEqual({ replicas: 3, sourceUp: false, cpu: undefined, requestRate: undefined, queue: undefined, responseTime: undefined });
     expect(set.problems).toEqual(['http://haproxy:8404/metrics: connect ECONNREFUSED', 'container CPU unavailable from Docker']);
+  });
+
+  it('reads no CPU and counts no replica when Docker could not be listed', async () => {
+    const s = sampler([{ ok: false, message: 'down' }], [0.5]);
+    const set = await s.sample(undefined);
+    expect(set.samples).toMatchObject({ replicas: 0, cpu: undefined });
   });
 
   it('survives a reload between scrapes: a counter reset gives the rate since the reset', async () => {
@@ -62,7 +69,7 @@ describe('sampler', () => {
       ],
       [0.1, 0.1],
     );
-    await s.sample();
-    expect((await s.sample()).samples.requestRate?.value).toBe(30);
+    await s.sample(threeReplicas);
+    expect((await s.sample(threeReplicas)).samples.requestRate?.value).toBe(30);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ContainerEvent, DockerSource } from '../../../sidecar/discovery/docker.js';
+import type { ContainerEvent, DockerSource } from '../../../sidecar/discovery/index.js';
 import { watchContainerEvents } from '../../../sidecar/discovery/events.js';
 import { silentLogger } from '../../../sidecar/telemetry/logger.js';
 
@@ -13,7 +13,7 @@ describe('watchContainerEvents', () => {
     const controller = new AbortController();
     let opens = 0;
     const source: DockerSource = {
-      listRunning: () => Promise.resolve([]),
+      listRunning: () => Promise.resolve({ ok: true, value: [] }),
       openEvents: () => {
         opens++;
         if (opens === 2) return Promise.reject(new Error('connect ECONNREFUSED'));
@@ -53,7 +53,7 @@ describe('watchContainerEvents', () => {
     let clock = 0;
     let opens = 0;
     const source: DockerSource = {
-      listRunning: () => Promise.resolve([]),
+      listRunning: () => Promise.resolve({ ok: true, value: [] }),
       openEvents: () => {
         opens++;
         if (opens === 4) controller.abort();

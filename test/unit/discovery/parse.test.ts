@@ -7,7 +7,7 @@ import {
   type DiscoveryOptions,
   type ParseOutcome,
 } from '../../../sidecar/discovery/parse.js';
-import { healthFromStatus, toSnapshot } from '../../../sidecar/discovery/docker.js';
+import { healthFromStatus, toSnapshot } from '../../../sidecar/docker/index.js';
 import { PUBLISHED_DISCOVERY } from '../../support/discovery-options.js';
 
 const published = PUBLISHED_DISCOVERY;
@@ -18,6 +18,7 @@ const container = (labels: Record<string, string>, extra: Partial<ContainerSnaps
   name: 'web',
   labels,
   running: true,
+  createdAt: 1_700_000_000,
   health: 'healthy',
   networks: { stack_app: '172.20.0.5', bridge: '172.17.0.3' },
   publishedPorts: [
@@ -163,6 +164,7 @@ describe('the Docker edge', () => {
         { containerPort: 80, hostIp: '0.0.0.0', hostPort: 32768 },
         { containerPort: 80, hostIp: '::', hostPort: 32768 },
       ],
+      createdAt: 1,
     });
   });
 });

@@ -16,6 +16,7 @@ const nginx = (n: number, extra: Partial<ContainerSnapshot> = {}): ContainerSnap
   name: `stack-nginx-${n}`,
   labels: { 'com.docker.compose.service': 'nginx', 'com.docker.compose.container-number': String(n) },
   running: true,
+  createdAt: 1_700_000_000 + n,
   health: 'healthy',
   networks: {},
   publishedPorts: [{ containerPort: 80, hostIp: '127.0.0.1', hostPort: 32000 + n }],
@@ -57,7 +58,7 @@ function harness(initial: Record<string, ConfiguredServer[]>, containers: Contai
     reconcile: () => Promise.reject(new Error('unset')),
   };
   const source: DockerSource = {
-    listRunning: (selects) => Promise.resolve(h.containers.filter((c) => selects(c.labels))),
+    listRunning: (selects) => Promise.resolve({ ok: true, value: h.containers.filter((c) => selects?.(c.labels) ?? true) }),
     openEvents: () => Promise.reject(new Error('not used')),
   };
   const reconciler = createReconciler({

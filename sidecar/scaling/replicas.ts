@@ -1,0 +1,23 @@
+// The replicas of the scaled Compose service, as plain data from one Docker snapshot. Pure: the
+// Docker edge (sidecar/docker) lists the containers once per evaluation, and everything the
+// autoscaler needs about its pool is derived from that one list here.
+import { COMPOSE_PROJECT, COMPOSE_SERVICE, composeNumber, type ContainerSnapshot, type ServiceRef } from '../docker/index.js';
+
+export type { ServiceRef } from '../docker/index.js';
+
+export interface Replica {
+  readonly id: string;
+  readonly name: string;
+  /** Compose's container number (0 when the label is missing). */
+  readonly number: number;
+  /** Seconds since the epoch. */
+  readonly createdAt: number;
+}
+
+/** The service's running replicas, oldest first (then by number). */
+export function replicasOf(containers: readonly ContainerSnapshot[], ref: ServiceRef): Replica[] {
+  return containers
+    .filter((c) => c.running && c.labels[COMPOSE_SERVICE] === ref.service && (ref.project === '' || c.labels[COMPOSE_PROJECT] === ref.project))
+    .map((c) => ({ id: c.id, name: c.name, number: composeNumber(c.labels) ?? 0, createdAt: c.createdAt }))
+    .sort((a, b) => a.createdAt - b.createdAt || a.number - b.number);
+}
