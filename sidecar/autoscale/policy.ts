@@ -1,23 +1,40 @@
-// The autoscaling decision, a pure function in named stages, as the Kubernetes HPA structures it:
+// The autoscaling decision, a pure function in named stages, as the Kubernetes HPA structures it.
+// Each stage is a function of stages.ts that returns its value and its reason:
 //
-//   proposals    one per signal (CPU, request rate per instance, queue, response time), sized
-//                proportionally: ceil(current × observed / target), with a tolerance band and a
-//                scale-down threshold under which a signal allows fewer instances
-//   largest      the largest proposal wins; a signal in its band holds the current count, so the
-//                pool shrinks only when every signal is low (the original design's "and")
-//   forecast     the request rate forecast over the start-up time of a new instance may raise the
-//                recommendation, never lower it; in shadow mode it is recorded, not acted on
-//   stabilise    scale-down takes the highest recommendation of the window; scale-up acts at once
-//   rate limit   at most so many instances added or removed per period
-//   clamp        min and max
-//   safety       a missing or stale signal, or a metrics source that is down, never lets the count fall
+//   proposals    proposeReplicas: one per signal (CPU, request rate per instance, queue, response
+//                time), sized proportionally: ceil(current × observed / target), with a tolerance
+//                band and a scale-down threshold under which a signal allows fewer instances
+//   largest      largestProposal: the largest proposal wins; a signal in its band holds the current
+//                count, so the pool shrinks only when every signal is low (the original design's "and")
+//   forecast     forecastRecommendation: the request rate forecast over the start-up time of a new
+//                instance may raise the recommendation, never lower it; in shadow mode it is
+//                recorded, not acted on
+//   stabilise    stabiliseRecommendation: scale-down takes the highest recommendation of the
+//                window; scale-up acts at once
+//   rateLimit    limitRate: at most so many instances added or removed per period
+//   clamp        clampReplicas: min and max
+//   safety       holdOnIncompleteData: a missing or stale signal, or a metrics source that is down,
+//                never lets the count fall
 //
-// decide(samples, history, policy, now) returns the replicas, the reason, every stage's value and
-// reason, and the next history. Nothing here reads a clock or does I/O.
-import { DEFAULT_FORECAST_SETTINGS, forecast, observe, type ForecastSettings, type ForecastState } from './forecast.js';
+// decide(samples, history, policy, now) runs them in this order and returns the replicas, the
+// reason, every stage's value and reason, and the next history. Nothing here reads a clock or does
+// I/O.
+import { DEFAULT_FORECAST_SETTINGS, type ForecastSettings, type ForecastState } from './forecast.js';
+import {
+  clampReplicas,
+  forecastRecommendation,
+  holdOnIncompleteData,
+  largestProposal,
+  limitRate,
+  observeRequestRate,
+  proposeReplicas,
+  rememberChange,
+  settlingStage,
+  stabiliseRecommendation,
+} from './stages.js';
 
+export { SIGNALS } from './stages.js';
 export type SignalName = 'cpu' | 'requestRate' | 'queue' | 'responseTime';
-export const SIGNALS: readonly SignalName[] = ['cpu', 'requestRate', 'queue', 'responseTime'];
 
 /** One measured value and when it was measured (ms since the epoch). */
 export interface Reading {
@@ -141,187 +158,46 @@ export interface Decision {
   readonly history: History;
 }
 
-/** The most a queue or response-time proposal multiplies the pool by in one decision. */
-const NON_LINEAR_MAX_FACTOR = 2;
-
-const round = (n: number, digits = 3): number => Number(n.toFixed(digits));
-
 export function decide(samples: Samples, history: History, policy: ScalingPolicy, now: number): Decision {
   validatePolicy(policy);
   const current = samples.replicas;
-  const stages: Stage[] = [];
-  const stage = (name: StageName, replicas: number, reason: string): number => {
-    stages.push({ stage: name, replicas, reason });
-    return replicas;
-  };
-
-  // proposals
-  const proposals = SIGNALS.flatMap((signal) => {
-    const target = policy.signals[signal];
-    return target === undefined ? [] : [proposeFor(signal, target, samples, policy, now)];
-  });
-  const frozenSignals = proposals.filter((p) => p.status === 'missing' || p.status === 'stale');
-  stage(
-    'proposals',
-    current,
-    proposals.map((p) => `${p.signal}: ${p.reason}`).join('; ') || 'no signals configured',
-  );
-
-  // largest
-  const best = proposals.reduce<SignalProposal | undefined>((a, b) => (a === undefined || b.replicas > a.replicas ? b : a), undefined);
-  let replicas = stage('largest', best?.replicas ?? current, best === undefined ? 'no signal: hold' : `${best.signal} wins: ${best.reason}`);
-
-  // forecast
-  let forecastState = history.forecast;
-  const rate = samples.requestRate;
-  if (rate !== undefined && now - rate.at <= policy.maxSampleAgeMs) {
-    forecastState = observe(forecastState, rate.value, rate.at, policy.forecast.settings);
-  }
-  let predicted: number | undefined;
-  let predictions = history.predictions;
-  const rateTarget = policy.signals.requestRate;
-  if (policy.forecast.mode !== 'off' && forecastState !== undefined && rateTarget !== undefined) {
-    predicted = round(forecast(forecastState, policy.forecast.horizonMs + (now - forecastState.lastAt), policy.forecast.settings), 2);
-    predictions = [...predictions, { madeAt: now, forAt: now + policy.forecast.horizonMs, requestRate: predicted }].slice(-200);
-    const needed = Math.ceil(predicted / rateTarget.target);
-    if (policy.forecast.mode === 'act' && needed > replicas) {
-      replicas = stage('forecast', needed, `forecast ${predicted} req/s in ${policy.forecast.horizonMs / 1000} s needs ${needed}`);
-    } else {
-      stage(
-        'forecast',
-        replicas,
-        policy.forecast.mode === 'shadow'
-          ? `shadow: forecast ${predicted} req/s would need ${needed}; not acted on`
-          : `forecast ${predicted} req/s needs ${needed}: no more than recommended (a forecast never scales in)`,
-      );
-    }
-  } else {
-    stage('forecast', replicas, policy.forecast.mode === 'off' ? 'forecast off' : 'no request-rate history yet');
-  }
-  const recommended = replicas;
-
-  // stabilise: a scale-down must hold for the whole window; the highest recent recommendation wins.
-  const windowStart = now - policy.scaleDownStabilisationMs;
-  const recommendations = [...history.recommendations.filter((r) => r.at > windowStart), { at: now, replicas: recommended }];
-  if (recommended < current) {
-    const highest = Math.max(...recommendations.map((r) => r.replicas));
-    replicas = Math.min(current, highest);
-    stage(
-      'stabilise',
-      replicas,
-      replicas > recommended
-        ? `scale-down held: ${highest} recommended within the last ${policy.scaleDownStabilisationMs / 1000} s`
-        : `${recommended} recommended throughout the last ${policy.scaleDownStabilisationMs / 1000} s`,
-    );
-  } else {
-    stage('stabilise', replicas, 'scale-up or hold acts at once');
-  }
-
-  // rate limit
-  if (replicas > current) {
-    const allowed = allowance(policy.scaleUp, current, history.changes, now, 'up');
-    if (replicas > current + allowed) {
-      replicas = current + allowed;
-      stage('rateLimit', replicas, `at most ${allowed} more per ${policy.scaleUp.periodMs / 1000} s`);
-    } else stage('rateLimit', replicas, 'within the scale-up limit');
-  } else if (replicas < current) {
-    const allowed = allowance(policy.scaleDown, current, history.changes, now, 'down');
-    if (replicas < current - allowed) {
-      replicas = current - allowed;
-      stage('rateLimit', replicas, allowed === 0 ? `scale-down limit used for this ${policy.scaleDown.periodMs / 1000} s` : `at most ${allowed} fewer per ${policy.scaleDown.periodMs / 1000} s`);
-    } else stage('rateLimit', replicas, 'within the scale-down limit');
-  } else stage('rateLimit', replicas, 'no change');
-
-  // clamp
-  const clamped = Math.min(policy.maxReplicas, Math.max(policy.minReplicas, replicas));
-  stage(
-    'clamp',
-    clamped,
-    clamped > replicas ? `raised to the minimum ${policy.minReplicas}` : clamped < replicas ? `lowered to the maximum ${policy.maxReplicas}` : `within ${policy.minReplicas}..${policy.maxReplicas}`,
-  );
-  replicas = clamped;
-
-  // safety: no scale-down on incomplete data (a minimum the pool is below is still restored).
-  const scaleDownFrozen = !samples.sourceUp || frozenSignals.length > 0;
-  if (scaleDownFrozen && replicas < current) {
-    // Only the maximum may still lower the count: never above max, even on incomplete data.
-    replicas = Math.min(current, policy.maxReplicas);
-    stage(
-      'safety',
-      replicas,
-      !samples.sourceUp ? 'metrics source down: scale-down frozen' : `scale-down frozen: ${frozenSignals.map((p) => `${p.signal} ${p.status}`).join(', ')}`,
-    );
-  } else {
-    stage('safety', replicas, scaleDownFrozen ? 'data incomplete: scale-down would be frozen' : 'all signals fresh');
-  }
-
-  const direction = replicas > current ? 'up' : replicas < current ? 'down' : 'none';
-  // The stage that settled the count is the last one that changed it.
-  let settled: Stage | undefined;
-  stages.forEach((s, i) => {
-    if (s.replicas !== (stages[i - 1]?.replicas ?? current)) settled = s;
-  });
-  const changes = direction === 'none' ? history.changes : [...history.changes, { at: now, from: current, to: replicas }];
-  const keepFor = Math.max(policy.scaleUp.periodMs, policy.scaleDown.periodMs);
+  const proposed = proposeReplicas(samples, policy, now);
+  const largest = largestProposal(proposed.proposals, current);
+  const forecastState = observeRequestRate(history.forecast, samples.requestRate, policy, now);
+  const forecasted = forecastRecommendation(largest.value, forecastState, history.predictions, policy, now);
+  const stabilised = stabiliseRecommendation(forecasted.value, current, history.recommendations, policy.scaleDownStabilisationMs, now);
+  const limited = limitRate(stabilised.value, current, history.changes, policy, now);
+  const clamped = clampReplicas(limited.value, policy);
+  const safe = holdOnIncompleteData(clamped.value, current, proposed.proposals, samples.sourceUp, policy);
+  const stages = (
+    [
+      ['proposals', proposed],
+      ['largest', largest],
+      ['forecast', forecasted],
+      ['stabilise', stabilised],
+      ['rateLimit', limited],
+      ['clamp', clamped],
+      ['safety', safe],
+    ] as const
+  ).map(([stage, { value, reason }]): Stage => ({ stage, replicas: value, reason }));
+  const replicas = safe.value;
+  const settled = settlingStage(stages, current);
   return {
     replicas,
-    direction,
+    direction: replicas > current ? 'up' : replicas < current ? 'down' : 'none',
     stage: settled?.stage ?? 'largest',
-    reason: settled?.reason ?? `hold at ${current}: ${stages.find((s) => s.stage === 'largest')?.reason ?? ''}`,
+    reason: settled?.reason ?? `hold at ${current}: ${largest.reason}`,
     stages,
-    proposals,
-    predictedRequestRate: predicted,
-    scaleDownFrozen,
+    proposals: proposed.proposals,
+    predictedRequestRate: forecasted.predicted,
+    scaleDownFrozen: safe.scaleDownFrozen,
     history: {
-      recommendations: recommendations.slice(-500),
-      changes: changes.filter((c) => c.at > now - keepFor),
+      recommendations: stabilised.recommendations,
+      changes: rememberChange(history.changes, current, replicas, policy, now),
       forecast: forecastState,
-      predictions,
+      predictions: forecasted.predictions,
     },
   };
-}
-
-function proposeFor(signal: SignalName, target: SignalTarget, samples: Samples, policy: ScalingPolicy, now: number): SignalProposal {
-  const current = samples.replicas;
-  const reading = samples[signal];
-  if (reading === undefined) return { signal, status: 'missing', observed: undefined, replicas: current, reason: 'missing: hold' };
-  const age = now - reading.at;
-  if (age > policy.maxSampleAgeMs) {
-    return { signal, status: 'stale', observed: undefined, replicas: current, reason: `stale (${Math.round(age / 1000)} s old): hold` };
-  }
-  if (signal === 'responseTime') {
-    const rate = samples.requestRate;
-    if (rate !== undefined && now - rate.at <= policy.maxSampleAgeMs && rate.value < policy.idleRequestRate) {
-      return { signal, status: 'idle', observed: reading.value, replicas: 0, reason: 'backend idle: no constraint' };
-    }
-  }
-  // Per instance for the load signals; with no instance at all, the whole load stands for one.
-  const perInstance = signal === 'cpu' || signal === 'responseTime' ? reading.value : reading.value / Math.max(current, 1);
-  const observed = round(perInstance, 4);
-  const ratio = perInstance / target.target;
-  const base = Math.max(current, 1);
-  if (ratio > 1 + policy.tolerance) {
-    // Queue length and response time grow without bound near saturation, far faster than the
-    // instances needed: their proposals at most double the pool per decision. CPU and request
-    // rate scale with the load, so their proportion is used as it is.
-    const nonLinear = signal === 'queue' || signal === 'responseTime';
-    const replicas = Math.ceil(base * (nonLinear ? Math.min(ratio, NON_LINEAR_MAX_FACTOR) : ratio));
-    return { signal, status: 'ok', observed, replicas, reason: `${observed} > target ${target.target}: ${replicas}` };
-  }
-  if (perInstance < target.scaleDownBelow) {
-    // Size so that the remaining instances stay under the target, never under one.
-    const replicas = Math.max(1, Math.ceil(base * ratio));
-    return { signal, status: 'ok', observed, replicas, reason: `${observed} < ${target.scaleDownBelow}: ${replicas} suffice` };
-  }
-  return { signal, status: 'ok', observed, replicas: current, reason: `${observed} within ${target.scaleDownBelow}..${target.target}: hold` };
-}
-
-function allowance(limit: RateLimit, current: number, changes: History['changes'], now: number, direction: 'up' | 'down'): number {
-  const budget = Math.max(limit.instances, Math.floor(current * limit.fraction));
-  const used = changes
-    .filter((c) => c.at > now - limit.periodMs)
-    .reduce((sum, c) => sum + (direction === 'up' ? Math.max(0, c.to - c.from) : Math.max(0, c.from - c.to)), 0);
-  return Math.max(0, budget - used);
 }
 
 function validatePolicy(policy: ScalingPolicy): void {

@@ -1,0 +1,263 @@
+// The stages of the autoscaling decision, each a small pure function that takes its inputs and
+// returns its value and its reason (and any state the next decision needs), as the Kubernetes HPA
+// controller splits its own (computeReplicasForMetrics, stabilizeRecommendation…,
+// calculateScaleUpLimit…). decide() in policy.ts only runs them in order and records each one.
+// Every function here trusts a policy that validatePolicy accepted.
+import { forecast, observe, type ForecastState } from './forecast.js';
+import type { History, RateLimit, Reading, Samples, ScalingPolicy, SignalName, SignalProposal, SignalTarget, Stage } from './policy.js';
+
+/** What a stage decided: the replica count it hands on, and why. */
+export interface StageResult {
+  readonly value: number;
+  readonly reason: string;
+}
+
+export const SIGNALS: readonly SignalName[] = ['cpu', 'requestRate', 'queue', 'responseTime'];
+
+/** The most a queue or response-time proposal multiplies the pool by in one decision. */
+export const NON_LINEAR_MAX_FACTOR = 2;
+/** Recommendations and predictions the history keeps at most. */
+const KEEP_RECOMMENDATIONS = 500;
+const KEEP_PREDICTIONS = 200;
+
+const round = (n: number, digits = 3): number => Number(n.toFixed(digits));
+
+/** A reading no older than maxSampleAgeMs at `now`. */
+const isFresh = (reading: Reading, maxSampleAgeMs: number, now: number): boolean => now - reading.at <= maxSampleAgeMs;
+
+export type ProposalSettings = Pick<ScalingPolicy, 'tolerance' | 'maxSampleAgeMs' | 'idleRequestRate'>;
+
+/**
+ * One signal's proposal, sized proportionally: ceil(current × observed / target). Above the
+ * tolerance band it asks for more; under scaleDownBelow it allows fewer; between, it holds. A
+ * missing or stale reading holds (it is never read as zero).
+ */
+export function proposeForSignal(signal: SignalName, target: SignalTarget, samples: Samples, settings: ProposalSettings, now: number): SignalProposal {
+  const current = samples.replicas;
+  const reading = samples[signal];
+  if (reading === undefined) return { signal, status: 'missing', observed: undefined, replicas: current, reason: 'missing: hold' };
+  const age = now - reading.at;
+  if (age > settings.maxSampleAgeMs) {
+    return { signal, status: 'stale', observed: undefined, replicas: current, reason: `stale (${Math.round(age / 1000)} s old): hold` };
+  }
+  if (signal === 'responseTime') {
+    const rate = samples.requestRate;
+    if (rate !== undefined && isFresh(rate, settings.maxSampleAgeMs, now) && rate.value < settings.idleRequestRate) {
+      return { signal, status: 'idle', observed: reading.value, replicas: 0, reason: 'backend idle: no constraint' };
+    }
+  }
+  // Per instance for the load signals; with no instance at all, the whole load stands for one.
+  const perInstance = signal === 'cpu' || signal === 'responseTime' ? reading.value : reading.value / Math.max(current, 1);
+  const observed = round(perInstance, 4);
+  const ratio = perInstance / target.target;
+  const base = Math.max(current, 1);
+  if (ratio > 1 + settings.tolerance) {
+    // Queue length and response time grow without bound near saturation, far faster than the
+    // instances needed: their proposals at most double the pool per decision. CPU and request
+    // rate scale with the load, so their proportion is used as it is.
+    const nonLinear = signal === 'queue' || signal === 'responseTime';
+    const replicas = Math.ceil(base * (nonLinear ? Math.min(ratio, NON_LINEAR_MAX_FACTOR) : ratio));
+    return { signal, status: 'ok', observed, replicas, reason: `${observed} > target ${target.target}: ${replicas}` };
+  }
+  if (perInstance < target.scaleDownBelow) {
+    // Size so that the remaining instances stay under the target, never under one.
+    const replicas = Math.max(1, Math.ceil(base * ratio));
+    return { signal, status: 'ok', observed, replicas, reason: `${observed} < ${target.scaleDownBelow}: ${replicas} suffice` };
+  }
+  return { signal, status: 'ok', observed, replicas: current, reason: `${observed} within ${target.scaleDownBelow}..${target.target}: hold` };
+}
+
+/** Stage `proposals`: every configured signal's proposal; its value is the current count (it decides nothing yet). */
+export function proposeReplicas(
+  samples: Samples,
+  settings: ProposalSettings & Pick<ScalingPolicy, 'signals'>,
+  now: number,
+): StageResult & { readonly proposals: readonly SignalProposal[] } {
+  const proposals = SIGNALS.flatMap((signal) => {
+    const target = settings.signals[signal];
+    return target === undefined ? [] : [proposeForSignal(signal, target, samples, settings, now)];
+  });
+  return {
+    value: samples.replicas,
+    reason: proposals.map((p) => `${p.signal}: ${p.reason}`).join('; ') || 'no signals configured',
+    proposals,
+  };
+}
+
+/**
+ * Stage `largest`: the largest proposal wins. A signal in its band proposes the current count, so
+ * the pool shrinks only when every signal is low; with no signal at all, hold.
+ */
+export function largestProposal(proposals: readonly SignalProposal[], current: number): StageResult {
+  const best = proposals.reduce<SignalProposal | undefined>((a, b) => (a === undefined || b.replicas > a.replicas ? b : a), undefined);
+  return best === undefined ? { value: current, reason: 'no signal: hold' } : { value: best.replicas, reason: `${best.signal} wins: ${best.reason}` };
+}
+
+/**
+ * The forecaster learns from every fresh request-rate reading, whatever the forecast mode, so that
+ * switching it on finds a trained state. Not a stage: it only moves the forecast state on.
+ */
+export function observeRequestRate(
+  state: ForecastState | undefined,
+  requestRate: Reading | undefined,
+  settings: Pick<ScalingPolicy, 'forecast' | 'maxSampleAgeMs'>,
+  now: number,
+): ForecastState | undefined {
+  if (requestRate === undefined || !isFresh(requestRate, settings.maxSampleAgeMs, now)) return state;
+  return observe(state, requestRate.value, requestRate.at, settings.forecast.settings);
+}
+
+/**
+ * Stage `forecast`: the request rate forecast over the horizon (the time a new instance needs)
+ * may raise the recommendation, never lower it; in shadow mode it is recorded, not acted on.
+ * Every forecast made is remembered in `predictions`, to compare with what came.
+ */
+export function forecastRecommendation(
+  recommended: number,
+  state: ForecastState | undefined,
+  predictions: History['predictions'],
+  settings: Pick<ScalingPolicy, 'forecast' | 'signals'>,
+  now: number,
+): StageResult & { readonly predicted: number | undefined; readonly predictions: History['predictions'] } {
+  const { mode, horizonMs } = settings.forecast;
+  const rateTarget = settings.signals.requestRate;
+  if (mode === 'off' || state === undefined || rateTarget === undefined) {
+    return { value: recommended, reason: mode === 'off' ? 'forecast off' : 'no request-rate history yet', predicted: undefined, predictions };
+  }
+  // The state was last updated at state.lastAt: look from there to `now` plus the horizon.
+  const predicted = round(forecast(state, horizonMs + (now - state.lastAt), settings.forecast.settings), 2);
+  const remembered = [...predictions, { madeAt: now, forAt: now + horizonMs, requestRate: predicted }].slice(-KEEP_PREDICTIONS);
+  const needed = Math.ceil(predicted / rateTarget.target);
+  if (mode === 'act' && needed > recommended) {
+    return { value: needed, reason: `forecast ${predicted} req/s in ${horizonMs / 1000} s needs ${needed}`, predicted, predictions: remembered };
+  }
+  return {
+    value: recommended,
+    reason:
+      mode === 'shadow'
+        ? `shadow: forecast ${predicted} req/s would need ${needed}; not acted on`
+        : `forecast ${predicted} req/s needs ${needed}: no more than recommended (a forecast never scales in)`,
+    predicted,
+    predictions: remembered,
+  };
+}
+
+/**
+ * Stage `stabilise`: a scale-down must hold for the whole window, so the highest recommendation
+ * of the window wins (never above the current count); a scale-up or a hold acts at once. Returns
+ * the window's recommendations with this one, for the next decision.
+ */
+export function stabiliseRecommendation(
+  recommended: number,
+  current: number,
+  recent: History['recommendations'],
+  windowMs: number,
+  now: number,
+): StageResult & { readonly recommendations: History['recommendations'] } {
+  const windowStart = now - windowMs;
+  const inWindow = [...recent.filter((r) => r.at > windowStart), { at: now, replicas: recommended }];
+  const recommendations = inWindow.slice(-KEEP_RECOMMENDATIONS);
+  if (recommended >= current) return { value: recommended, reason: 'scale-up or hold acts at once', recommendations };
+  const highest = Math.max(...inWindow.map((r) => r.replicas));
+  const value = Math.min(current, highest);
+  return {
+    value,
+    reason:
+      value > recommended
+        ? `scale-down held: ${highest} recommended within the last ${windowMs / 1000} s`
+        : `${recommended} recommended throughout the last ${windowMs / 1000} s`,
+    recommendations,
+  };
+}
+
+/**
+ * How many instances may still be added (`up`) or removed (`down`) now: the larger of the limit's
+ * instances and its fraction of the current count, less what the changes of the period already used.
+ */
+export function rateAllowance(limit: RateLimit, current: number, changes: History['changes'], now: number, direction: 'up' | 'down'): number {
+  const budget = Math.max(limit.instances, Math.floor(current * limit.fraction));
+  const used = changes
+    .filter((c) => c.at > now - limit.periodMs)
+    .reduce((sum, c) => sum + (direction === 'up' ? Math.max(0, c.to - c.from) : Math.max(0, c.from - c.to)), 0);
+  return Math.max(0, budget - used);
+}
+
+/** Stage `rateLimit`: at most so many instances added or removed per period. */
+export function limitRate(
+  proposed: number,
+  current: number,
+  changes: History['changes'],
+  limits: Pick<ScalingPolicy, 'scaleUp' | 'scaleDown'>,
+  now: number,
+): StageResult {
+  if (proposed > current) {
+    const allowed = rateAllowance(limits.scaleUp, current, changes, now, 'up');
+    if (proposed <= current + allowed) return { value: proposed, reason: 'within the scale-up limit' };
+    return { value: current + allowed, reason: `at most ${allowed} more per ${limits.scaleUp.periodMs / 1000} s` };
+  }
+  if (proposed < current) {
+    const allowed = rateAllowance(limits.scaleDown, current, changes, now, 'down');
+    if (proposed >= current - allowed) return { value: proposed, reason: 'within the scale-down limit' };
+    const period = limits.scaleDown.periodMs / 1000;
+    return { value: current - allowed, reason: allowed === 0 ? `scale-down limit used for this ${period} s` : `at most ${allowed} fewer per ${period} s` };
+  }
+  return { value: proposed, reason: 'no change' };
+}
+
+/** Stage `clamp`: min and max. */
+export function clampReplicas(proposed: number, bounds: Pick<ScalingPolicy, 'minReplicas' | 'maxReplicas'>): StageResult {
+  const { minReplicas: min, maxReplicas: max } = bounds;
+  const value = Math.min(max, Math.max(min, proposed));
+  return {
+    value,
+    reason: value > proposed ? `raised to the minimum ${min}` : value < proposed ? `lowered to the maximum ${max}` : `within ${min}..${max}`,
+  };
+}
+
+/**
+ * Stage `safety`: a missing or stale signal, or a metrics source that is down, never lets the
+ * count fall. Only the maximum may still lower it, and a minimum the pool is below is restored.
+ */
+export function holdOnIncompleteData(
+  proposed: number,
+  current: number,
+  proposals: readonly SignalProposal[],
+  sourceUp: boolean,
+  bounds: Pick<ScalingPolicy, 'maxReplicas'>,
+): StageResult & { readonly scaleDownFrozen: boolean } {
+  const frozenSignals = proposals.filter((p) => p.status === 'missing' || p.status === 'stale');
+  const scaleDownFrozen = !sourceUp || frozenSignals.length > 0;
+  if (scaleDownFrozen && proposed < current) {
+    return {
+      value: Math.min(current, bounds.maxReplicas),
+      reason: !sourceUp ? 'metrics source down: scale-down frozen' : `scale-down frozen: ${frozenSignals.map((p) => `${p.signal} ${p.status}`).join(', ')}`,
+      scaleDownFrozen,
+    };
+  }
+  return { value: proposed, reason: scaleDownFrozen ? 'data incomplete: scale-down would be frozen' : 'all signals fresh', scaleDownFrozen };
+}
+
+/** The stage that settled the final count: the last one that changed the count it was handed. */
+export function settlingStage(stages: readonly Stage[], current: number): Stage | undefined {
+  let settled: Stage | undefined;
+  stages.forEach((s, i) => {
+    if (s.replicas !== (stages[i - 1]?.replicas ?? current)) settled = s;
+  });
+  return settled;
+}
+
+/**
+ * The changes the rate limits count: this decision's, if it changes the count, and those of the
+ * longer of the two periods.
+ */
+export function rememberChange(
+  changes: History['changes'],
+  current: number,
+  replicas: number,
+  limits: Pick<ScalingPolicy, 'scaleUp' | 'scaleDown'>,
+  now: number,
+): History['changes'] {
+  const all = replicas === current ? changes : [...changes, { at: now, from: current, to: replicas }];
+  const keepFor = Math.max(limits.scaleUp.periodMs, limits.scaleDown.periodMs);
+  return all.filter((c) => c.at > now - keepFor);
+}
