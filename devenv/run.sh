@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The README's run command: installs what is missing, then starts the local environment
-# (HAProxy, the Data Plane API where available, nginx containers) until Ctrl-C.
+# The README's run command: installs what is missing, then shows the product live: HAProxy, a
+# Compose-style nginx pool and the sidecar scaling it under a bounded load (devenv/demo.ts).
+#   --once                     run the scenario, clean up, exit 0 only if it passed
+#   --driver runtime|dataplane the sidecar's HAProxy driver (default: dataplane where its binary is)
+#   --prometheus               also a Prometheus with the stack's rules
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PATH:/usr/local/go/bin"
 devenv/setup.sh >/dev/null
+# shellcheck source=devenv/node-env.sh
+source devenv/node-env.sh
 exec npx tsx devenv/demo.ts "$@"

