@@ -30,7 +30,7 @@ import { createAdminService } from './admin/service.js';
 import { createDrainer } from './drain/drainer.js';
 import { backendSnapshot, createServerLoadReader, scrape } from './haproxy-metrics/index.js';
 import { createHttpServer } from './http/server.js';
-import { createReconcileLoop, DEFAULT_RETRY_TIMINGS, realTimers } from './reconcile/loop.js';
+import { createReconcileLoop, realTimers } from './reconcile/loop.js';
 import { createReconciler, type ReconcileOutcome } from './reconcile/reconciler.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { autoscalerRecorder, createMetrics, drainRecorder, initialiseBackendSeries } from './telemetry/metrics.js';
@@ -80,7 +80,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   const reconciler = createReconciler({
     discovery,
     driver: haproxy,
-    probe: deps.probe ?? httpProbe(1_000),
+    probe: deps.probe ?? httpProbe(config.backends.probeTimeoutMs),
     managedBackends: config.backends.managedBackends,
     maxConflictRetries: config.reconcile.maxConflictRetries,
     logger,
@@ -96,7 +96,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     debounceMs: config.reconcile.debounceMs,
     maxDebounceMs: config.reconcile.maxDebounceMs,
     resyncIntervalMs: config.reconcile.resyncIntervalMs,
-    ...DEFAULT_RETRY_TIMINGS,
+    readinessRetryMs: config.reconcile.readinessRetryMs,
+    failureBackoffMs: config.reconcile.failureBackoffMs,
     timers: realTimers,
     logger,
     onOutcome: (outcome) => {
@@ -105,7 +106,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     },
   });
 
-  const exporter = { url: config.haproxy.metricsUrl, timeoutMs: 2_000 };
+  const exporter = { url: config.haproxy.metricsUrl, timeoutMs: config.haproxy.metricsTimeoutMs };
   const drainer = createDrainer({
     ports: {
       setAdminState: (backend, server, state) => haproxy.setAdminState(backend, server, state),
@@ -204,8 +205,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     sleep: (ms, signal) => sleep(ms, undefined, { signal }).catch(() => undefined),
     now: () => Date.now(),
     logger,
-    minBackoffMs: 500,
-    maxBackoffMs: 30_000,
+    minBackoffMs: config.docker.eventsMinBackoffMs,
+    maxBackoffMs: config.docker.eventsMaxBackoffMs,
     onEvent: (event) => loop.trigger(`docker ${event.action} ${event.containerId.slice(0, 12)}`),
     onStreamState: (open) => {
       metrics.eventsStreamUp.set(open ? 1 : 0);

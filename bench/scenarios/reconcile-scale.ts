@@ -16,7 +16,7 @@ import type { ConfiguredServer } from '../../sidecar/dataplane/index.js';
 import { watchContainerEvents } from '../../sidecar/discovery/events.js';
 import { createDiscovery, discoveryOptions, isOwnedServerName, type ContainerEvent, type DockerSource } from '../../sidecar/discovery/index.js';
 import type { ContainerSnapshot } from '../../sidecar/discovery/parse.js';
-import { createReconcileLoop, DEFAULT_RETRY_TIMINGS, realTimers } from '../../sidecar/reconcile/loop.js';
+import { createReconcileLoop, realTimers } from '../../sidecar/reconcile/loop.js';
 import { createReconciler, type ReconcileOutcome } from '../../sidecar/reconcile/reconciler.js';
 import type { Logger } from '../../sidecar/telemetry/logger.js';
 import { createMetrics, initialiseBackendSeries } from '../../sidecar/telemetry/metrics.js';
@@ -161,7 +161,8 @@ export async function reconcileScaleScenario(options: ReconcileScaleOptions): Pr
     debounceMs: config.reconcile.debounceMs,
     maxDebounceMs: config.reconcile.maxDebounceMs,
     resyncIntervalMs: config.reconcile.resyncIntervalMs,
-    ...DEFAULT_RETRY_TIMINGS,
+    readinessRetryMs: config.reconcile.readinessRetryMs,
+    failureBackoffMs: config.reconcile.failureBackoffMs,
     timers: realTimers,
     logger,
     onOutcome: () => {

@@ -3,7 +3,7 @@
 // message that names the key; secrets never appear in logs (see redactConfig).
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_POLICY, type ScalingPolicy } from '../autoscale/policy.js';
+import { DEFAULT_POLICY, validatePolicy, type ScalingPolicy } from '../autoscale/policy.js';
 import { parseSocketAddress } from '../runtime/index.js';
 
 export interface DataplaneConfig {
@@ -34,6 +34,9 @@ export interface DockerConfig {
   readonly composeService: string;
   /** Label prefix, as in `haproxy.enable=true`. */
   readonly labelPrefix: string;
+  /** The event stream is reopened after a break with a backoff between these two. */
+  readonly eventsMinBackoffMs: number;
+  readonly eventsMaxBackoffMs: number;
 }
 
 export interface BackendDefaults {
@@ -44,6 +47,8 @@ export interface BackendDefaults {
   readonly port: number;
   readonly healthPath: string;
   readonly weight: number;
+  /** How long the readiness probe of a container without a Docker healthcheck waits. */
+  readonly probeTimeoutMs: number;
 }
 
 export interface ReconcileConfig {
@@ -55,6 +60,10 @@ export interface ReconcileConfig {
   readonly maxDebounceMs: number;
   /** Re-reads and re-plans after a 409 version conflict before giving up this round. */
   readonly maxConflictRetries: number;
+  /** How soon containers still starting are looked at again. */
+  readonly readinessRetryMs: number;
+  /** First retry after a failed pass; doubles up to the resync interval. */
+  readonly failureBackoffMs: number;
 }
 
 export type HaproxyDriverKind = 'dataplane' | 'runtime';
@@ -76,6 +85,8 @@ export interface HaproxyConfig {
   readonly configFile: string;
   /** Per-command timeout on the runtime socket. */
   readonly socketTimeoutMs: number;
+  /** Per-scrape timeout on the metrics endpoint. */
+  readonly metricsTimeoutMs: number;
   /** Health checks on every server the sidecar adds. */
   readonly check: { readonly intervalMs: number; readonly fall: number; readonly rise: number };
 }
@@ -244,21 +255,27 @@ const spec = {
   'docker.network': { env: 'HSC_DOCKER_NETWORK', read: str, fallback: '' },
   'docker.composeService': { env: 'HSC_DOCKER_COMPOSE_SERVICE', read: str, fallback: 'nginx' },
   'docker.labelPrefix': { env: 'HSC_DOCKER_LABEL_PREFIX', read: nonEmpty, fallback: 'haproxy' },
+  'docker.eventsMinBackoffMs': { env: 'HSC_DOCKER_EVENTS_MIN_BACKOFF_MS', read: int(10, 600_000), fallback: 500 },
+  'docker.eventsMaxBackoffMs': { env: 'HSC_DOCKER_EVENTS_MAX_BACKOFF_MS', read: int(10, 3_600_000), fallback: 30_000 },
   'backends.defaultBackend': { env: 'HSC_DEFAULT_BACKEND', read: backendName, fallback: 'be_app' },
   'backends.managedBackends': { env: 'HSC_MANAGED_BACKENDS', read: nameList, fallback: undefined },
   'backends.port': { env: 'HSC_BACKEND_PORT', read: int(1, 65_535), fallback: 80 },
   'backends.healthPath': { env: 'HSC_BACKEND_HEALTH_PATH', read: httpPath, fallback: '/healthz' },
   'backends.weight': { env: 'HSC_BACKEND_WEIGHT', read: int(0, 256), fallback: 100 },
+  'backends.probeTimeoutMs': { env: 'HSC_BACKEND_PROBE_TIMEOUT_MS', read: int(50, 60_000), fallback: 1_000 },
   'reconcile.resyncIntervalMs': { env: 'HSC_RESYNC_INTERVAL_MS', read: int(1000, 3_600_000), fallback: 30_000 },
   'reconcile.debounceMs': { env: 'HSC_RECONCILE_DEBOUNCE_MS', read: int(0, 60_000), fallback: 250 },
   'reconcile.maxDebounceMs': { env: 'HSC_RECONCILE_MAX_DEBOUNCE_MS', read: int(0, 600_000), fallback: 2_000 },
   'reconcile.maxConflictRetries': { env: 'HSC_MAX_CONFLICT_RETRIES', read: int(0, 50), fallback: 5 },
+  'reconcile.readinessRetryMs': { env: 'HSC_RECONCILE_READINESS_RETRY_MS', read: int(50, 600_000), fallback: 1_000 },
+  'reconcile.failureBackoffMs': { env: 'HSC_RECONCILE_FAILURE_BACKOFF_MS', read: int(50, 600_000), fallback: 1_000 },
   // No default: which writer to use is the operator's decision, not a guess.
   'haproxy.driver': { env: 'HSC_HAPROXY_DRIVER', read: oneOf<HaproxyDriverKind>('dataplane', 'runtime') },
   'haproxy.metricsUrl': { env: 'HSC_HAPROXY_METRICS_URL', read: url, fallback: 'http://127.0.0.1:8404/metrics' },
   'haproxy.runtimeSocket': { env: 'HSC_HAPROXY_RUNTIME_SOCKET', read: str, fallback: '' },
   'haproxy.configFile': { env: 'HSC_HAPROXY_CONFIG_FILE', read: str, fallback: '' },
   'haproxy.socketTimeoutMs': { env: 'HSC_HAPROXY_SOCKET_TIMEOUT_MS', read: int(100, 600_000), fallback: 5_000 },
+  'haproxy.metricsTimeoutMs': { env: 'HSC_HAPROXY_METRICS_TIMEOUT_MS', read: int(100, 600_000), fallback: 2_000 },
   'haproxy.check.intervalMs': { env: 'HSC_HAPROXY_CHECK_INTERVAL_MS', read: int(100, 3_600_000), fallback: 1_000 },
   'haproxy.check.fall': { env: 'HSC_HAPROXY_CHECK_FALL', read: int(1, 100), fallback: 2 },
   'haproxy.check.rise': { env: 'HSC_HAPROXY_CHECK_RISE', read: int(1, 100), fallback: 1 },
@@ -429,6 +446,10 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
     // Look ahead by the time a new container needs, plus one evaluation.
     forecast: { ...DEFAULT_POLICY.forecast, mode: v['autoscale.forecast'], horizonMs: v['autoscale.startupMs'] + intervalMs },
   };
+  validatePolicy(policy);
+  if (v['docker.eventsMaxBackoffMs'] < v['docker.eventsMinBackoffMs']) {
+    throw new ConfigError('docker.eventsMaxBackoffMs', `${v['docker.eventsMaxBackoffMs']} is below docker.eventsMinBackoffMs (${v['docker.eventsMinBackoffMs']})`);
+  }
   const host = v['http.host'];
   const loopback = host === '127.0.0.1' || host === '::1' || host === 'localhost';
   if (!loopback && v['http.adminToken'] === '') {
@@ -468,6 +489,8 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
       network: v['docker.network'],
       composeService: v['docker.composeService'],
       labelPrefix: v['docker.labelPrefix'],
+      eventsMinBackoffMs: v['docker.eventsMinBackoffMs'],
+      eventsMaxBackoffMs: v['docker.eventsMaxBackoffMs'],
     },
     backends: {
       defaultBackend,
@@ -475,12 +498,15 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
       port: v['backends.port'],
       healthPath: v['backends.healthPath'],
       weight: v['backends.weight'],
+      probeTimeoutMs: v['backends.probeTimeoutMs'],
     },
     reconcile: {
       resyncIntervalMs: v['reconcile.resyncIntervalMs'],
       debounceMs: v['reconcile.debounceMs'],
       maxDebounceMs: v['reconcile.maxDebounceMs'],
       maxConflictRetries: v['reconcile.maxConflictRetries'],
+      readinessRetryMs: v['reconcile.readinessRetryMs'],
+      failureBackoffMs: v['reconcile.failureBackoffMs'],
     },
     haproxy: {
       driver,
@@ -488,6 +514,7 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
       runtimeSocket: v['haproxy.runtimeSocket'].trim(),
       configFile: v['haproxy.configFile'].trim(),
       socketTimeoutMs: v['haproxy.socketTimeoutMs'],
+      metricsTimeoutMs: v['haproxy.metricsTimeoutMs'],
       check: { intervalMs: v['haproxy.check.intervalMs'], fall: v['haproxy.check.fall'], rise: v['haproxy.check.rise'] },
     },
     drain: { deadlineMs: v['drain.deadlineMs'], pollMs: v['drain.pollMs'] },

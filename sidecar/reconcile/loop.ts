@@ -22,9 +22,6 @@ export const realTimers: Timers = {
   },
 };
 
-/** How soon the sidecar looks again at containers still starting, and after a failed pass. */
-export const DEFAULT_RETRY_TIMINGS = { readinessRetryMs: 1_000, failureBackoffMs: 1_000 } as const;
-
 export interface LoopOptions {
   readonly reconcile: () => Promise<ReconcileOutcome>;
   /** Quiet time after the last trigger before a pass starts. */
