@@ -18,7 +18,7 @@
 //
 // decide(samples, history, policy, now) runs them in this order and returns the replicas, the
 // reason, every stage's value and reason, and the next history. Nothing here reads a clock or does
-// I/O.
+// I/O. A policy is checked once, by validatePolicy where it is built (the configuration loader).
 import { DEFAULT_FORECAST_SETTINGS, type ForecastSettings, type ForecastState } from './forecast.js';
 import {
   clampReplicas,
@@ -158,8 +158,41 @@ export interface Decision {
   readonly history: History;
 }
 
+/** Policies validatePolicy has accepted; decide() checks any other policy once, at its first use. */
+const validated = new WeakSet<ScalingPolicy>();
+
+/**
+ * Checks what the stages rely on and throws (our own misuse, not bad input: the configuration
+ * loader reports bad keys by name before it builds the policy). Call it where a policy is built;
+ * decide() then trusts that policy object without checking it again.
+ */
+export function validatePolicy(policy: ScalingPolicy): void {
+  if (!(Number.isInteger(policy.minReplicas) && Number.isInteger(policy.maxReplicas) && policy.minReplicas >= 0 && policy.maxReplicas >= policy.minReplicas)) {
+    throw new Error(`policy: minReplicas ${policy.minReplicas} and maxReplicas ${policy.maxReplicas} must be whole numbers with 0 <= min <= max`);
+  }
+  for (const [signal, target] of Object.entries(policy.signals)) {
+    if (!(target.target > 0 && target.scaleDownBelow >= 0 && target.scaleDownBelow <= target.target)) {
+      throw new Error(`policy: ${signal} needs target > 0 and 0 <= scaleDownBelow <= target`);
+    }
+  }
+  const atLeastZero = { tolerance: policy.tolerance, maxSampleAgeMs: policy.maxSampleAgeMs, scaleDownStabilisationMs: policy.scaleDownStabilisationMs, idleRequestRate: policy.idleRequestRate, 'forecast.horizonMs': policy.forecast.horizonMs };
+  for (const [name, value] of Object.entries(atLeastZero)) {
+    if (!(Number.isFinite(value) && value >= 0)) throw new Error(`policy: ${name} must be a finite number >= 0, not ${value}`);
+  }
+  for (const [name, limit] of [['scaleUp', policy.scaleUp], ['scaleDown', policy.scaleDown]] as const) {
+    if (!(Number.isInteger(limit.instances) && limit.instances >= 0 && Number.isFinite(limit.fraction) && limit.fraction >= 0 && Number.isFinite(limit.periodMs) && limit.periodMs >= 0)) {
+      throw new Error(`policy: ${name} needs whole instances >= 0, fraction >= 0 and periodMs >= 0`);
+    }
+  }
+  const { alpha, beta, gamma, seasonalBuckets } = policy.forecast.settings;
+  if (![alpha, beta, gamma].every((w) => w >= 0 && w <= 1) || !(Number.isInteger(seasonalBuckets) && seasonalBuckets >= 1)) {
+    throw new Error('policy: forecast.settings needs alpha, beta and gamma from 0 to 1 and a whole seasonalBuckets >= 1');
+  }
+  validated.add(policy);
+}
+
 export function decide(samples: Samples, history: History, policy: ScalingPolicy, now: number): Decision {
-  validatePolicy(policy);
+  if (!validated.has(policy)) validatePolicy(policy);
   const current = samples.replicas;
   const proposed = proposeReplicas(samples, policy, now);
   const largest = largestProposal(proposed.proposals, current);
@@ -198,15 +231,4 @@ export function decide(samples: Samples, history: History, policy: ScalingPolicy
       predictions: forecasted.predictions,
     },
   };
-}
-
-function validatePolicy(policy: ScalingPolicy): void {
-  if (!(policy.minReplicas >= 0 && policy.maxReplicas >= policy.minReplicas)) {
-    throw new Error(`policy: minReplicas ${policy.minReplicas} and maxReplicas ${policy.maxReplicas} must satisfy 0 <= min <= max`);
-  }
-  for (const [signal, target] of Object.entries(policy.signals)) {
-    if (!(target.target > 0 && target.scaleDownBelow >= 0 && target.scaleDownBelow <= target.target)) {
-      throw new Error(`policy: ${signal} needs target > 0 and 0 <= scaleDownBelow <= target`);
-    }
-  }
 }

@@ -6,8 +6,19 @@ import {
   type History,
   type Samples,
   type ScalingPolicy,
+  validatePolicy,
 } from '../../../sidecar/autoscale/policy.js';
-import { forecast, observe } from '../../../sidecar/autoscale/forecast.js';
+import { DEFAULT_FORECAST_SETTINGS, forecast, observe } from '../../../sidecar/autoscale/forecast.js';
+import {
+  clampReplicas,
+  forecastRecommendation,
+  holdOnIncompleteData,
+  largestProposal,
+  limitRate,
+  observeRequestRate,
+  proposeReplicas,
+  stabiliseRecommendation,
+} from '../../../sidecar/autoscale/stages.js';
 
 const NOW = 1_800_000_000_000;
 const fresh = (value: number, ageMs = 0) => ({ value, at: NOW - ageMs });
@@ -229,5 +240,85 @@ describe('decide: misuse', () => {
   it('throws on a policy that cannot be satisfied', () => {
     expect(() => decide(samples(2, { cpu: 0.5 }), EMPTY_HISTORY, { ...classic, minReplicas: 5, maxReplicas: 3 }, NOW)).toThrow(/min <= max/);
     expect(() => decide(samples(2, { cpu: 0.5 }), EMPTY_HISTORY, { ...classic, signals: { cpu: { target: 0.3, scaleDownBelow: 0.7 } } }, NOW)).toThrow(/cpu needs/);
+  });
+});
+
+describe('decide: composes the stages', () => {
+  const history: History = {
+    ...EMPTY_HISTORY,
+    recommendations: [{ at: NOW - 60_000, replicas: 5 }],
+    changes: [{ at: NOW - 10_000, from: 5, to: 6 }],
+  };
+  const predictive: ScalingPolicy = { ...DEFAULT_POLICY, scaleDownStabilisationMs: 30_000 };
+  it.each([
+    { name: 'a scale-up', input: samples(4, { cpu: 0.91, requestRate: 300, queue: 2, responseTime: 0.3 }) },
+    { name: 'a scale-down the rate limit holds', input: samples(6, { cpu: 0.1, requestRate: 60, queue: 0, responseTime: 0.1 }) },
+    { name: 'a scale-down frozen by a missing signal', input: samples(6, { cpu: 0.1, requestRate: 60 }) },
+    { name: 'the metrics source down', input: samples(3, { cpu: 0.1, requestRate: 60, queue: 0, responseTime: 0.1 }, { sourceUp: false }) },
+  ])('$name: each stage as its function returns it, in order', ({ input }) => {
+    const decision = decide(input, history, predictive, NOW);
+    const proposed = proposeReplicas(input, predictive, NOW);
+    const largest = largestProposal(proposed.proposals, input.replicas);
+    const state = observeRequestRate(history.forecast, input.requestRate, predictive, NOW);
+    const forecasted = forecastRecommendation(largest.value, state, history.predictions, predictive, NOW);
+    const stabilised = stabiliseRecommendation(forecasted.value, input.replicas, history.recommendations, predictive.scaleDownStabilisationMs, NOW);
+    const limited = limitRate(stabilised.value, input.replicas, history.changes, predictive, NOW);
+    const clamped = clampReplicas(limited.value, predictive);
+    const safe = holdOnIncompleteData(clamped.value, input.replicas, proposed.proposals, input.sourceUp, predictive);
+    expect(decision.stages.map((s) => [s.stage, s.replicas, s.reason])).toEqual(
+      [proposed, largest, forecasted, stabilised, limited, clamped, safe].map((r, i) => [
+        ['proposals', 'largest', 'forecast', 'stabilise', 'rateLimit', 'clamp', 'safety'][i],
+        r.value,
+        r.reason,
+      ]),
+    );
+    expect(decision.replicas).toBe(safe.value);
+    expect(decision.scaleDownFrozen).toBe(safe.scaleDownFrozen);
+    expect(decision.proposals).toEqual(proposed.proposals);
+    expect(decision.predictedRequestRate).toBe(forecasted.predicted);
+    expect(decision.history.forecast).toEqual(state);
+    expect(decision.history.recommendations).toEqual(stabilised.recommendations);
+  });
+
+  it('is pure: frozen inputs, and the same inputs give the same decision', () => {
+    const freeze = <T>(value: T): T => {
+      if (value !== null && typeof value === 'object') {
+        for (const inner of Object.values(value)) freeze(inner);
+        Object.freeze(value);
+      }
+      return value;
+    };
+    const input = freeze(samples(6, { cpu: 0.1, requestRate: 60 }));
+    const policy = freeze({ ...DEFAULT_POLICY, forecast: { ...DEFAULT_POLICY.forecast, settings: { ...DEFAULT_FORECAST_SETTINGS } } });
+    const first = decide(input, freeze(history), policy, NOW);
+    expect(decide(input, history, policy, NOW)).toEqual(first);
+    const next = decide(input, freeze(first.history), policy, NOW + 30_000);
+    expect(next.history.recommendations).toHaveLength(3);
+  });
+});
+
+describe('validatePolicy', () => {
+  it('accepts the default policy and the tests\' own', () => {
+    expect(() => validatePolicy(DEFAULT_POLICY)).not.toThrow();
+    expect(() => validatePolicy(classic)).not.toThrow();
+    expect(() => validatePolicy({ ...classic, minReplicas: 0, maxReplicas: 0, tolerance: 0, scaleDownStabilisationMs: 0, signals: {} })).not.toThrow();
+  });
+
+  it.each([
+    { name: 'min above max', policy: { ...classic, minReplicas: 5, maxReplicas: 3 }, message: /min <= max/ },
+    { name: 'a negative min', policy: { ...classic, minReplicas: -1 }, message: /min <= max/ },
+    { name: 'a fractional max', policy: { ...classic, maxReplicas: 2.5 }, message: /whole numbers/ },
+    { name: 'scaleDownBelow above target', policy: { ...classic, signals: { cpu: { target: 0.3, scaleDownBelow: 0.7 } } }, message: /cpu needs target > 0/ },
+    { name: 'a zero target', policy: { ...classic, signals: { queue: { target: 0, scaleDownBelow: 0 } } }, message: /queue needs target > 0/ },
+    { name: 'a negative tolerance', policy: { ...classic, tolerance: -0.1 }, message: /tolerance must be a finite number >= 0/ },
+    { name: 'a NaN sample age', policy: { ...classic, maxSampleAgeMs: Number.NaN }, message: /maxSampleAgeMs/ },
+    { name: 'a negative horizon', policy: { ...classic, forecast: { ...classic.forecast, horizonMs: -1 } }, message: /forecast.horizonMs/ },
+    { name: 'a fractional rate limit', policy: { ...classic, scaleUp: { instances: 1.5, fraction: 0, periodMs: 30_000 } }, message: /scaleUp needs whole instances/ },
+    { name: 'a negative scale-down fraction', policy: { ...classic, scaleDown: { instances: 1, fraction: -1, periodMs: 30_000 } }, message: /scaleDown needs/ },
+    { name: 'a forecast weight above one', policy: { ...classic, forecast: { ...classic.forecast, settings: { ...DEFAULT_FORECAST_SETTINGS, alpha: 1.5 } } }, message: /forecast.settings/ },
+    { name: 'no daily buckets', policy: { ...classic, forecast: { ...classic.forecast, settings: { ...DEFAULT_FORECAST_SETTINGS, seasonalBuckets: 0 } } }, message: /seasonalBuckets/ },
+  ])('rejects $name', ({ policy, message }) => {
+    expect(() => validatePolicy(policy)).toThrow(message);
+    expect(() => decide(samples(4, { cpu: 0.5, requestRate: 300 }), EMPTY_HISTORY, policy, NOW)).toThrow(message);
   });
 });
