@@ -125,7 +125,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     drainer,
     backendLoad: async (backend) => {
       const result = await scrape(exporter);
-      return result.ok ? backendSnapshot(result.samples, backend, result.at) : undefined;
+      return result.ok ? backendSnapshot(result.value.samples, backend, result.value.at) : undefined;
     },
     candidates: async () => {
       const discovered = await discovery.discover();

@@ -43,10 +43,10 @@ export function createSampler(options: SamplerOptions): Sampler {
       ]);
       let snapshot: BackendSnapshot | undefined;
       if (scraped.ok) {
-        snapshot = backendSnapshot(scraped.samples, options.backend, scraped.at);
+        snapshot = backendSnapshot(scraped.value.samples, options.backend, scraped.value.at);
         if (snapshot === undefined) problems.push(`HAProxy's exporter does not list backend ${options.backend}`);
       } else {
-        problems.push(scraped.message);
+        problems.push(scraped.error.message);
       }
       const at = snapshot?.at ?? options.now();
       const reading = (value: number) => ({ value, at });

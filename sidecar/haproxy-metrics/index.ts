@@ -1,6 +1,7 @@
 // Reads HAProxy's own Prometheus endpoint (the built-in exporter) and turns it into per-backend
 // and per-server snapshots with a timestamp, and counter pairs into rates. A scrape that fails is
 // a value (the caller marks its signals stale), never zeros.
+import { errorMessage, fail, ok, type Result } from '../edge/result.js';
 
 export interface PromSample {
   readonly name: string;
@@ -139,7 +140,8 @@ export function counterRate(previous: { value: number; at: number }, current: { 
   return increase / seconds;
 }
 
-export type ScrapeResult = { readonly ok: true; readonly samples: PromSample[]; readonly at: number } | { readonly ok: false; readonly message: string };
+/** A scrape: the exposition parsed, and when it was read; failures are edge errors like every adapter's. */
+export type ScrapeResult = Result<{ readonly samples: PromSample[]; readonly at: number }>;
 
 export interface ScrapeOptions {
   readonly url: string;
@@ -158,15 +160,16 @@ export async function scrape(options: ScrapeOptions): Promise<ScrapeResult> {
     try {
       const response = await doFetch(options.url, { signal: AbortSignal.timeout(options.timeoutMs) });
       const text = await response.text();
-      if (!response.ok) return { ok: false, message: `${options.url} answered ${response.status}` };
-      return { ok: true, samples: parsePrometheusText(text), at: now() };
+      if (!response.ok) return fail(`scrape ${options.url}`, 'unavailable', `${options.url} answered ${response.status}`, response.status);
+      return ok({ samples: parsePrometheusText(text), at: now() });
     } catch (error) {
       lastError = error;
       if (error instanceof Error && error.name === 'TimeoutError') break;
     }
   }
   const cause = lastError instanceof Error && lastError.cause instanceof Error ? ` (${lastError.cause.message})` : '';
-  return { ok: false, message: `${options.url}: ${lastError instanceof Error ? lastError.message : String(lastError)}${cause}` };
+  const timedOut = lastError instanceof Error && lastError.name === 'TimeoutError';
+  return fail(`scrape ${options.url}`, timedOut ? 'timeout' : 'network', `${options.url}: ${errorMessage(lastError)}${cause}`);
 }
 
 /** Reads one server's current sessions and queue from the exporter, for the drainer. */
@@ -174,7 +177,7 @@ export function createServerLoadReader(options: ScrapeOptions): (backend: string
   return async (backend, server) => {
     const result = await scrape(options);
     if (!result.ok) return undefined;
-    const snapshot = backendSnapshot(result.samples, backend, result.at);
+    const snapshot = backendSnapshot(result.value.samples, backend, result.value.at);
     const found = snapshot?.servers.find((s) => s.name === server);
     return found === undefined ? undefined : { sessions: found.currentSessions, queue: found.currentQueue };
   };

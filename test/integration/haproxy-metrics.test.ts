@@ -13,8 +13,8 @@ describe('HAProxy metrics from the real exporter', () => {
 
   const snapshot = async (): Promise<BackendSnapshot> => {
     const result = await scrape({ url: haproxy.metricsUrl, timeoutMs: 5_000 });
-    if (!result.ok) throw new Error(result.message);
-    const backend = backendSnapshot(result.samples, haproxy.backend, result.at);
+    if (!result.ok) throw new Error(result.error.message);
+    const backend = backendSnapshot(result.value.samples, haproxy.backend, result.value.at);
     if (backend === undefined) throw new Error(`no ${haproxy.backend} in the exporter's output`);
     return backend;
   };

@@ -21,7 +21,7 @@ function sampler(results: ScrapeResult[], cpu: Array<number | undefined>) {
       clock += 10_000;
       const next = results.shift();
       if (next === undefined) throw new Error('script exhausted');
-      return Promise.resolve(next.ok ? { ...next, at: clock } : next);
+      return Promise.resolve(next.ok ? { ok: true, value: { ...next.value, at: clock } } : next);
     },
     isReplicaServer: (s) => s.startsWith('hsc-'),
     cpu: () => Promise.resolve(cpu.shift()),
@@ -35,8 +35,8 @@ describe('sampler', () => {
   it('reads no request rate from a single scrape (missing, not zero), then the counter rate', async () => {
     const s = sampler(
       [
-        { ok: true, samples: exposition(1000, 2), at: 0 },
-        { ok: true, samples: exposition(1500, 2), at: 0 },
+        { ok: true, value: { samples: exposition(1000, 2), at: 0 } },
+        { ok: true, value: { samples: exposition(1500, 2), at: 0 } },
       ],
       [0.42, 0.5],
     );
@@ -48,7 +48,7 @@ describe('sampler', () => {
   });
 
   it('marks HAProxy down, counts replicas from Docker, and leaves its signals missing', async () => {
-    const s = sampler([{ ok: false, message: 'http://haproxy:8404/metrics: connect ECONNREFUSED' }], [undefined]);
+    const s = sampler([{ ok: false, error: { kind: 'network', operation: 'scrape', message: 'http://haproxy:8404/metrics: connect ECONNREFUSED' } }], [undefined]);
     const set = await s.sample(threeReplicas);
     expect(set.sources).toEqual({ haproxy: false, docker: false });
     expect(set.samples).toEqual({ replicas: 3, sourceUp: false, cpu: undefined, requestRate: undefined, queue: undefined, responseTime: undefined });
@@ -56,7 +56,7 @@ describe('sampler', () => {
   });
 
   it('reads no CPU and counts no replica when Docker could not be listed', async () => {
-    const s = sampler([{ ok: false, message: 'down' }], [0.5]);
+    const s = sampler([{ ok: false, error: { kind: 'network', operation: 'scrape', message: 'down' } }], [0.5]);
     const set = await s.sample(undefined);
     expect(set.samples).toMatchObject({ replicas: 0, cpu: undefined });
   });
@@ -64,8 +64,8 @@ describe('sampler', () => {
   it('survives a reload between scrapes: a counter reset gives the rate since the reset', async () => {
     const s = sampler(
       [
-        { ok: true, samples: exposition(90_000), at: 0 },
-        { ok: true, samples: exposition(300), at: 0 },
+        { ok: true, value: { samples: exposition(90_000), at: 0 } },
+        { ok: true, value: { samples: exposition(300), at: 0 } },
       ],
       [0.1, 0.1],
     );

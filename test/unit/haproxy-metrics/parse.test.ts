@@ -69,6 +69,6 @@ describe('scrape', () => {
   it('reports an unreachable endpoint as a failure with the address, not as empty data', async () => {
     const result = await scrape({ url: 'http://127.0.0.1:9/metrics', timeoutMs: 1_000 });
     expect(result.ok).toBe(false);
-    if (!result.ok) expect(result.message).toMatch(/^http:\/\/127\.0\.0\.1:9\/metrics: /);
+    if (!result.ok) expect(result.error.message).toMatch(/^http:\/\/127\.0\.0\.1:9\/metrics: /);
   });
 });
