@@ -1,0 +1,273 @@
+// Each stage of the decision on its own, table-driven: its value and its reason.
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_POLICY, type History, type Reading, type Samples, type SignalProposal, type Stage } from '../../../sidecar/autoscale/policy.js';
+import type { ForecastState } from '../../../sidecar/autoscale/forecast.js';
+import {
+  clampReplicas,
+  forecastRecommendation,
+  holdOnIncompleteData,
+  largestProposal,
+  limitRate,
+  observeRequestRate,
+  proposeForSignal,
+  proposeReplicas,
+  rateAllowance,
+  rememberChange,
+  settlingStage,
+  SIGNALS,
+  stabiliseRecommendation,
+} from '../../../sidecar/autoscale/stages.js';
+
+const NOW = 1_800_000_000_000;
+const at = (value: number, ageMs = 0): Reading => ({ value, at: NOW - ageMs });
+const settings = { tolerance: 0.1, maxSampleAgeMs: 90_000, idleRequestRate: 1 };
+const cpu = { target: 0.7, scaleDownBelow: 0.3 };
+const rps = { target: 100, scaleDownBelow: 50 };
+const queue = { target: 5, scaleDownBelow: 1 };
+const rt = { target: 0.5, scaleDownBelow: 0.25 };
+const samples = (replicas: number, readings: Partial<Pick<Samples, 'cpu' | 'requestRate' | 'queue' | 'responseTime'>>, sourceUp = true): Samples => ({ replicas, sourceUp, ...readings });
+const proposal = (signal: SignalProposal['signal'], replicas: number, status: SignalProposal['status'] = 'ok'): SignalProposal => ({
+  signal,
+  status,
+  observed: status === 'ok' ? 1 : undefined,
+  replicas,
+  reason: `${signal} says ${replicas}`,
+});
+
+describe('proposeForSignal', () => {
+  const cases: Array<{ name: string; signal: SignalProposal['signal']; target: typeof cpu; input: Samples; status: string; observed: number | undefined; replicas: number; reason: string }> = [
+    { name: 'missing: holds, never read as zero', signal: 'cpu', target: cpu, input: samples(6, {}), status: 'missing', observed: undefined, replicas: 6, reason: 'missing: hold' },
+    { name: 'stale: holds, with its age', signal: 'cpu', target: cpu, input: samples(6, { cpu: at(0.05, 120_000) }), status: 'stale', observed: undefined, replicas: 6, reason: 'stale (120 s old): hold' },
+    { name: 'exactly maxSampleAgeMs old is still fresh', signal: 'cpu', target: cpu, input: samples(4, { cpu: at(0.5, 90_000) }), status: 'ok', observed: 0.5, replicas: 4, reason: '0.5 within 0.3..0.7: hold' },
+    { name: 'CPU over target: proportional', signal: 'cpu', target: cpu, input: samples(4, { cpu: at(0.91) }), status: 'ok', observed: 0.91, replicas: 6, reason: '0.91 > target 0.7: 6' },
+    { name: 'within the tolerance above target: hold', signal: 'cpu', target: cpu, input: samples(4, { cpu: at(0.76) }), status: 'ok', observed: 0.76, replicas: 4, reason: '0.76 within 0.3..0.7: hold' },
+    { name: 'request rate is per instance', signal: 'requestRate', target: rps, input: samples(2, { requestRate: at(500) }), status: 'ok', observed: 250, replicas: 5, reason: '250 > target 100: 5' },
+    { name: 'low request rate: sized to stay under target', signal: 'requestRate', target: rps, input: samples(6, { requestRate: at(120) }), status: 'ok', observed: 20, replicas: 2, reason: '20 < 50: 2 suffice' },
+    { name: 'a scale-down never proposes fewer than one', signal: 'requestRate', target: rps, input: samples(6, { requestRate: at(0) }), status: 'ok', observed: 0, replicas: 1, reason: '0 < 50: 1 suffice' },
+    { name: 'no instance at all: the whole load stands for one', signal: 'requestRate', target: rps, input: samples(0, { requestRate: at(300) }), status: 'ok', observed: 300, replicas: 3, reason: '300 > target 100: 3' },
+    { name: 'queue over target, within the cap', signal: 'queue', target: queue, input: samples(4, { queue: at(28) }), status: 'ok', observed: 7, replicas: 6, reason: '7 > target 5: 6' },
+    { name: 'queue far over target: at most double', signal: 'queue', target: queue, input: samples(4, { queue: at(400) }), status: 'ok', observed: 100, replicas: 8, reason: '100 > target 5: 8' },
+    { name: 'response time far over target: at most double', signal: 'responseTime', target: rt, input: samples(3, { responseTime: at(12), requestRate: at(200) }), status: 'ok', observed: 12, replicas: 6, reason: '12 > target 0.5: 6' },
+    { name: 'response time of an idle backend: no constraint', signal: 'responseTime', target: rt, input: samples(3, { responseTime: at(0.9), requestRate: at(0) }), status: 'idle', observed: 0.9, replicas: 0, reason: 'backend idle: no constraint' },
+    { name: 'a stale request rate does not make the backend idle', signal: 'responseTime', target: rt, input: samples(3, { responseTime: at(0.9), requestRate: at(0, 120_000) }), status: 'ok', observed: 0.9, replicas: 6, reason: '0.9 > target 0.5: 6' },
+    { name: 'no request rate at all does not make the backend idle', signal: 'responseTime', target: rt, input: samples(3, { responseTime: at(0.1) }), status: 'ok', observed: 0.1, replicas: 1, reason: '0.1 < 0.25: 1 suffice' },
+  ];
+  it.each(cases)('$name', ({ signal, target, input, status, observed, replicas, reason }) => {
+    expect(proposeForSignal(signal, target, input, settings, NOW)).toEqual({ signal, status, observed, replicas, reason });
+  });
+});
+
+describe('proposeReplicas (stage proposals)', () => {
+  it.each([
+    {
+      name: 'one proposal per configured signal, in SIGNALS order; the stage keeps the current count',
+      signals: { responseTime: rt, cpu },
+      input: samples(4, { cpu: at(0.91), responseTime: at(0.4), requestRate: at(300) }),
+      reason: 'cpu: 0.91 > target 0.7: 6; responseTime: 0.4 within 0.25..0.5: hold',
+      proposed: ['cpu', 'responseTime'],
+    },
+    { name: 'no signal configured', signals: {}, input: samples(4, { cpu: at(0.91) }), reason: 'no signals configured', proposed: [] },
+    { name: 'a configured signal without a reading is proposed as missing', signals: { requestRate: rps }, input: samples(4, {}), reason: 'requestRate: missing: hold', proposed: ['requestRate'] },
+  ])('$name', ({ signals, input, reason, proposed }) => {
+    const result = proposeReplicas(input, { ...settings, signals }, NOW);
+    expect(result.value).toBe(4);
+    expect(result.reason).toBe(reason);
+    expect(result.proposals.map((p) => p.signal)).toEqual(proposed);
+  });
+
+  it('knows every signal', () => {
+    expect(SIGNALS).toEqual(['cpu', 'requestRate', 'queue', 'responseTime']);
+  });
+});
+
+describe('largestProposal (stage largest)', () => {
+  it.each([
+    { name: 'no proposal: hold', proposals: [], value: 4, reason: 'no signal: hold' },
+    { name: 'the largest wins', proposals: [proposal('cpu', 6), proposal('requestRate', 5)], value: 6, reason: 'cpu wins: cpu says 6' },
+    { name: 'a tie goes to the first signal', proposals: [proposal('cpu', 5), proposal('requestRate', 5)], value: 5, reason: 'cpu wins: cpu says 5' },
+    { name: 'one signal holding keeps a low one from shrinking the pool', proposals: [proposal('cpu', 2), proposal('requestRate', 4)], value: 4, reason: 'requestRate wins: requestRate says 4' },
+    { name: 'an idle signal (0) never wins over another', proposals: [proposal('responseTime', 0, 'idle'), proposal('cpu', 2)], value: 2, reason: 'cpu wins: cpu says 2' },
+  ])('$name', ({ proposals, value, reason }) => {
+    expect(largestProposal(proposals, 4)).toEqual({ value, reason });
+  });
+});
+
+describe('observeRequestRate', () => {
+  const policy = { forecast: DEFAULT_POLICY.forecast, maxSampleAgeMs: 90_000 };
+  const state: ForecastState = { level: 100, trendPerSecond: 0, lastAt: NOW - 30_000, firstAt: NOW - 30_000, profile: new Array<number | null>(48).fill(null) };
+
+  it.each([
+    { name: 'no reading: the state is unchanged', reading: undefined },
+    { name: 'a stale reading teaches nothing', reading: at(500, 120_000) },
+  ])('$name', ({ reading }) => {
+    expect(observeRequestRate(state, reading, policy, NOW)).toBe(state);
+    expect(observeRequestRate(undefined, reading, policy, NOW)).toBeUndefined();
+  });
+
+  it('learns from a fresh reading, at the time it was measured', () => {
+    expect(observeRequestRate(undefined, at(80, 5_000), policy, NOW)).toMatchObject({ level: 80, trendPerSecond: 0, lastAt: NOW - 5_000, firstAt: NOW - 5_000 });
+    const next = observeRequestRate(state, at(200), policy, NOW);
+    expect(next?.lastAt).toBe(NOW);
+    expect(next?.level).toBeGreaterThan(100);
+  });
+});
+
+describe('forecastRecommendation (stage forecast)', () => {
+  // Holt without a daily profile: level + trend × (horizon + time since the last observation).
+  const rising: ForecastState = { level: 400, trendPerSecond: 1, lastAt: NOW, firstAt: NOW - 600_000, profile: [] };
+  const falling: ForecastState = { ...rising, trendPerSecond: -5 };
+  const policy = (mode: 'off' | 'shadow' | 'act', signals: typeof DEFAULT_POLICY.signals = { requestRate: rps }) => ({
+    forecast: { ...DEFAULT_POLICY.forecast, mode, horizonMs: 60_000 },
+    signals,
+  });
+  const earlier = [{ madeAt: NOW - 30_000, forAt: NOW + 30_000, requestRate: 420 }];
+
+  it.each([
+    { name: 'off: nothing predicted', mode: 'off' as const, state: rising, recommended: 4, value: 4, reason: 'forecast off', predicted: undefined },
+    { name: 'no history yet', mode: 'act' as const, state: undefined, recommended: 4, value: 4, reason: 'no request-rate history yet', predicted: undefined },
+    { name: 'act: a rising forecast raises the recommendation', mode: 'act' as const, state: rising, recommended: 4, value: 5, reason: 'forecast 460 req/s in 60 s needs 5', predicted: 460 },
+    { name: 'act: a forecast the recommendation covers changes nothing', mode: 'act' as const, state: rising, recommended: 6, value: 6, reason: 'forecast 460 req/s needs 5: no more than recommended (a forecast never scales in)', predicted: 460 },
+    { name: 'act: a falling forecast never lowers', mode: 'act' as const, state: falling, recommended: 4, value: 4, reason: 'forecast 100 req/s needs 1: no more than recommended (a forecast never scales in)', predicted: 100 },
+    { name: 'shadow: recorded, not acted on', mode: 'shadow' as const, state: rising, recommended: 4, value: 4, reason: 'shadow: forecast 460 req/s would need 5; not acted on', predicted: 460 },
+  ])('$name', ({ mode, state, recommended, value, reason, predicted }) => {
+    const result = forecastRecommendation(recommended, state, earlier, policy(mode), NOW);
+    expect(result).toMatchObject({ value, reason, predicted });
+    expect(result.value).toBeGreaterThanOrEqual(recommended);
+    if (predicted === undefined) expect(result.predictions).toBe(earlier);
+    else expect(result.predictions).toEqual([...earlier, { madeAt: NOW, forAt: NOW + 60_000, requestRate: predicted }]);
+  });
+
+  it('without a request-rate target there is nothing to size by: no forecast', () => {
+    const result = forecastRecommendation(4, rising, earlier, policy('act', { cpu }), NOW);
+    expect(result).toMatchObject({ value: 4, predicted: undefined, reason: 'no request-rate history yet' });
+  });
+
+  it('looks ahead from the last observation: an older state looks further', () => {
+    // Observed 20 s ago: 60 s horizon + 20 s = 80 s of trend.
+    expect(forecastRecommendation(4, { ...rising, lastAt: NOW - 20_000 }, [], policy('act'), NOW).predicted).toBe(480);
+  });
+
+  it('keeps the last 200 predictions', () => {
+    const many = Array.from({ length: 200 }, (_, i) => ({ madeAt: i, forAt: i, requestRate: i }));
+    const result = forecastRecommendation(4, rising, many, policy('shadow'), NOW);
+    expect(result.predictions).toHaveLength(200);
+    expect(result.predictions[0]?.madeAt).toBe(1);
+    expect(result.predictions.at(-1)?.madeAt).toBe(NOW);
+  });
+});
+
+describe('stabiliseRecommendation (stage stabilise)', () => {
+  const window = 120_000;
+  const recent = (entries: Array<[ago: number, replicas: number]>): History['recommendations'] => entries.map(([ago, replicas]) => ({ at: NOW - ago, replicas }));
+  it.each([
+    { name: 'scale-up acts at once, whatever the window says', recommended: 8, current: 4, recent: recent([[10_000, 2]]), value: 8, reason: 'scale-up or hold acts at once' },
+    { name: 'a hold acts at once', recommended: 4, current: 4, recent: recent([[10_000, 9]]), value: 4, reason: 'scale-up or hold acts at once' },
+    { name: 'scale-down held by a higher recommendation in the window', recommended: 4, current: 6, recent: recent([[60_000, 6], [30_000, 4]]), value: 6, reason: 'scale-down held: 6 recommended within the last 120 s' },
+    { name: 'held partly: the highest of the window', recommended: 3, current: 6, recent: recent([[60_000, 5], [30_000, 4]]), value: 5, reason: 'scale-down held: 5 recommended within the last 120 s' },
+    { name: 'never above the current count', recommended: 3, current: 6, recent: recent([[60_000, 9]]), value: 6, reason: 'scale-down held: 9 recommended within the last 120 s' },
+    { name: 'the window holds only lower ones: scale down', recommended: 4, current: 6, recent: recent([[130_000, 6], [60_000, 4], [30_000, 3]]), value: 4, reason: '4 recommended throughout the last 120 s' },
+    { name: 'a recommendation exactly at the window start is out', recommended: 4, current: 6, recent: recent([[120_000, 6]]), value: 4, reason: '4 recommended throughout the last 120 s' },
+    { name: 'an empty history lets a scale-down through', recommended: 2, current: 6, recent: [], value: 2, reason: '2 recommended throughout the last 120 s' },
+  ])('$name', ({ recommended, current, recent: history, value, reason }) => {
+    const result = stabiliseRecommendation(recommended, current, history, window, NOW);
+    expect({ value: result.value, reason: result.reason }).toEqual({ value, reason });
+    expect(result.recommendations.at(-1)).toEqual({ at: NOW, replicas: recommended });
+    expect(result.recommendations.every((r) => r.at > NOW - window)).toBe(true);
+  });
+
+  it('with no window, a scale-down acts at once', () => {
+    expect(stabiliseRecommendation(2, 6, recent([[0, 6]]), 0, NOW)).toMatchObject({ value: 2, reason: '2 recommended throughout the last 0 s' });
+  });
+
+  it('remembers at most 500 recommendations', () => {
+    const full = Array.from({ length: 600 }, (_, i) => ({ at: NOW - 600 + i, replicas: 6 }));
+    const result = stabiliseRecommendation(2, 6, full, window, NOW);
+    expect(result.value).toBe(6);
+    expect(result.recommendations).toHaveLength(500);
+  });
+});
+
+describe('rateAllowance', () => {
+  const changes = (entries: Array<[ago: number, from: number, to: number]>): History['changes'] => entries.map(([ago, from, to]) => ({ at: NOW - ago, from, to }));
+  it.each([
+    { name: 'instances when larger than the fraction', limit: { instances: 4, fraction: 0.5, periodMs: 30_000 }, current: 4, changes: [], direction: 'up' as const, allowed: 4 },
+    { name: 'the fraction when larger, rounded down', limit: { instances: 4, fraction: 1, periodMs: 30_000 }, current: 7, changes: [], direction: 'up' as const, allowed: 7 },
+    { name: 'less what the period already added', limit: { instances: 4, fraction: 0, periodMs: 30_000 }, current: 4, changes: changes([[10_000, 2, 4]]), direction: 'up' as const, allowed: 2 },
+    { name: 'changes of the other direction do not count', limit: { instances: 1, fraction: 0, periodMs: 30_000 }, current: 6, changes: changes([[10_000, 4, 6]]), direction: 'down' as const, allowed: 1 },
+    { name: 'changes older than the period do not count', limit: { instances: 1, fraction: 0, periodMs: 30_000 }, current: 5, changes: changes([[30_000, 6, 5]]), direction: 'down' as const, allowed: 1 },
+    { name: 'never below zero', limit: { instances: 1, fraction: 0, periodMs: 30_000 }, current: 4, changes: changes([[10_000, 6, 4]]), direction: 'down' as const, allowed: 0 },
+  ])('$name', ({ limit, current, changes: made, direction, allowed }) => {
+    expect(rateAllowance(limit, current, made, NOW, direction)).toBe(allowed);
+  });
+});
+
+describe('limitRate (stage rateLimit)', () => {
+  const limits = { scaleUp: { instances: 2, fraction: 0, periodMs: 30_000 }, scaleDown: { instances: 1, fraction: 0, periodMs: 60_000 } };
+  const used = (from: number, to: number): History['changes'] => [{ at: NOW - 10_000, from, to }];
+  it.each([
+    { name: 'up within the limit', proposed: 6, current: 4, changes: [], value: 6, reason: 'within the scale-up limit' },
+    { name: 'up beyond the limit', proposed: 9, current: 4, changes: [], value: 6, reason: 'at most 2 more per 30 s' },
+    { name: 'up with the budget partly used', proposed: 9, current: 5, changes: used(4, 5), value: 6, reason: 'at most 1 more per 30 s' },
+    { name: 'up with the budget used: hold', proposed: 9, current: 6, changes: used(4, 6), value: 6, reason: 'at most 0 more per 30 s' },
+    { name: 'down within the limit', proposed: 5, current: 6, changes: [], value: 5, reason: 'within the scale-down limit' },
+    { name: 'down beyond the limit', proposed: 2, current: 6, changes: [], value: 5, reason: 'at most 1 fewer per 60 s' },
+    { name: 'down with the budget used: hold', proposed: 2, current: 5, changes: used(6, 5), value: 5, reason: 'scale-down limit used for this 60 s' },
+    { name: 'no change', proposed: 4, current: 4, changes: used(6, 4), value: 4, reason: 'no change' },
+  ])('$name', ({ proposed, current, changes, value, reason }) => {
+    expect(limitRate(proposed, current, changes, limits, NOW)).toEqual({ value, reason });
+  });
+});
+
+describe('clampReplicas (stage clamp)', () => {
+  it.each([
+    { name: 'within', proposed: 5, min: 2, max: 10, value: 5, reason: 'within 2..10' },
+    { name: 'at the maximum', proposed: 10, min: 2, max: 10, value: 10, reason: 'within 2..10' },
+    { name: 'raised to the minimum', proposed: 0, min: 2, max: 10, value: 2, reason: 'raised to the minimum 2' },
+    { name: 'lowered to the maximum', proposed: 14, min: 2, max: 10, value: 10, reason: 'lowered to the maximum 10' },
+    { name: 'min equal to max pins the count', proposed: 7, min: 3, max: 3, value: 3, reason: 'lowered to the maximum 3' },
+    { name: 'a minimum of zero allows none', proposed: 0, min: 0, max: 3, value: 0, reason: 'within 0..3' },
+  ])('$name', ({ proposed, min, max, value, reason }) => {
+    expect(clampReplicas(proposed, { minReplicas: min, maxReplicas: max })).toEqual({ value, reason });
+  });
+});
+
+describe('holdOnIncompleteData (stage safety)', () => {
+  const fresh = [proposal('cpu', 2), proposal('requestRate', 2)];
+  it.each([
+    { name: 'all fresh: a scale-down passes', proposed: 4, current: 6, proposals: fresh, sourceUp: true, max: 10, value: 4, frozen: false, reason: 'all signals fresh' },
+    { name: 'a missing signal freezes a scale-down', proposed: 4, current: 6, proposals: [proposal('cpu', 2), proposal('requestRate', 6, 'missing')], sourceUp: true, max: 10, value: 6, frozen: true, reason: 'scale-down frozen: requestRate missing' },
+    { name: 'a stale signal freezes a scale-down', proposed: 4, current: 6, proposals: [proposal('cpu', 6, 'stale'), proposal('requestRate', 2)], sourceUp: true, max: 10, value: 6, frozen: true, reason: 'scale-down frozen: cpu stale' },
+    { name: 'every incomplete signal is named', proposed: 4, current: 6, proposals: [proposal('cpu', 6, 'stale'), proposal('requestRate', 6, 'missing')], sourceUp: true, max: 10, value: 6, frozen: true, reason: 'scale-down frozen: cpu stale, requestRate missing' },
+    { name: 'the metrics source down freezes a scale-down', proposed: 4, current: 6, proposals: fresh, sourceUp: false, max: 10, value: 6, frozen: true, reason: 'metrics source down: scale-down frozen' },
+    { name: 'frozen, the maximum still lowers the count', proposed: 8, current: 12, proposals: fresh, sourceUp: false, max: 8, value: 8, frozen: true, reason: 'metrics source down: scale-down frozen' },
+    { name: 'frozen, a scale-up still passes', proposed: 8, current: 6, proposals: [proposal('cpu', 8), proposal('requestRate', 6, 'missing')], sourceUp: true, max: 10, value: 8, frozen: true, reason: 'data incomplete: scale-down would be frozen' },
+    { name: 'frozen, a hold is a hold', proposed: 6, current: 6, proposals: fresh, sourceUp: false, max: 10, value: 6, frozen: true, reason: 'data incomplete: scale-down would be frozen' },
+    { name: 'an idle signal is not incomplete', proposed: 4, current: 6, proposals: [proposal('responseTime', 0, 'idle'), proposal('cpu', 2)], sourceUp: true, max: 10, value: 4, frozen: false, reason: 'all signals fresh' },
+  ])('$name', ({ proposed, current, proposals, sourceUp, max, value, frozen, reason }) => {
+    expect(holdOnIncompleteData(proposed, current, proposals, sourceUp, { maxReplicas: max })).toEqual({ value, reason, scaleDownFrozen: frozen });
+  });
+});
+
+describe('settlingStage', () => {
+  const stages = (...replicas: number[]): Stage[] =>
+    (['proposals', 'largest', 'forecast', 'stabilise', 'rateLimit', 'clamp', 'safety'] as const).slice(0, replicas.length).map((stage, i) => ({ stage, replicas: replicas[i] ?? 0, reason: stage }));
+  it.each([
+    { name: 'no stage changed the count', stages: stages(4, 4, 4, 4), settled: undefined },
+    { name: 'the only change', stages: stages(4, 6, 6, 6), settled: 'largest' },
+    { name: 'the last change wins', stages: stages(4, 6, 7, 7, 5, 5), settled: 'rateLimit' },
+    { name: 'a change back to the current count is a change', stages: stages(4, 6, 6, 6, 4), settled: 'rateLimit' },
+  ])('$name', ({ stages: input, settled }) => {
+    expect(settlingStage(input, 4)?.stage).toBe(settled);
+  });
+});
+
+describe('rememberChange', () => {
+  const limits = { scaleUp: { instances: 4, fraction: 1, periodMs: 30_000 }, scaleDown: { instances: 1, fraction: 0, periodMs: 60_000 } };
+  const old = [{ at: NOW - 90_000, from: 2, to: 3 }, { at: NOW - 45_000, from: 3, to: 4 }];
+  it.each([
+    { name: 'no change: only forgets what is older than the longer period', current: 4, replicas: 4, expected: [old[1]] },
+    { name: 'a change is appended', current: 4, replicas: 6, expected: [old[1], { at: NOW, from: 4, to: 6 }] },
+  ])('$name', ({ current, replicas, expected }) => {
+    expect(rememberChange(old, current, replicas, limits, NOW)).toEqual(expected);
+  });
+});
