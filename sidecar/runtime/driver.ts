@@ -213,7 +213,7 @@ export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDrive
             'refuses them for as long as their idle pool lasts.',
         );
       }
-      const report: DriverReport = { driver: 'runtime', haproxyVersion: haproxyVersionText, limitations, runtimeReads: true };
+      const report: DriverReport = { driver: 'runtime', haproxyVersion: haproxyVersionText?.split('-')[0], limitations, runtimeReads: true };
       return ok(report);
     },
 
