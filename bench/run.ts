@@ -12,19 +12,21 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { docker, OWNER_LABEL, removeOwnedContainers } from '../devenv/containers.js';
 import { sweepLeftovers } from '../devenv/localenv.js';
-import { dataplaneApiBinary, readPinnedVersions } from '../devenv/versions.js';
+import { availableDrivers, type DriverChoice } from '../devenv/sidecar-env.js';
+import { dataplaneApiBinary, FLOOR_HAPROXY_BINARY, haproxyBinary, haproxyVersion, readPinnedVersions } from '../devenv/versions.js';
 import { startPool, type BenchPool } from './lib/pool.js';
-import { markdownReport, textTable, type RunReport, type ScenarioResult } from './lib/report.js';
+import { markdownReport, NEEDS_DATAPLANE, textTable, type RunReport, type ScenarioResult, type SummaryRow } from './lib/report.js';
 import { buildSidecar, sweepSidecarProcesses, type SidecarBuild } from './lib/sidecar-process.js';
-import { dataplaneAvailable, loadStepScenario, notMeasured, readyToServedScenario, type DataplaneOptions } from './scenarios/dataplane.js';
 import { drainLatencyScenario } from './scenarios/drain-latency.js';
+import { LOAD_STEP_TITLE, loadStepScenario } from './scenarios/load-step.js';
 import { overheadScenario } from './scenarios/overhead.js';
 import { reconcileScaleScenario } from './scenarios/reconcile-scale.js';
 import { resourcesScenario } from './scenarios/resources.js';
 import { scaleEventsScenario } from './scenarios/scale-events.js';
 
-const SCENARIOS = ['overhead', 'resources', 'drain', 'scale-events', 'scale', 'ready-to-served', 'load-step'] as const;
+const SCENARIOS = ['overhead', 'resources', 'drain', 'scale-events', 'scale', 'load-step'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
+const ALL_DRIVERS: readonly DriverChoice[] = ['dataplane', 'runtime'];
 
 const { values } = parseArgs({
   options: {
@@ -48,17 +50,40 @@ const log = (message: string): void => {
   process.stderr.write(`[bench ${((performance.now() - runStarted) / 1000).toFixed(0).padStart(3)} s] ${message}\n`);
 };
 
-/** Sizes of every scenario: the full run fits in about five minutes on 2 cores; --quick is a smoke run. */
+/** Sizes of every scenario: the full run fits in about fifteen minutes on 2 cores; --quick is a smoke run. */
 const sizes = quick
-  ? { rounds: 2, wrkSeconds: 3, idle: 5, churn: 8, churnStarts: 8, drainTrials: 4, cycles: 2, bursts: 2, readyTrials: 3, stepTrials: 1 }
-  : { rounds: 6, wrkSeconds: 6, idle: 20, churn: 30, churnStarts: 30, drainTrials: 20, cycles: 5, bursts: 5, readyTrials: 20, stepTrials: 3 };
+  ? { rounds: 2, wrkSeconds: 3, idle: 5, churn: 8, churnStarts: 8, drainTrials: 3, cycles: 2, bursts: 2, stepTrials: 1 }
+  : { rounds: 5, wrkSeconds: 5, idle: 20, churn: 30, churnStarts: 30, drainTrials: 10, cycles: 10, bursts: 5, stepTrials: 2 };
+/** The autoscaler's interval and scale-down window in the load step (defaults: 30 s and 120 s). */
+const STEP_INTERVAL_MS = 5_000;
+const STEP_DOWN_WINDOW_MS = 10_000;
 
-function firstLine(command: string, args: readonly string[]): string {
-  const result = spawnSync(command, args, { encoding: 'utf8' });
-  return `${result.stdout}${result.stderr}`.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'unknown';
+function firstLine(command: string, args: readonly string[], pattern = /./): string {
+  const result = spawnSync(command, args, { encoding: 'utf8', timeout: 10_000 });
+  return `${result.stdout}${result.stderr}`.split('\n').find((l) => pattern.test(l))?.trim() ?? 'unknown';
 }
 
-async function environment(): Promise<Record<string, string | number>> {
+/** Which HAProxy runs and why, without a machine-specific path. */
+function haproxyDescription(): string {
+  const binary = haproxyBinary();
+  const source =
+    process.env.HSC_HAPROXY_BIN !== undefined && process.env.HSC_HAPROXY_BIN !== ''
+      ? `HSC_HAPROXY_BIN${binary === FLOOR_HAPROXY_BINARY ? ` (${FLOOR_HAPROXY_BINARY}, Debian 12's package)` : ''}`
+      : binary === FLOOR_HAPROXY_BINARY
+        ? `${FLOOR_HAPROXY_BINARY} (Debian 12's package; setup.sh has not cached 3.0)`
+        : `setup.sh's cached ${readPinnedVersions().HAPROXY_SUITE} build`;
+  return `${haproxyVersion(binary)} (devenv/versions.ts haproxyBinary(): ${source})`;
+}
+
+/** Whether a Data Plane API binary is there and what it says it is; never its path. */
+function dataplaneDescription(): string {
+  const binary = dataplaneApiBinary();
+  if (binary === undefined) return 'none (the dataplane driver is not measured here)';
+  const how = process.env.HSC_DATAPLANEAPI_BIN !== undefined && process.env.HSC_DATAPLANEAPI_BIN !== '' ? 'HSC_DATAPLANEAPI_BIN' : 'PATH or setup.sh cache';
+  return `available (${how}); it reports "${firstLine(binary, ['--version'], /Data Plane API/)}"`;
+}
+
+async function environment(drivers: readonly DriverChoice[]): Promise<Record<string, string | number>> {
   const gitHead = (() => {
     try {
       const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
@@ -75,11 +100,12 @@ async function environment(): Promise<Record<string, string | number>> {
     'load average at start (1 min)': loadavg()[0]?.toFixed(2) ?? 'unknown',
     "other containers running at start (not the benchmark's)": await othersContainers(),
     node: process.version,
-    haproxy: firstLine('haproxy', ['-v']),
+    haproxy: haproxyDescription(),
+    'Data Plane API': dataplaneDescription(),
+    'HAProxy drivers measured': drivers.join(', '),
     docker: (await docker.version()).Version,
     wrk: firstLine('wrk', ['-v']),
     'nginx image': readPinnedVersions().NGINX_IMAGE,
-    'Data Plane API binary': dataplaneApiBinary() ?? 'not available here (see README, "Data Plane API availability")',
     mode: quick ? 'quick (smoke sizes; not for quoting)' : 'full',
   };
 }
@@ -91,9 +117,8 @@ async function othersContainers(): Promise<number> {
 }
 
 async function checkPrerequisites(): Promise<void> {
-  for (const [command, args] of [['wrk', ['-v']], ['haproxy', ['-v']]] as const) {
-    if (spawnSync(command, args).error !== undefined) throw new Error(`${command} is not installed: run devenv/setup.sh`);
-  }
+  if (spawnSync('wrk', ['-v']).error !== undefined) throw new Error('wrk is not installed: run devenv/setup.sh');
+  haproxyVersion(haproxyBinary());
   await docker.ping().catch(() => {
     throw new Error('no Docker daemon answers: run devenv/setup.sh');
   });
@@ -129,32 +154,90 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+/** The key figures per driver, against the goals they are measured for. */
+const SUMMARY: ReadonlyArray<{ readonly scenario: ScenarioId; readonly key: string; readonly figure: string; readonly goal: string; readonly show: 'spread' | 'value' }> = [
+  { scenario: 'scale-events', key: 'reloads-up', figure: 'HAProxy reloads per scale-up', goal: '0', show: 'spread' },
+  { scenario: 'scale-events', key: 'reloads-down', figure: 'HAProxy reloads per scale-down (one server per batch)', goal: '≤ 1', show: 'spread' },
+  { scenario: 'scale-events', key: 'ready-to-served', figure: 'container healthy → first request served (ms)', goal: 'p95 ≤ 1000', show: 'spread' },
+  { scenario: 'scale-events', key: 'failed-up', figure: 'failed requests per scale-up', goal: '0', show: 'spread' },
+  { scenario: 'scale-events', key: 'failed-down', figure: 'failed requests per scale-down', goal: '0', show: 'spread' },
+  { scenario: 'scale-events', key: 'failed-all', figure: 'failed requests, whole scale-events run', goal: '0', show: 'value' },
+  { scenario: 'drain', key: 'drain-default', figure: 'drain done after the last connection closed, poll 500 ms (ms)', goal: '500–1000 + scrapes', show: 'spread' },
+  { scenario: 'load-step', key: 'step-decision', figure: 'load step → first scale-up decision (ms; interval 5 s)', goal: '≤ 1 interval + sampling', show: 'spread' },
+  { scenario: 'load-step', key: 'step-serving', figure: 'load step → new capacity serving (ms)', goal: '', show: 'spread' },
+  { scenario: 'load-step', key: 'drop-minimum', figure: 'load dropped → back to the minimum through drains (ms)', goal: 'within 240 s', show: 'spread' },
+  { scenario: 'load-step', key: 'step-reloads-up', figure: 'load step: reloads while scaling up', goal: '0', show: 'spread' },
+  { scenario: 'load-step', key: 'step-reloads-down', figure: 'load step: reloads per retirement', goal: '≤ 1', show: 'spread' },
+  { scenario: 'load-step', key: 'step-failed', figure: 'load step: failed requests, all trials', goal: '0', show: 'value' },
+];
+
+function summaryRows(results: readonly ScenarioResult[]): SummaryRow[] {
+  const text = (n: number | undefined): string => (n === undefined ? '' : Number.isInteger(n) ? String(n) : n < 10 ? n.toFixed(2) : n.toFixed(0));
+  return SUMMARY.map((row) => {
+    const byDriver: Record<string, string> = {};
+    for (const driver of ALL_DRIVERS) {
+      const result = results.find((r) => r.id === row.scenario && r.driver === driver);
+      if (result === undefined) continue;
+      if (result.status !== 'measured') {
+        byDriver[driver] = result.status === 'failed' ? `FAILED: ${result.reason ?? ''}` : (result.reason ?? '');
+        continue;
+      }
+      const figure = result.figures.find((f) => f.key === row.key);
+      if (figure === undefined) continue;
+      byDriver[driver] =
+        row.show === 'value'
+          ? text(figure.value)
+          : figure.n === 0
+            ? 'no samples'
+            : `p50 ${text(figure.p50)} / p95 ${text(figure.p95)} / max ${text(figure.max)} (n ${figure.n ?? '?'})`;
+    }
+    return { figure: row.figure, goal: row.goal, byDriver };
+  });
+}
+
 async function main(): Promise<number> {
   await checkPrerequisites();
   await cleanLeftovers();
-  const env = await environment();
+  const drivers = availableDrivers();
+  const env = await environment(drivers);
   const workDir = await mkdtemp(join(tmpdir(), 'hsc-bench-run-'));
   const results: ScenarioResult[] = [];
-  const run = async (id: ScenarioId, title: string, scenario: () => Promise<Omit<ScenarioResult, 'seconds'>>): Promise<void> => {
+  const run = async (
+    id: ScenarioId,
+    driver: DriverChoice | undefined,
+    title: string,
+    scenario: () => Promise<Omit<ScenarioResult, 'seconds'>>,
+  ): Promise<void> => {
     if (!selected.has(id)) return;
-    log(`${id}: ${title}`);
+    const label = driver === undefined ? id : `${id} (${driver})`;
+    log(`${label}: ${title}`);
     const started = performance.now();
     try {
       results.push({ ...(await scenario()), seconds: (performance.now() - started) / 1000 });
     } catch (error) {
       const reason = error instanceof Error ? error.message.split('\n')[0] ?? error.message : String(error);
-      log(`${id} FAILED: ${error instanceof Error ? error.stack : String(error)}`);
-      results.push({ id, title, status: 'failed', reason, figures: [], notes: [], seconds: (performance.now() - started) / 1000 });
+      log(`${label} FAILED: ${error instanceof Error ? error.stack : String(error)}`);
+      results.push({ id, ...(driver === undefined ? {} : { driver }), title, status: 'failed', reason, figures: [], notes: [], seconds: (performance.now() - started) / 1000 });
+    }
+  };
+  /** Runs `scenario` once per driver; a driver that cannot run here is reported, never estimated. */
+  const perDriver = async (id: ScenarioId, title: string, scenario: (driver: DriverChoice) => Promise<Omit<ScenarioResult, 'seconds'>>): Promise<void> => {
+    if (!selected.has(id)) return;
+    for (const driver of ALL_DRIVERS) {
+      if (drivers.includes(driver)) await run(id, driver, title, () => scenario(driver));
+      else results.push({ id, driver, title, status: 'not-measured', reason: NEEDS_DATAPLANE, figures: [], notes: ['No Data Plane API binary was found (HSC_DATAPLANEAPI_BIN, PATH, setup.sh cache): see README, "Data Plane API availability".'], seconds: 0 });
     }
   };
 
+  let keepWorkDir = false;
   try {
     log('compiling the sidecar (tsconfig.build.json) for its own process');
     const sidecarBuild = (build = await buildSidecar());
-    const withDataplane = dataplaneAvailable();
-    const sharedPool = async (): Promise<BenchPool> => (pool ??= await startPool(sidecarBuild, 2, withDataplane));
+    // The data-path and resource figures are the sidecar's cost, not a driver's: one driver,
+    // the one every machine has.
+    const sharedPool = async (): Promise<BenchPool> => (pool ??= await startPool(sidecarBuild, 2, 'runtime'));
 
-    await run('overhead', 'data-path overhead', async () =>
+    await run('overhead', undefined, 'data-path overhead', async () =>
       overheadScenario(await sharedPool(), {
         rounds: sizes.rounds,
         seconds: sizes.wrkSeconds,
@@ -165,7 +248,7 @@ async function main(): Promise<number> {
         log,
       }),
     );
-    await run('resources', 'sidecar RSS and CPU', async () =>
+    await run('resources', undefined, 'sidecar RSS and CPU', async () =>
       resourcesScenario(await sharedPool(), {
         settleSeconds: 5,
         idleSeconds: sizes.idle,
@@ -179,37 +262,33 @@ async function main(): Promise<number> {
     await pool?.stop();
     pool = undefined;
 
-    await run('drain', 'drain completion latency', () =>
-      drainLatencyScenario({ trialsPerSetting: sizes.drainTrials, pollSettingsMs: [500, 100], slowSeconds: 2, log }),
+    await perDriver('drain', 'drain completion latency through the admin API', (driver) =>
+      drainLatencyScenario({ build: sidecarBuild, driver, trialsPerSetting: sizes.drainTrials, pollSettingsMs: [500, 100], slowSeconds: 1, workDir, log }),
     );
-    await run('scale-events', 'failed requests per scale-up and scale-down', () =>
-      scaleEventsScenario({ cycles: sizes.cycles, concurrency: 4, slowRequests: 4, log }),
+    await perDriver('scale-events', 'scale-up and scale-down through the sidecar under load', (driver) =>
+      scaleEventsScenario({ build: sidecarBuild, driver, cycles: sizes.cycles, ratePerSecond: 200, slowRequests: 4, intervalMs: 2_000, workDir, log }),
     );
-    await run('scale', 'reconcile at scale', () =>
+    await run('scale', undefined, 'reconcile at scale', () =>
       reconcileScaleScenario({ backends: 10, serversPerBackend: 50, replacedPerBurst: 100, bursts: sizes.bursts, burstSpreadMs: 500, log }),
     );
-
-    const dataplaneOptions: DataplaneOptions = {
-      build: sidecarBuild,
-      readyTrials: sizes.readyTrials,
-      stepTrials: sizes.stepTrials,
-      stepIntervalMs: 5_000,
-      workDir,
-      log,
-    };
-    if (withDataplane) {
-      await run('ready-to-served', 'ready container → first request served', () => readyToServedScenario(dataplaneOptions));
-      await run('load-step', 'load step → decision → capacity', () => loadStepScenario(dataplaneOptions));
-    } else {
-      for (const result of notMeasured()) {
-        if (!selected.has(result.id)) continue;
-        log(`${result.id}: ${result.reason ?? ''}`);
-        results.push({ ...result, seconds: 0 });
-      }
-    }
+    await perDriver('load-step', LOAD_STEP_TITLE, (driver) =>
+      loadStepScenario({
+        build: sidecarBuild,
+        driver,
+        trials: sizes.stepTrials,
+        intervalMs: STEP_INTERVAL_MS,
+        downWindowMs: STEP_DOWN_WINDOW_MS,
+        stepClients: 12,
+        backgroundRate: 5,
+        workDir,
+        log,
+      }),
+    );
   } finally {
     await cleanUp();
-    await rm(workDir, { recursive: true, force: true });
+    keepWorkDir = results.some((r) => r.status === 'failed');
+    if (keepWorkDir) log(`kept the sidecars' logs of this run in ${workDir}`);
+    else await rm(workDir, { recursive: true, force: true });
   }
 
   const seconds = (performance.now() - runStarted) / 1000;
@@ -221,6 +300,14 @@ async function main(): Promise<number> {
       'load average at end (1 min)': loadavg()[0]?.toFixed(2) ?? 'unknown',
       "other containers running at end (not the benchmark's)": await othersContainers().catch(() => 'unknown'),
     },
+    summary: {
+      drivers: ALL_DRIVERS,
+      rows: summaryRows(results),
+      notes: [
+        `Measured on HAProxy ${haproxyVersion(haproxyBinary())} with each driver the sidecar has; every server change went through a sidecar process (compiled sidecar/), nothing through a test helper.`,
+        'Figures are p50 / p95 / max over the events (n = how many); "not measured here" means the driver could not run on this machine, and no figure stands in for it.',
+      ],
+    },
     scenarios: results,
   };
   mkdirSync(outDir, { recursive: true });
@@ -228,7 +315,7 @@ async function main(): Promise<number> {
   writeFileSync(join(outDir, 'latest.md'), markdownReport(report));
   process.stdout.write(`\n${textTable(results)}\n\n`);
   for (const result of results) {
-    for (const note of result.notes) process.stdout.write(`${result.id}: ${note}\n`);
+    for (const note of result.notes) process.stdout.write(`${result.driver === undefined ? result.id : `${result.id} (${result.driver})`}: ${note}\n`);
   }
   process.stdout.write(`\nwhole run: ${seconds.toFixed(0)} s; reports in ${join(outDir, 'latest.md')} and latest.json\n`);
   return results.some((r) => r.status === 'failed') ? 1 : 0;

@@ -2,7 +2,7 @@
 // could not run here says why in `reason` and carries no figure: nothing is estimated.
 import type { Summary } from './stats.js';
 
-export const NEEDS_DATAPLANE = 'not measured here: needs the Data Plane API binary (see README)';
+export const NEEDS_DATAPLANE = 'not measured here: no Data Plane API binary';
 
 export interface Figure {
   readonly metric: string;
@@ -15,12 +15,16 @@ export interface Figure {
   /** A single figure: a ratio, a count, a mean. */
   readonly value?: number;
   readonly note?: string;
+  /** Names the figure for the summary table (SUMMARY_ROWS in bench/run.ts). */
+  readonly key?: string;
 }
 
 export type ScenarioStatus = 'measured' | 'not-measured' | 'failed';
 
 export interface ScenarioResult {
   readonly id: string;
+  /** The sidecar's HAProxy driver, for the scenarios run once per driver. */
+  readonly driver?: string;
   readonly title: string;
   readonly status: ScenarioStatus;
   /** Why it was not measured, or the error it failed with. */
@@ -49,16 +53,21 @@ export function formatNumber(value: number | undefined, unit: string): string {
 
 const COLUMNS = ['scenario', 'metric', 'n', 'p50', 'p95', 'max', 'value', 'unit'] as const;
 
+/** The scenario as the tables name it: its id, and its driver where it runs once per driver. */
+export function scenarioLabel(result: Pick<ScenarioResult, 'id' | 'driver'>): string {
+  return result.driver === undefined ? result.id : `${result.id} (${result.driver})`;
+}
+
 export function tableRows(results: readonly ScenarioResult[]): string[][] {
   const rows: string[][] = [];
   for (const result of results) {
     if (result.status !== 'measured') {
-      rows.push([result.id, result.status === 'failed' ? `FAILED: ${result.reason ?? ''}` : (result.reason ?? ''), '', '', '', '', '', '']);
+      rows.push([scenarioLabel(result), result.status === 'failed' ? `FAILED: ${result.reason ?? ''}` : (result.reason ?? ''), '', '', '', '', '', '']);
       continue;
     }
     for (const f of result.figures) {
       rows.push([
-        result.id,
+        scenarioLabel(result),
         f.metric,
         f.n === undefined ? '' : String(f.n),
         formatNumber(f.p50, f.unit),
@@ -83,11 +92,34 @@ export function textTable(results: readonly ScenarioResult[]): string {
   return [line(COLUMNS), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
+/** One line of the summary: a key figure per driver, against its goal. */
+export interface SummaryRow {
+  readonly figure: string;
+  readonly goal: string;
+  /** Driver → the figure as text ("not measured here: …" where it was not). */
+  readonly byDriver: Readonly<Record<string, string>>;
+}
+
 export interface RunReport {
   readonly generatedAt: string;
   readonly seconds: number;
   readonly environment: Readonly<Record<string, string | number>>;
+  /** Key figures per driver, first in the Markdown report. */
+  readonly summary?: { readonly drivers: readonly string[]; readonly rows: readonly SummaryRow[]; readonly notes: readonly string[] };
   readonly scenarios: readonly ScenarioResult[];
+}
+
+function summaryLines(summary: NonNullable<RunReport['summary']>, escape: (text: string) => string): string[] {
+  return [
+    '## Summary per HAProxy driver',
+    '',
+    `| figure | goal | ${summary.drivers.join(' | ')} |`,
+    `|---|---|${summary.drivers.map(() => '---').join('|')}|`,
+    ...summary.rows.map((row) => `| ${escape(row.figure)} | ${escape(row.goal)} | ${summary.drivers.map((d) => escape(row.byDriver[d] ?? '')).join(' | ')} |`),
+    '',
+    ...summary.notes.map((note) => `- ${note}`),
+    ...(summary.notes.length > 0 ? [''] : []),
+  ];
 }
 
 export function markdownReport(report: RunReport): string {
@@ -103,6 +135,7 @@ export function markdownReport(report: RunReport): string {
     '',
     ...Object.entries(report.environment).map(([k, v]) => `- ${k}: ${escape(String(v))}`),
     '',
+    ...(report.summary === undefined ? [] : summaryLines(report.summary, escape)),
     '## Figures',
     '',
     `| ${COLUMNS.join(' | ')} |`,
@@ -113,7 +146,7 @@ export function markdownReport(report: RunReport): string {
     '',
   ];
   for (const s of report.scenarios) {
-    lines.push(`### ${s.id}: ${s.title}`, '');
+    lines.push(`### ${scenarioLabel(s)}: ${s.title}`, '');
     lines.push(`Status: **${s.status}**${s.reason === undefined ? '' : ` (${s.reason})`}; ${s.seconds.toFixed(0)} s.`, '');
     for (const note of s.notes) lines.push(`- ${note}`);
     const annotated = s.figures.filter((f) => f.note !== undefined);

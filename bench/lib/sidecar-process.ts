@@ -39,6 +39,8 @@ export interface SidecarProcess {
   metrics(): Promise<PromSample[]>;
   /** Its JSON log lines so far. */
   logLines(): Promise<string[]>;
+  /** An admin API call, with the bearer token of HSC_ADMIN_TOKEN; the status and the JSON body. */
+  admin(method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown, timeoutMs?: number): Promise<{ status: number; body: unknown }>;
   stop(): Promise<void>;
 }
 
@@ -88,6 +90,22 @@ export async function startSidecarProcess(build: SidecarBuild, env: Readonly<Rec
     adminUrl,
     metrics: async () => parsePrometheusText(await (await fetch(`${adminUrl}/metrics`, { signal: AbortSignal.timeout(5_000) })).text()),
     logLines: async () => (await readFile(logFile, 'utf8')).split('\n').filter((line) => line.trim() !== ''),
+    admin: async (method, path, body, timeoutMs = 10_000) => {
+      const response = await fetch(`${adminUrl}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${env.HSC_ADMIN_TOKEN ?? ''}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const text = await response.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // Not JSON: the text itself is the body.
+      }
+      return { status: response.status, body: parsed };
+    },
     stop,
   };
 }
