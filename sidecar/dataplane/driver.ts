@@ -76,7 +76,7 @@ export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyD
       if (!listed.ok) return listed;
       for (const s of listed.value) servers.push({ backend, name: s.name, address: s.address, port: s.port, weight: s.weight });
     }
-    return ok({ revision: version.value, servers });
+    return ok({ revision: version.value, backends, servers });
   }
 
   async function setAdminState(backend: string, server: string, state: AdminState): Promise<Result<void>> {

@@ -41,6 +41,8 @@ export interface HealthCheck {
  */
 export interface ServerSnapshot {
   readonly revision: number | undefined;
+  /** The backends read, servers or not. */
+  readonly backends: readonly string[];
   readonly servers: readonly ConfiguredServer[];
 }
 
@@ -76,6 +78,8 @@ export interface HaproxyDriver {
   /**
    * Applies a plan made from `snapshot`, all of it or (as far as HAProxy allows) none of it. A
    * `conflict` or `exists` error means something else wrote meanwhile: re-read and re-plan.
+   * An empty plan changes nothing in the running HAProxy; a driver that keeps its own copy of
+   * the servers (the runtime driver's file) repairs that copy if it drifted.
    */
   apply(operations: readonly Operation[], snapshot: ServerSnapshot): Promise<Result<ApplyOutcome>>;
   /** The backend's servers in the running HAProxy, with their admin and operational states. */

@@ -116,7 +116,13 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         isOwned: isOwnedServerName,
       });
       recordDrift(operations);
-      if (operations.length === 0) return { status: 'converged', operations, transactions, reloads, conflicts, waiting: waiting.length };
+      if (operations.length === 0) {
+        // Nothing to change in HAProxy; a driver that keeps its own copy of the servers (the
+        // runtime driver's file) repairs it here if it drifted, and writes nothing otherwise.
+        const kept = await driver.apply([], snapshot.value);
+        if (!kept.ok) return failed(`keeping the servers HAProxy runs in its configuration: ${kept.error.message}`, kept.error);
+        return { status: 'converged', operations, transactions, reloads, conflicts, waiting: waiting.length };
+      }
 
       const applied = await driver.apply(operations, snapshot.value);
       if (applied.ok) {

@@ -86,7 +86,8 @@ function targetRegions(
   snapshot: ServerSnapshot,
   isOwned: (name: string) => boolean,
 ): Map<string, RegionServer[]> {
-  const backends = new Set(operations.map(backendOf));
+  // Every backend read, so a region that drifted from what HAProxy runs is rewritten too.
+  const backends = new Set([...snapshot.backends, ...operations.map(backendOf)]);
   const regions = new Map<string, Map<string, RegionServer>>([...backends].map((b) => [b, new Map()]));
   for (const server of snapshot.servers) {
     if (isOwned(server.name)) regions.get(server.backend)?.set(server.name, server);
@@ -224,13 +225,12 @@ export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDrive
         if (!read.ok) return read;
         servers.push(...read.value.map(toConfiguredServer));
       }
-      const snapshot: ServerSnapshot = { revision: undefined, servers };
+      const snapshot: ServerSnapshot = { revision: undefined, backends, servers };
       return ok(snapshot);
     },
 
     async apply(operations, snapshot) {
       const outcome = (runtimeChanges: number): ApplyOutcome => ({ reloads: 0, transactions: 0, runtimeChanges });
-      if (operations.length === 0) return ok(outcome(0));
       const read = await haproxyVersion();
       if (!read.ok) return read;
       const dialect = dialectOf(read.value);

@@ -6,7 +6,7 @@
 // convergence, a broken label skips only its container, and a burst of 20 containers joins
 // without a single reload.
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, startNginx, type TestContainer } from '../../devenv/containers.js';
 import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
@@ -162,6 +162,18 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('reconciliation through th
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     expect(await serverNames()).toEqual(['manual-1', ...['c', 'd', 'e', 'f'].map(server)].sort());
     expect((await servedBy(10)).size).toBeGreaterThan(1);
+  });
+
+  it.skipIf(skip || driver !== 'runtime')('repairs the file HAProxy loads when its managed region drifted from what runs', async () => {
+    const file = await readFile(haproxy.configFile, 'utf8');
+    const stale = file
+      .split('\n')
+      .filter((line) => !line.includes(`server ${server('c')} `))
+      .join('\n');
+    expect(stale).not.toBe(file);
+    await writeFile(haproxy.configFile, stale);
+    sidecar?.resync('test');
+    expect(await eventually(async () => (await readFile(haproxy.configFile, 'utf8')).includes(`server ${server('c')} `), 10_000)).toBe(true);
   });
 
   it.skipIf(skip)('adds 20 containers started at once without reloading HAProxy, and keeps them in the file it loads', async () => {

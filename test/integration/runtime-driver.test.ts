@@ -273,7 +273,7 @@ describe('runtime driver against a real HAProxy and nginx', () => {
 
   it('an add of a server HAProxy already has is refused as exists', async () => {
     const current = await snapshot();
-    const stale: ServerSnapshot = { revision: undefined, servers: current.servers.filter((s) => s.name !== 'hsc-web-1') };
+    const stale: ServerSnapshot = { revision: undefined, backends: current.backends, servers: current.servers.filter((s) => s.name !== 'hsc-web-1') };
     const result = await driver.apply([{ op: 'add', server: desired(0), reason: 'container ready' }], stale);
     expect(result).toMatchObject({ ok: false, error: { kind: 'exists', message: 'Already exists a server with the same name in backend.' } });
     // The file still holds what HAProxy runs.

@@ -101,7 +101,7 @@ export function world(initial: number) {
       drainer,
       haproxy: {
         readServers: () =>
-          Promise.resolve({ ok: true, value: { revision: undefined, servers: [...configured].map((name) => ({ backend: 'be_app', name, address: '127.0.0.1', port: 80, weight: 100 })) } }),
+          Promise.resolve({ ok: true, value: { revision: undefined, backends: ['be_app'], servers: [...configured].map((name) => ({ backend: 'be_app', name, address: '127.0.0.1', port: 80, weight: 100 })) } }),
         listRuntimeServers: () => Promise.resolve({ ok: true, value: [...configured].map((name) => ({ name, adminState: states.get(name), operationalState: 'up' as const })) }),
         setAdminState: (_b, server, state) => {
           events.push(`${state} ${server}`);

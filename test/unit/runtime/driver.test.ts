@@ -76,6 +76,7 @@ const remove = (name: string, backend = 'be_app'): Operation => ({ op: 'remove',
 
 const snapshot: ServerSnapshot = {
   revision: undefined,
+  backends: ['be_app', 'be_api'],
   servers: [
     { backend: 'be_app', name: 'manual-1', address: '127.0.0.1', port: 8080, weight: 1 },
     { backend: 'be_app', name: 'hsc-old', address: '10.0.0.1', port: 80, weight: 100 },
@@ -124,12 +125,13 @@ describe('runtime driver', () => {
         'enable health be_app/hsc-new',
         'enable server be_app/hsc-new',
       ]);
-      // The snapshot's own servers stay, the hand-written one is never written, be_api is untouched.
+      // The snapshot's own servers stay, the hand-written one is never written, and be_api's
+      // region is brought in line with what HAProxy runs there (level-triggered, not per operation).
       expect(await region('be_app')).toEqual([
         '    server hsc-new 10.0.0.5:80 check inter 1000 fall 2 rise 1 weight 100',
         '    server hsc-old 10.0.0.1:80 check inter 1000 fall 2 rise 1 weight 100',
       ]);
-      expect(await region('be_api')).toEqual([]);
+      expect(await region('be_api')).toEqual(['    server hsc-api-1 10.0.1.1:80 check inter 1000 fall 2 rise 1 weight 100']);
     });
 
     it('removes: maint, wait srv-removable (the command timeout grows by the wait), del server', async () => {
@@ -308,11 +310,16 @@ describe('runtime driver', () => {
   });
 
   describe('the file comes first', () => {
-    it('an empty plan sends nothing and does not touch the file', async () => {
+    it('an empty plan changes nothing at run time, repairs a file that drifted, and then leaves it alone', async () => {
       const fake = fakeHaproxy(VERSION_30);
+      const driver = driverFor(fake);
+      expect(await driver.apply([], snapshot)).toEqual({ ok: true, value: { reloads: 0, transactions: 0, runtimeChanges: 0 } });
+      // Only the version read, which decides how the file's lines are written.
+      expect(fake.commands()).toEqual(['show info']);
+      expect(await region('be_app')).toEqual(['    server hsc-old 10.0.0.1:80 check inter 1000 fall 2 rise 1 weight 100']);
       const before = await stat(configFile);
-      expect(await driverFor(fake).apply([], snapshot)).toEqual({ ok: true, value: { reloads: 0, transactions: 0, runtimeChanges: 0 } });
-      expect(fake.sent).toEqual([]);
+      expect((await driver.apply([], snapshot)).ok).toBe(true);
+      expect(fake.commands()).toEqual(['show info']);
       expect((await stat(configFile)).mtimeMs).toBe(before.mtimeMs);
     });
 
@@ -339,6 +346,7 @@ describe('runtime driver', () => {
         ok: true,
         value: {
           revision: undefined,
+          backends: ['be_app', 'be_api'],
           servers: [
             { backend: 'be_app', name: 'manual-1', address: '127.0.0.1', port: 8080, weight: 1 },
             { backend: 'be_app', name: 'hsc-a', address: '10.0.0.5', port: 80, weight: 100 },
