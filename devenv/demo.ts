@@ -119,8 +119,11 @@ function productionDefaults(): SidecarConfig {
   });
 }
 
-/** The sidecar's JSON log goes to a file (kept until the next run); its errors also to the terminal. */
-function sidecarLogger(file: string, level: LogLevel): { logger: Logger; errors: () => number } {
+/**
+ * The sidecar's JSON log goes to a file (kept until the next run); its errors also to the
+ * terminal, unless `quiet` (after Ctrl-C, which HAProxy gets too, its errors are expected).
+ */
+function sidecarLogger(file: string, level: LogLevel, quiet: () => boolean): { logger: Logger; errors: () => number } {
   const log = pino(
     {
       level,
@@ -140,7 +143,7 @@ function sidecarLogger(file: string, level: LogLevel): { logger: Logger; errors:
       error: (fields, message) => {
         errors++;
         log.error(fields, message);
-        out(`          !! sidecar error: ${message}${typeof fields.error === 'string' ? `: ${fields.error}` : ''}`);
+        if (!quiet()) out(`          !! sidecar error: ${message}${typeof fields.error === 'string' ? `: ${fields.error}` : ''}`);
       },
     },
   };
@@ -318,7 +321,7 @@ async function main(): Promise<number> {
     await removeOwnedContainers('demo');
     const logFile = join(tmpdir(), 'hsc-demo-sidecar.log');
     const level = (process.env.HSC_LOG_LEVEL ?? 'info') as LogLevel;
-    const { logger, errors } = sidecarLogger(logFile, level);
+    const { logger, errors } = sidecarLogger(logFile, level, () => stopping.signal.aborted);
 
     // The Compose service's first two replicas, as `docker compose up` would label them; the
     // sidecar makes the others like the newest of these.
@@ -399,7 +402,7 @@ async function main(): Promise<number> {
     out(`  ${env} npm run -s hsc -- undrain ${haproxy.backend}/hsc-${SERVICE}-1`);
     out(`  curl -s ${adminUrl}/v1/autoscaler | head -c 600`);
     out(`  stats page ${haproxy.statsUrl}  (user ${haproxy.statsUser}, password ${haproxy.statsPassword})`);
-    out(`  load: curl -s ${haproxy.frontendUrl}/work   (or wrk -t2 -c20 -d30s -R 120 … against 127.0.0.1 only)`);
+    out(`  wrk -t2 -c20 -d60s ${haproxy.frontendUrl}/work   (load, loopback only: the pool grows to ${MAX}, then shrinks back)`);
     out();
     // From here on only what changes: scaling decisions and pool events.
     const origin = Date.now();
@@ -407,11 +410,12 @@ async function main(): Promise<number> {
     while (!stopping.signal.aborted) {
       const seen = await observer.poll();
       if (seen !== undefined) {
-        for (const event of seen.events) out(eventLine(event, origin));
+        const lines = seen.events.map((event) => ({ at: event.at, text: eventLine(event, origin) }));
         for (const decision of seen.decisions) {
           if (decision.direction === 'none' && decision.actions.length === 0) continue;
-          out(decisionLine({ decision, origin, window: quiet, serving: seen.serving, containers: seen.containers, failedSoFar: 0 }));
+          lines.push({ at: decision.at, text: decisionLine({ decision, origin, window: quiet, serving: seen.serving, containers: seen.containers, failedSoFar: 0 }) });
         }
+        for (const line of lines.sort((a, b) => a.at - b.at)) out(line.text);
       }
       await sleep(1_000, undefined, { signal: stopping.signal }).catch(() => undefined);
     }
