@@ -8,19 +8,14 @@ import { startNginx, type TestContainer } from '../../devenv/containers.js';
 import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import type { DriverChoice } from '../../devenv/sidecar-env.js';
 import { dataplaneApiBinary } from '../../devenv/versions.js';
-import { createDataplaneDriver } from '../../sidecar/dataplane/driver.js';
-import { isOwnedServerName } from '../../sidecar/discovery/index.js';
 import type { HaproxyDriver } from '../../sidecar/driver/index.js';
 import type { Result } from '../../sidecar/edge/result.js';
 import type { DesiredServer } from '../../sidecar/reconcile/plan.js';
-import { createRuntimeDriver } from '../../sidecar/runtime/index.js';
-import { createRuntimeSocketOps } from '../../sidecar/runtime/ops.js';
-import { dataplaneClientFor } from '../support/dataplane.js';
 import { eventually, get } from '../support/http.js';
 import { startLoad } from '../support/load.js';
+import { driverFor } from '../support/runtime.js';
 
 const binary = dataplaneApiBinary();
-const check = { intervalMs: 500, fall: 2, rise: 1 };
 
 function value<T>(result: Result<T>): T {
   if (!result.ok) throw new Error(`${result.error.operation}: ${result.error.kind}: ${result.error.message}`);
@@ -48,15 +43,7 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('the HAProxy driver contra
   beforeAll(async () => {
     if (skip) return;
     [haproxy, first, second] = await Promise.all([startLocalHaproxy({ withDataplane: kind === 'dataplane' }), startNginx(), startNginx()]);
-    driver =
-      kind === 'runtime'
-        ? createRuntimeDriver({ address: haproxy.runtimeSocket, timeoutMs: 5_000, configFile: haproxy.configFile, healthCheck: check, isOwned: isOwnedServerName })
-        : createDataplaneDriver({
-            client: dataplaneClientFor(haproxy),
-            healthCheck: check,
-            reloadTimeoutMs: 20_000,
-            socket: createRuntimeSocketOps({ address: haproxy.runtimeSocket, timeoutMs: 5_000 }),
-          });
+    driver = driverFor(haproxy, kind);
   });
 
   afterAll(async () => {

@@ -15,15 +15,11 @@ import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/loc
 import { haproxyEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
 import { dataplaneApiBinary } from '../../devenv/versions.js';
 import type { Retirement } from '../../sidecar/autoscale/retirement.js';
-import { createDataplaneDriver } from '../../sidecar/dataplane/driver.js';
 import type { HaproxyDriver } from '../../sidecar/driver/index.js';
-import { createRuntimeDriver } from '../../sidecar/runtime/index.js';
-import { createRuntimeSocketOps } from '../../sidecar/runtime/ops.js';
 import { isOwnedServerName } from '../../sidecar/discovery/index.js';
-import { dataplaneClientFor } from '../support/dataplane.js';
 import { eventually, get } from '../support/http.js';
 import { startLoad, type RunningLoad } from '../support/load.js';
-import { runtimeServerNames } from '../support/runtime.js';
+import { driverFor, runtimeServerNames } from '../support/runtime.js';
 
 const binary = dataplaneApiBinary();
 const check = { intervalMs: 1000, fall: 2, rise: 1 };
@@ -116,21 +112,34 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('a scale-down survives SIG
     expect([...seen].sort()).toEqual(servers.map((c) => c.hostname).sort());
   };
   const pool = (): string[] => [...replicas.keys()];
+  /**
+   * A fresh replica joins through a sidecar whose autoscaler is off (so no retirement of its own
+   * is under way), the sidecar is killed, and `stage` leaves HAProxy and the record as a sidecar
+   * killed at that stage would have; the restarted sidecar must then finish it.
+   */
+  const restartOverStagedCrash = async (stage: (server: string) => Promise<void>, recorded: Retirement['stage']): Promise<void> => {
+    const added = await addReplica();
+    await startSidecar({ HSC_AUTOSCALE_ENABLED: 'false' });
+    expect(await eventually(async () => (await owned()).length === 3, 30_000)).toBe(true);
+    await kill();
+    const server = serverOf.get(added.id) ?? '';
+    await stage(server);
+    const now = Date.now();
+    const record: Retirement = { containerId: added.id, backend: haproxy.backend, server, stage: recorded, startedAt: now, deadlineAt: now + 30_000, quietReads: 2 };
+    await writeFile(stateFile, JSON.stringify({ format: 1, retirements: [record] }));
+    await startSidecar();
+    await expectFinished(added.id, pool().filter((id) => id !== added.id));
+    replicas.delete(added.id);
+    await sidecar?.stop();
+    sidecar = undefined;
+  };
 
   beforeAll(async () => {
     if (skip) return;
     dir = await mkdtemp(join(tmpdir(), 'hsc-test-crash-'));
     stateFile = join(dir, 'retirements.json');
     [build, haproxy] = await Promise.all([buildSidecar(), startLocalHaproxy({ withDataplane: driver === 'dataplane' })]);
-    writer =
-      driver === 'runtime'
-        ? createRuntimeDriver({ address: haproxy.runtimeSocket, timeoutMs: 5_000, configFile: haproxy.configFile, healthCheck: check, isOwned: isOwnedServerName })
-        : createDataplaneDriver({
-            client: dataplaneClientFor(haproxy),
-            healthCheck: check,
-            reloadTimeoutMs: 20_000,
-            socket: createRuntimeSocketOps({ address: haproxy.runtimeSocket, timeoutMs: 5_000 }),
-          });
+    writer = driverFor(haproxy, driver, check);
     await writer.inspect([haproxy.backend]);
     for (let i = 0; i < 3; i++) await addReplica();
   });
@@ -165,46 +174,21 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('a scale-down survives SIG
   });
 
   it.skipIf(skip)('restarted over the state a crash leaves once the drain is over: removes the server, then stops that container', async () => {
-    // The new replica joins through a sidecar whose autoscaler is off, so no retirement of its
-    // own is under way when the crash is staged.
-    const added = await addReplica();
-    await startSidecar({ HSC_AUTOSCALE_ENABLED: 'false' });
-    expect(await eventually(async () => (await owned()).length === 3, 30_000)).toBe(true);
-    await kill();
-    // What a sidecar killed right after recording "drained" leaves: the victim in maintenance
-    // (or drain), still a server, still running, and the record.
-    const victim = added.id;
-    const server = serverOf.get(victim) ?? '';
-    expect((await haproxy.runtime(`set server ${haproxy.backend}/${server} state maint`)).trim()).toBe('');
-    const now = Date.now();
-    const record: Retirement = { containerId: victim, backend: haproxy.backend, server, stage: 'drained', startedAt: now, deadlineAt: now + 30_000, quietReads: 2 };
-    await writeFile(stateFile, JSON.stringify({ format: 1, retirements: [record] }));
-    await startSidecar();
-    await expectFinished(victim, pool().filter((id) => id !== victim));
-    replicas.delete(victim);
-    await sidecar?.stop();
-    sidecar = undefined;
+    // Killed right after recording "drained": the victim in maintenance, still a server, still running.
+    await restartOverStagedCrash(async (server) => {
+      expect((await haproxy.runtime(`set server ${haproxy.backend}/${server} state maint`)).trim()).toBe('');
+    }, 'drained');
   });
 
   it.skipIf(skip)('restarted over the state a crash leaves once the server is gone: stops that container only', async () => {
-    const added = await addReplica();
-    await startSidecar({ HSC_AUTOSCALE_ENABLED: 'false' });
-    expect(await eventually(async () => (await owned()).length === 3, 30_000)).toBe(true);
-    await kill();
-    const victim = added.id;
-    const server = serverOf.get(victim) ?? '';
-    // What a sidecar killed right after the reconciler removed the victim's server leaves.
-    await haproxy.runtime(`set server ${haproxy.backend}/${server} state drain`);
-    const snapshot = await writer.readServers([haproxy.backend]);
-    if (!snapshot.ok) throw new Error(snapshot.error.message);
-    const removed = await writer.apply([{ op: 'remove', backend: haproxy.backend, name: server, reason: 'no ready container' }], snapshot.value);
-    expect(removed.ok).toBe(true);
-    const now = Date.now();
-    const record: Retirement = { containerId: victim, backend: haproxy.backend, server, stage: 'removed', startedAt: now, deadlineAt: now + 30_000, quietReads: 2 };
-    await writeFile(stateFile, JSON.stringify({ format: 1, retirements: [record] }));
-    await startSidecar();
-    await expectFinished(victim, pool().filter((id) => id !== victim));
-    replicas.delete(victim);
+    // Killed right after the reconciler removed the victim's server: the container still runs.
+    await restartOverStagedCrash(async (server) => {
+      await haproxy.runtime(`set server ${haproxy.backend}/${server} state drain`);
+      const snapshot = await writer.readServers([haproxy.backend]);
+      if (!snapshot.ok) throw new Error(snapshot.error.message);
+      const removed = await writer.apply([{ op: 'remove', backend: haproxy.backend, name: server, reason: 'no ready container' }], snapshot.value);
+      expect(removed.ok).toBe(true);
+    }, 'removed');
   });
 
   it.skipIf(skip)('not one request failed across the three crashes', async () => {

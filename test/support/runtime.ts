@@ -1,6 +1,13 @@
 // Reads a local HAProxy's servers straight from its runtime socket, for assertions that must not
 // go through the code under test.
 import type { LocalHaproxy } from '../../devenv/localenv.js';
+import type { DriverChoice } from '../../devenv/sidecar-env.js';
+import { createDataplaneDriver } from '../../sidecar/dataplane/driver.js';
+import { isOwnedServerName } from '../../sidecar/discovery/index.js';
+import type { HaproxyDriver, HealthCheck } from '../../sidecar/driver/index.js';
+import { createRuntimeDriver } from '../../sidecar/runtime/index.js';
+import { createRuntimeSocketOps } from '../../sidecar/runtime/ops.js';
+import { dataplaneClientFor } from './dataplane.js';
 
 /** The backend's server names in the running HAProxy, sorted. */
 export async function runtimeServerNames(haproxy: LocalHaproxy, backend = haproxy.backend): Promise<string[]> {
@@ -49,4 +56,16 @@ export async function runtimeServerStates(haproxy: LocalHaproxy, backend = hapro
       } satisfies RuntimeServerState;
     })
     .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** A driver of either kind for a local instance, as the sidecar would build it (health checks every 500 ms). */
+export function driverFor(haproxy: LocalHaproxy, kind: DriverChoice, check: HealthCheck = { intervalMs: 500, fall: 2, rise: 1 }): HaproxyDriver {
+  return kind === 'runtime'
+    ? createRuntimeDriver({ address: haproxy.runtimeSocket, timeoutMs: 5_000, configFile: haproxy.configFile, healthCheck: check, isOwned: isOwnedServerName })
+    : createDataplaneDriver({
+        client: dataplaneClientFor(haproxy),
+        healthCheck: check,
+        reloadTimeoutMs: 20_000,
+        socket: createRuntimeSocketOps({ address: haproxy.runtimeSocket, timeoutMs: 5_000 }),
+      });
 }
