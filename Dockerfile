@@ -31,6 +31,9 @@ COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 # The compiled main reads its version from here (two levels above dist/sidecar/main.js).
 COPY package.json ./package.json
+# Where the sidecar keeps its durable state (autoscale.stateFile: a scale-down in progress); a
+# volume mounted here starts with this directory's owner, so the non-root user can write to it.
+RUN install -d -o node -g node -m 700 /var/lib/hsc-sidecar
 # uid 1000, the `node` user of the official image and of stack/images/node.
 USER node
 EXPOSE 9180

@@ -10,8 +10,11 @@
 # (9090), HSC_ALERTMANAGER_PORT (9093), HSC_GRAFANA_PORT (3000), HSC_NFS_SERVER / HSC_NFS_PATH
 # (the shared volume on NFS), HSC_DB_REPLICA=1 (start the replica db2 and read from it),
 # HSC_HAPROXY_TARGET (`haproxy` here; `full` builds the Data Plane API, which needs the Go
-# module proxy to serve it), HSC_GRAFANA=1 (build and start Grafana: needs the registry),
-# HSC_SKIP_SETUP=1 (do not run devenv/setup.sh), HSC_UP_TIMEOUT (240 s).
+# module proxy to serve it), HSC_HAPROXY_DRIVER (how the sidecar writes to HAProxy: `runtime`
+# for the `haproxy` image, `dataplane` for `full`), HSC_GRAFANA=1 (build and start Grafana: needs
+# the registry), HSC_SKIP_SETUP=1 (do not run devenv/setup.sh), HSC_UP_TIMEOUT (240 s); the
+# sidecar's policy: HSC_AUTOSCALE_{MIN,MAX,INTERVAL_MS,CPU_TARGET,CPU_DOWN,RPS_TARGET,RPS_DOWN,
+# DOWN_WINDOW_MS,FORECAST,DRY_RUN}, HSC_DRAIN_DEADLINE_MS (stack/compose.yaml has the defaults).
 set -euo pipefail
 # shellcheck source=stack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -80,11 +83,10 @@ if [ "${HSC_GRAFANA:-0}" = 1 ]; then
 fi
 
 # --- start ----------------------------------------------------------------------------------
-if [ "$haproxy_target" != full ]; then
-  # No Data Plane API: HAProxy finds the replicas through Docker DNS and the sidecar cannot
-  # add, drain or remove servers, so its autoscaler decides and explains without acting.
-  export HSC_AUTOSCALE_DRY_RUN=true
-fi
+# The Data Plane API where the image has it; without it, HAProxy's runtime API and the managed
+# region of the configuration file on the control volume (haproxy/stack-entrypoint.sh).
+if [ "$haproxy_target" = full ]; then default_driver=dataplane; else default_driver=runtime; fi
+export HSC_HAPROXY_DRIVER=${HSC_HAPROXY_DRIVER:-$default_driver}
 profiles=()
 if [ "${HSC_DB_REPLICA:-0}" = 1 ]; then
   profiles=(--profile replica)
@@ -109,6 +111,16 @@ while :; do
   fi
   sleep 2
 done
+# Healthy is not yet serving: the application reaches HAProxy once the sidecar has added the
+# replicas (its first reconcile pass converged: /readyz).
+sidecar_url="http://127.0.0.1:${HSC_SIDECAR_PORT:-9180}/readyz"
+until curl -fsS -o /dev/null --max-time 3 "$sidecar_url"; do
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    log "the sidecar did not get ready in time ($sidecar_url): $(curl -sS --max-time 3 "$sidecar_url" 2>&1 || true)"
+    exit 1
+  fi
+  sleep 1
+done
 
 cat <<INFO
 The stack is up (project $COMPOSE_PROJECT_NAME); every service is healthy.
@@ -125,10 +137,12 @@ if [ "${HSC_GRAFANA:-0}" = 1 ]; then
 else
   echo "  Grafana                        not started: it cannot be built without a container registry (HSC_GRAFANA=1 where one is reachable)"
 fi
-if [ "$haproxy_target" != full ]; then
-  echo
-  echo "HAProxy runs WITHOUT the Data Plane API here: it finds the app replicas through Docker DNS,"
-  echo "and the sidecar cannot add, drain or remove servers (its autoscaler runs in dry-run mode)."
+echo
+if [ "$HSC_HAPROXY_DRIVER" = runtime ]; then
+  echo "The sidecar writes to HAProxy through its runtime API (no Data Plane API in this image) and keeps"
+  echo "its servers in the managed region of HAProxy's configuration file on the control volume."
+else
+  echo "The sidecar writes to HAProxy through the Data Plane API."
 fi
 echo
 echo "Stop: bash stack/down.sh   (data volumes are kept; --volumes removes them)"
