@@ -1,11 +1,11 @@
 # The sidecar's image: TypeScript compiled with tsc in a build stage, run by Node in a small,
 # non-root runtime stage with production dependencies only.
 #
-# NODE_IMAGE is node:20-bookworm-slim on a normal machine. Where no container registry is
-# reachable, stack/up.sh builds hsc/node:local (stack/images/node: the official Node 20 build
+# NODE_IMAGE is node:24-bookworm-slim on a normal machine (the Node.js LTS the tests run on).
+# Where no container registry is reachable, stack/up.sh builds hsc/node:local (stack/images/node: the official Node 24 build
 # from the npm registry on the local Debian base, laid out like the official image) and passes
-# it here; Debian 12's own nodejs is 18, below package.json's engines (>= 20.12).
-ARG NODE_IMAGE=node:20-bookworm-slim
+# it here; Debian 12's own nodejs is 18, below package.json's engines (24).
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 # PEM text of extra trust anchors, for a network whose HTTPS goes through an inspecting proxy

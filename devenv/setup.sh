@@ -37,7 +37,7 @@ packages=(haproxy docker.io docker-compose wrk debootstrap patchelf curl socat i
 quiet_services=(prometheus prometheus-alertmanager)
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == *'install ok installed'* ]] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   need_root "${missing[*]}"
@@ -70,7 +70,7 @@ POLICY
   # On systemd the units were also enabled for the next boot: disable the fresh ones.
   if [ -d /run/systemd/system ]; then
     for service in "${quiet_services[@]}"; do
-      if printf '%s\n' "${missing[@]}" | grep -qx "$service"; then
+      if [[ " ${missing[*]} " == *" $service "* ]]; then
         systemctl disable --now "$service.service" >/dev/null 2>&1 || true
       fi
     done
@@ -101,7 +101,8 @@ remove_root() {
 # runs from building at once.
 haproxy_dir="$cache_dir/haproxy/${HAPROXY_SUITE}-${HAPROXY_SERIES}"
 haproxy_bin="$haproxy_dir/haproxy"
-haproxy_is_series() { "$@" -v 2>/dev/null | grep -q "^HAProxy version ${HAPROXY_SERIES//./\\.}\."; }
+# Output captured first: `… | grep -q` under pipefail fails with SIGPIPE (141) when grep exits early.
+haproxy_is_series() { local out; out=$("$@" -v 2>/dev/null) || return 1; grep -q "^HAProxy version ${HAPROXY_SERIES//./\\.}\." <<<"$out"; }
 if ! haproxy_is_series "$haproxy_bin"; then
   mkdir -p "$cache_dir/haproxy"
   exec {haproxy_lock}>"$cache_dir/haproxy/.lock"
@@ -125,7 +126,7 @@ if ! haproxy_is_series "$haproxy_bin"; then
     patchelf --set-interpreter "$haproxy_dir/root$interpreter" --force-rpath --set-rpath "\$ORIGIN/${libdir#"$build/"}" "$build/haproxy"
     haproxy_is_series "$build/root$interpreter" "$build/haproxy" \
       || { log "the ${HAPROXY_SUITE} package is not HAProxy ${HAPROXY_SERIES}: $("$build/root$interpreter" "$build/haproxy" -v 2>&1 | head -1)"; exit 1; }
-    "$build/root$interpreter" "$build/haproxy" -vv 2>/dev/null | grep -q 'USE_PROMEX=1' \
+    grep -q 'USE_PROMEX=1' <<<"$("$build/root$interpreter" "$build/haproxy" -vv 2>/dev/null)" \
       || { log "the ${HAPROXY_SUITE} HAProxy was built without the Prometheus exporter"; exit 1; }
     remove_root "$haproxy_dir"
     mv "$build" "$haproxy_dir"

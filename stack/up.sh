@@ -66,7 +66,7 @@ build() {
   fi
 }
 haproxy_target=${HSC_HAPROXY_TARGET:-haproxy}
-build hsc/node:local "$stack_dir/images/node" . -- --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "EXTRA_CA_CERTS=$extra_ca"
+build hsc/node:local "$stack_dir/images/node" . -- --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "NODE_VERSION=$NODE_VERSION" --build-arg "EXTRA_CA_CERTS=$extra_ca"
 node_id=$(docker image inspect -f '{{.Id}}' hsc/node:local)
 build hsc/sidecar:local "$repo_root" Dockerfile .dockerignore package.json package-lock.json tsconfig.json tsconfig.build.json generated sidecar \
   -- --build-arg NODE_IMAGE=hsc/node:local --build-arg "EXTRA_CA_CERTS=$extra_ca" --label "hsc.node-image=$node_id"
