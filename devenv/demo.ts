@@ -204,12 +204,13 @@ async function runScenario(frontendUrl: string, observer: Observer, signal: Abor
   out(DECISION_HEADER);
   while (!signal.aborted && !ended) {
     const lines: Array<{ at: number; text: string }> = [];
+    const seen: Observation | undefined = await observer.poll();
+    // After the poll, so a phase that began before what the poll saw comes first.
     const current = load.currentPhase()?.name;
     if (current !== undefined && current !== phase) {
       phase = current;
       lines.push({ at: load.phaseStart(current), text: eventLine({ at: load.phaseStart(current), text: describePhase(current) }, origin) });
     }
-    const seen: Observation | undefined = await observer.poll();
     if (seen !== undefined) {
       serving = seen.serving;
       containers = seen.containers;
