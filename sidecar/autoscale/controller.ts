@@ -113,7 +113,7 @@ export interface Autoscaler {
 }
 
 const KEEP_DECISIONS = 50;
-/** A started container that has not joined after this is no longer counted as starting. */
+/** A running replica not serving yet counts as starting for this long after its creation. */
 const STARTING_TIMEOUT_MS = 120_000;
 
 export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
@@ -122,7 +122,6 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
   let mode: 'auto' | 'paused' | 'manual' = 'auto';
   let manualReplicas: number | undefined;
   const recent: DecisionRecord[] = [];
-  const starting = new Map<string, number>(); // containerId → started at
   let evaluating: Promise<DecisionRecord> | undefined;
 
   let serviceMissing = false;
@@ -148,24 +147,26 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     // counted as serving, or every evaluation would start the whole pool again.
     const blind = sample.snapshot === undefined;
     const retiring = new Set(store.list().map((r) => r.containerId));
+    // Starting: running, not serving yet, and young; read from Docker every time, whoever started
+    // it (this sidecar before a restart, Compose, an operator), so none is started twice.
+    let starting = 0;
     for (const replica of list) {
+      if (retiring.has(replica.id)) continue;
       const server = servers.get(replica.id);
       const figures = server === undefined ? undefined : sessions.get(server);
-      if (blind && !retiring.has(replica.id)) {
-        starting.delete(replica.id);
+      if (blind) {
         serving.push({ containerId: replica.id, server: server ?? replica.name, sessions: undefined, createdAt: replica.createdAt });
-      } else if (server !== undefined && figures?.state === 'UP' && !retiring.has(replica.id)) {
-        starting.delete(replica.id);
+      } else if (server !== undefined && figures?.state === 'UP') {
         serving.push({ containerId: replica.id, server, sessions: figures.currentSessions, createdAt: replica.createdAt });
+      } else if (now - replica.createdAt * 1000 < STARTING_TIMEOUT_MS) {
+        starting++;
       }
     }
-    const running = new Set(list.map((r) => r.id));
-    for (const [id, at] of starting) if (!running.has(id) || now - at > STARTING_TIMEOUT_MS) starting.delete(id);
     const draining = store
       .list()
       .filter((r) => r.backend === backend && r.stage === 'draining')
       .map((r) => ({ containerId: r.containerId, server: r.server }));
-    return { serving, draining, starting: starting.size, retiring: store.list().filter((r) => r.backend === backend).length, replicas: list.length };
+    return { serving, draining, starting, retiring: store.list().filter((r) => r.backend === backend).length, replicas: list.length };
   }
 
   /** Last reason logged per retirement, so a pass that changes nothing logs nothing. */
@@ -288,7 +289,6 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
         if (template === undefined) continue;
         const started = await options.scaler.startLike(template.id, action.count);
         if (started.ok) {
-          for (const id of started.value) starting.set(id, options.now());
           logger.info({ backend, started: started.value.map((id) => id.slice(0, 12)) }, `scale-up: started ${started.value.length} container(s)`);
         } else {
           logger.error({ backend, error: started.error.message }, 'scale-up failed');

@@ -124,6 +124,8 @@ export function world(initial: number) {
       now: () => clock,
     });
   return {
+    /** A replica Docker runs that HAProxy does not show in service yet (started by someone else, or before a restart). */
+    runUnjoined: (id: string) => replicas.push({ id, name: `stack-nginx-${id}`, number: 90, createdAt: clock / 1000 }),
     events,
     warnings,
     presence,

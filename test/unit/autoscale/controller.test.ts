@@ -24,6 +24,17 @@ describe('autoscaler', () => {
     expect(w.presence.at(-1)).toBe(true);
   });
 
+  it('counts running replicas not serving yet as starting, whoever started them, and starts none twice', async () => {
+    const w = world(2);
+    w.runUnjoined('u91');
+    w.runUnjoined('u92');
+    w.setRate(400);
+    const record = await w.autoscaler().evaluate();
+    expect(record.desired).toBe(4);
+    expect(record.actions).toEqual([]);
+    expect(w.events).toEqual([]);
+  });
+
   it('scales down as one closed loop: drain, then the reconciler removes the server, then the container stops', async () => {
     const w = world(3);
     w.setRate(40);
