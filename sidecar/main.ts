@@ -136,6 +136,9 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     undrained: (backend, server) => autoscaler?.cancelRetirement(backend, server) ?? Promise.resolve(),
   });
 
+  // Set from the driver's start-up inspection; until then assumed (a failed inspection is retried
+  // by every pass, and the driver's calls answer for themselves).
+  let runtimeReads = true;
   const autoscaler = config.autoscale.enabled ? createConfiguredAutoscaler() : undefined;
 
   function createConfiguredAutoscaler(): Autoscaler {
@@ -173,6 +176,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
       drainDeadlineMs: config.drain.deadlineMs,
       requestReconcile: (reason) => loop.trigger(reason),
       dryRun,
+      canDrain: () => runtimeReads,
       stopTimeoutSeconds: config.autoscale.stopTimeoutSeconds,
       logger,
       recorder: autoscalerRecorder(metrics, service, policy),
@@ -217,6 +221,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
 
   const report = await haproxy.inspect(config.backends.managedBackends);
   if (report.ok) {
+    runtimeReads = report.value.runtimeReads;
     logger.info(
       { driver: report.value.driver, haproxyVersion: report.value.haproxyVersion ?? null },
       `writing to HAProxy ${report.value.haproxyVersion ?? '(version unknown)'} through the ${report.value.driver === 'dataplane' ? 'Data Plane API' : 'runtime API'}`,

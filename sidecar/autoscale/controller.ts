@@ -84,6 +84,11 @@ export interface AutoscalerOptions {
   /** Asks the reconciler for a pass (a drained replica's server is then removed). */
   readonly requestReconcile: (reason: string) => void;
   readonly dryRun: boolean;
+  /**
+   * False when HAProxy's server states cannot be set through the driver (the Data Plane API on
+   * HAProxy 2.6 without the runtime socket): no replica is retired, since none could be drained.
+   */
+  readonly canDrain?: () => boolean;
   readonly stopTimeoutSeconds: number;
   readonly logger: Logger;
   readonly recorder?: AutoscalerRecorder;
@@ -312,7 +317,9 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     if (listed.ok) noteService(pool.replicas);
     else logger.warn({ backend, error: listed.error.message }, 'autoscaler: cannot list the replicas; no action this time');
     // Without a replica to copy there is nothing to act on: the decision is still recorded.
-    const actions = pool.replicas === 0 ? [] : planActions(desired, pool);
+    const planned = pool.replicas === 0 ? [] : planActions(desired, pool);
+    const drainable = options.canDrain?.() ?? true;
+    const actions = drainable ? planned : planned.filter((a) => a.kind !== 'retire');
     const applied = apply_ && mode !== 'paused' && !options.dryRun;
     // A dry run changes nothing. Otherwise the forecast and the recommendations (observations)
     // move on, but only an applied change counts against the rate limits.

@@ -91,6 +91,7 @@ export function world(initial: number) {
   const retirements = retirementStore();
   const warnings: string[] = [];
   const presence: boolean[] = [];
+  let drainable = true;
   const autoscaler = (dryRun = false) =>
     createAutoscaler({
       backend: 'be_app',
@@ -118,12 +119,15 @@ export function world(initial: number) {
         for (const r of retirements.list()) if (isRemovableRetiree(retirements, r.containerId)) configured.delete(r.server);
       },
       dryRun,
+      canDrain: () => drainable,
       stopTimeoutSeconds: 30,
       logger: { ...silentLogger, warn: (_fields, message) => warnings.push(message) },
       recorder: { decided: () => undefined, acted: () => undefined, servicePresent: (present) => presence.push(present) },
       now: () => clock,
     });
   return {
+    /** Whether the driver can set server states (false: the Data Plane API on HAProxy 2.6 without the socket). */
+    canDrain: (on: boolean) => (drainable = on),
     /** A replica Docker runs that HAProxy does not show in service yet (started by someone else, or before a restart). */
     runUnjoined: (id: string) => replicas.push({ id, name: `stack-nginx-${id}`, number: 90, createdAt: clock / 1000 }),
     events,

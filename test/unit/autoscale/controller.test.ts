@@ -35,6 +35,17 @@ describe('autoscaler', () => {
     expect(w.events).toEqual([]);
   });
 
+  it('retires nothing where the driver cannot drain (it would only strand a server), and still scales up', async () => {
+    const w = world(3);
+    w.canDrain(false);
+    w.setRate(40);
+    const a = w.autoscaler();
+    expect((await a.evaluate()).actions).toEqual([]);
+    expect(w.retirements.list()).toEqual([]);
+    w.setRate(600);
+    expect((await a.evaluate()).actions).toEqual([{ kind: 'start', count: 3 }]);
+  });
+
   it('scales down as one closed loop: drain, then the reconciler removes the server, then the container stops', async () => {
     const w = world(3);
     w.setRate(40);
