@@ -58,6 +58,15 @@ async function getJson<T>(url: string, timeoutMs: number): Promise<T | undefined
   }
 }
 
+/** Docker calls have no timeout of their own: a daemon that hangs must not hang the poll. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
 const isServing = (s: ServerView): boolean => s.adminState === 'ready' && s.operationalState === 'up';
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
@@ -80,7 +89,7 @@ export function createObserver(options: ObserverOptions): Observer {
       const [autoscaler, backends, containers] = await Promise.all([
         getJson<AutoscalerView>(`${options.adminUrl}/v1/autoscaler`, timeoutMs),
         getJson<BackendView[]>(`${options.adminUrl}/v1/backends`, timeoutMs),
-        options.containers().catch(() => undefined),
+        withTimeout(options.containers(), timeoutMs * 2).catch(() => undefined),
       ]);
       if (autoscaler === undefined || backends === undefined) return undefined;
       const now = Date.now();
