@@ -348,6 +348,8 @@ async function main(): Promise<number> {
         HSC_DEFAULT_BACKEND: haproxy.backend,
         HSC_AUTOSCALE_SERVICE: SERVICE,
         HSC_AUTOSCALE_PROJECT: PROJECT,
+        // Scale-downs in progress are durable records; beside HAProxy's files, removed with them.
+        HSC_AUTOSCALE_STATE_FILE: join(haproxy.dir, 'sidecar-retirements.json'),
         ...DEMO_SETTINGS,
         HSC_HTTP_PORT: '0',
         HSC_ADMIN_TOKEN: adminToken,
