@@ -322,8 +322,10 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     const actions = drainable ? planned : planned.filter((a) => a.kind !== 'retire');
     const applied = apply_ && mode !== 'paused' && !options.dryRun;
     // A dry run changes nothing. Otherwise the forecast and the recommendations (observations)
-    // move on, but only an applied change counts against the rate limits.
-    if (recordMode === undefined) history = applied ? decision.history : { ...decision.history, changes: history.changes };
+    // move on, but only a change that acted counts against the rate limits: a decision held back
+    // because a retirement is under way must not use up the next one's allowance.
+    const acted = applied && actions.length > 0;
+    if (recordMode === undefined) history = acted ? decision.history : { ...decision.history, changes: history.changes };
     const record: DecisionRecord = {
       at: now,
       mode: recordMode ?? (options.dryRun ? 'dry-run' : mode),

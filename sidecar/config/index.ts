@@ -32,6 +32,8 @@ export interface DockerConfig {
   readonly network: string;
   /** Containers of this Compose service are managed without any label. */
   readonly composeService: string;
+  /** Its Compose project; empty matches the service in any project. */
+  readonly composeProject: string;
   /** Label prefix, as in `haproxy.enable=true`. */
   readonly labelPrefix: string;
   /** The event stream is reopened after a break with a backoff between these two. */
@@ -254,6 +256,7 @@ const spec = {
   'docker.addressMode': { env: 'HSC_DOCKER_ADDRESS_MODE', read: oneOf<AddressMode>('published', 'network'), fallback: 'network' },
   'docker.network': { env: 'HSC_DOCKER_NETWORK', read: str, fallback: '' },
   'docker.composeService': { env: 'HSC_DOCKER_COMPOSE_SERVICE', read: str, fallback: 'nginx' },
+  'docker.composeProject': { env: 'HSC_DOCKER_COMPOSE_PROJECT', read: str, fallback: '' },
   'docker.labelPrefix': { env: 'HSC_DOCKER_LABEL_PREFIX', read: nonEmpty, fallback: 'haproxy' },
   'docker.eventsMinBackoffMs': { env: 'HSC_DOCKER_EVENTS_MIN_BACKOFF_MS', read: int(10, 600_000), fallback: 500 },
   'docker.eventsMaxBackoffMs': { env: 'HSC_DOCKER_EVENTS_MAX_BACKOFF_MS', read: int(10, 3_600_000), fallback: 30_000 },
@@ -285,7 +288,7 @@ const spec = {
   'autoscale.dryRun': { env: 'HSC_AUTOSCALE_DRY_RUN', read: bool, fallback: false },
   'autoscale.backend': { env: 'HSC_AUTOSCALE_BACKEND', read: backendName, fallback: undefined },
   'autoscale.service': { env: 'HSC_AUTOSCALE_SERVICE', read: nonEmpty, fallback: undefined },
-  'autoscale.project': { env: 'HSC_AUTOSCALE_PROJECT', read: str, fallback: '' },
+  'autoscale.project': { env: 'HSC_AUTOSCALE_PROJECT', read: str, fallback: undefined },
   'autoscale.intervalMs': { env: 'HSC_AUTOSCALE_INTERVAL_MS', read: int(1_000, 3_600_000), fallback: 30_000 },
   'autoscale.stateFile': { env: 'HSC_AUTOSCALE_STATE_FILE', read: str, fallback: '' },
   'autoscale.stopTimeoutSeconds': { env: 'HSC_AUTOSCALE_STOP_TIMEOUT_S', read: int(0, 3_600), fallback: 30 },
@@ -488,6 +491,7 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
       addressMode,
       network: v['docker.network'],
       composeService: v['docker.composeService'],
+      composeProject: v['docker.composeProject'],
       labelPrefix: v['docker.labelPrefix'],
       eventsMinBackoffMs: v['docker.eventsMinBackoffMs'],
       eventsMaxBackoffMs: v['docker.eventsMaxBackoffMs'],
@@ -523,7 +527,7 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
       dryRun: v['autoscale.dryRun'],
       backend: autoscaleBackend,
       service: autoscaleService,
-      project: v['autoscale.project'],
+      project: (v['autoscale.project'] as string | undefined) ?? v['docker.composeProject'],
       intervalMs,
       stateFile: v['autoscale.stateFile'].trim(),
       stopTimeoutSeconds: v['autoscale.stopTimeoutSeconds'],

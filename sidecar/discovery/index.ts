@@ -4,7 +4,7 @@ import type { SidecarConfig } from '../config/index.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { DockerEdge } from '../docker/index.js';
 import { ok, type Result } from '../edge/result.js';
-import { assignServerNames, parseContainer, type Candidate, type ContainerSnapshot, type DiscoveryOptions } from './parse.js';
+import { assignServerNames, isOfComposeService, parseContainer, type Candidate, type ContainerSnapshot, type DiscoveryOptions } from './parse.js';
 
 export { isOwnedServerName, OWNED_SERVER_PREFIX, type Candidate } from './parse.js';
 export type { ContainerEvent } from '../docker/index.js';
@@ -37,6 +37,7 @@ export function discoveryOptions(config: SidecarConfig): DiscoveryOptions {
   return {
     labelPrefix: config.docker.labelPrefix,
     composeService: config.docker.composeService,
+    composeProject: config.docker.composeProject,
     addressMode: config.docker.addressMode,
     network: config.docker.network,
     managedBackends: config.backends.managedBackends,
@@ -52,7 +53,7 @@ export function createDiscovery(source: DockerSource, options: DiscoveryOptions,
   let reported = new Set<string>();
   const enableLabel = `${options.labelPrefix}.enable`;
   const selects = (labels: Readonly<Record<string, string>>): boolean =>
-    labels[enableLabel] !== undefined || labels['com.docker.compose.service'] === options.composeService;
+    labels[enableLabel] !== undefined || isOfComposeService(labels, options);
 
   function from(all: readonly ContainerSnapshot[]): DiscoveryResult {
       const containers = all.filter((c) => selects(c.labels));

@@ -10,7 +10,7 @@
 //   haproxy.check.path=</path>     readiness probe path for containers without a Docker healthcheck
 
 import type { AddressMode } from '../config/index.js';
-import { COMPOSE_NUMBER, COMPOSE_SERVICE } from '../docker/labels.js';
+import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE } from '../docker/labels.js';
 import type { ContainerHealth, ContainerSnapshot } from '../docker/snapshot.js';
 
 export type { ContainerHealth, ContainerSnapshot, PublishedPort } from '../docker/snapshot.js';
@@ -20,9 +20,20 @@ export const OWNED_SERVER_PREFIX = 'hsc-';
 
 export const isOwnedServerName = (name: string): boolean => name.startsWith(OWNED_SERVER_PREFIX);
 
+/** A container of the managed Compose service (in its project, when one is set). */
+export function isOfComposeService(labels: Readonly<Record<string, string>>, options: Pick<DiscoveryOptions, 'composeService' | 'composeProject'>): boolean {
+  return (
+    options.composeService !== '' &&
+    labels[COMPOSE_SERVICE] === options.composeService &&
+    (options.composeProject === '' || labels[COMPOSE_PROJECT] === options.composeProject)
+  );
+}
+
 export interface DiscoveryOptions {
   readonly labelPrefix: string;
   readonly composeService: string;
+  /** The Compose project of that service; empty: any project. */
+  readonly composeProject: string;
   readonly addressMode: AddressMode;
   /** The Docker network HAProxy shares with the containers (addressMode "network"). */
   readonly network: string;
@@ -70,7 +81,7 @@ export function parseContainer(container: ContainerSnapshot, options: DiscoveryO
   if (enable !== undefined && enable !== 'true' && enable !== 'false') {
     return skip('enable', `must be "true" or "false", not ${JSON.stringify(enable)}`);
   }
-  const ofComposeService = container.labels[COMPOSE_SERVICE] === options.composeService;
+  const ofComposeService = isOfComposeService(container.labels, options);
   const selected = enable === 'true' || (enable === undefined && ofComposeService);
   if (!selected || !container.running) return { kind: 'ignored' };
 

@@ -4,6 +4,7 @@ import type { DiscoveryOptions } from '../../sidecar/discovery/parse.js';
 export const PUBLISHED_DISCOVERY: DiscoveryOptions = {
   labelPrefix: 'haproxy',
   composeService: 'nginx',
+  composeProject: '',
   addressMode: 'published',
   network: '',
   managedBackends: ['be_app', 'be_api'],

@@ -168,3 +168,15 @@ describe('the Docker edge', () => {
     });
   });
 });
+
+describe('the Compose service rule', () => {
+  it('takes the service in its project only, when a project is set', () => {
+    const labels = (project: string) => ({ 'com.docker.compose.project': project, 'com.docker.compose.service': 'nginx', 'com.docker.compose.container-number': '1' });
+    const scoped = { ...PUBLISHED_DISCOVERY, composeProject: 'shop' };
+    const mine = { ...container(labels('shop')), publishedPorts: [{ containerPort: 80, hostIp: '127.0.0.1', hostPort: 32001 }] };
+    const theirs = { ...container(labels('other')), publishedPorts: [{ containerPort: 80, hostIp: '127.0.0.1', hostPort: 32002 }] };
+    expect(parseContainer(mine, scoped).kind).toBe('candidate');
+    expect(parseContainer(theirs, scoped).kind).toBe('ignored');
+    expect(parseContainer(theirs, PUBLISHED_DISCOVERY).kind).toBe('candidate');
+  });
+});
