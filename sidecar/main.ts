@@ -25,10 +25,10 @@ import { createControlLoop } from './autoscale/loop.js';
 import { openRetirementStore } from './autoscale/retirement.js';
 import { createSampler } from './autoscale/sampler.js';
 import { createDockerEdge, type DockerEdge } from './docker/index.js';
-import { replicasOf } from './scaling/replicas.js';
+import { poolView } from './scaling/replicas.js';
 import { createAdminService } from './admin/service.js';
 import { createDrainer } from './drain/drainer.js';
-import { backendSnapshot, createServerLoadReader, scrape } from './haproxy-metrics/index.js';
+import { createBackendLoadReader, createServerLoadReader, scrape } from './haproxy-metrics/index.js';
 import { createHttpServer } from './http/server.js';
 import { createReconcileLoop, realTimers } from './reconcile/loop.js';
 import { createReconciler, type ReconcileOutcome } from './reconcile/reconciler.js';
@@ -123,10 +123,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   const admin = createAdminService({
     haproxy,
     drainer,
-    backendLoad: async (backend) => {
-      const result = await scrape(exporter);
-      return result.ok ? backendSnapshot(result.value.samples, backend, result.value.at) : undefined;
-    },
+    backendLoad: createBackendLoadReader(exporter),
     candidates: async () => {
       const discovered = await discovery.discover();
       return discovered.ok ? discovered.value.candidates : [];
@@ -147,9 +144,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     // One Docker list per evaluation: the replicas and their server names both come from it.
     const pool = async (): Promise<Result<PoolView>> => {
       const listed = await docker.listRunning();
-      if (!listed.ok) return listed;
-      const candidates = discovery.from(listed.value).candidates.filter((c) => c.backend === backend);
-      return ok({ replicas: replicasOf(listed.value, ref), serverOf: new Map(candidates.map((c) => [c.containerId, c.serverName])) });
+      return listed.ok ? ok(poolView(listed.value, discovery.from(listed.value).candidates, ref, backend)) : listed;
     };
     return createAutoscaler({
       backend,

@@ -172,6 +172,14 @@ export async function scrape(options: ScrapeOptions): Promise<ScrapeResult> {
   return fail(`scrape ${options.url}`, timedOut ? 'timeout' : 'network', `${options.url}: ${errorMessage(lastError)}${cause}`);
 }
 
+/** Reads one backend's figures from the exporter; undefined when the exporter cannot be read. */
+export function createBackendLoadReader(options: ScrapeOptions): (backend: string) => Promise<BackendSnapshot | undefined> {
+  return async (backend) => {
+    const result = await scrape(options);
+    return result.ok ? backendSnapshot(result.value.samples, backend, result.value.at) : undefined;
+  };
+}
+
 /** Reads one server's current sessions and queue from the exporter, for the drainer. */
 export function createServerLoadReader(options: ScrapeOptions): (backend: string, server: string) => Promise<{ sessions: number; queue: number } | undefined> {
   return async (backend, server) => {

@@ -21,3 +21,26 @@ export function replicasOf(containers: readonly ContainerSnapshot[], ref: Servic
     .map((c) => ({ id: c.id, name: c.name, number: composeNumber(c.labels) ?? 0, createdAt: c.createdAt }))
     .sort((a, b) => a.createdAt - b.createdAt || a.number - b.number);
 }
+
+/** A container discovery turned into a server: which server stands for which container. */
+export interface NamedServer {
+  readonly containerId: string;
+  readonly backend: string;
+  readonly serverName: string;
+}
+
+/**
+ * What one autoscaler evaluation needs from one Docker list: the service's replicas, oldest
+ * first, and the server name of each in `backend` (as discovery named it from the same list).
+ */
+export function poolView(
+  containers: readonly ContainerSnapshot[],
+  servers: readonly NamedServer[],
+  ref: ServiceRef,
+  backend: string,
+): { readonly replicas: Replica[]; readonly serverOf: ReadonlyMap<string, string> } {
+  return {
+    replicas: replicasOf(containers, ref),
+    serverOf: new Map(servers.filter((c) => c.backend === backend).map((c) => [c.containerId, c.serverName])),
+  };
+}

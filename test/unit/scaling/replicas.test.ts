@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ContainerSnapshot } from '../../../sidecar/docker/index.js';
-import { replicasOf } from '../../../sidecar/scaling/replicas.js';
+import { poolView, replicasOf } from '../../../sidecar/scaling/replicas.js';
 
 const container = (id: string, labels: Record<string, string>, createdAt: number, running = true): ContainerSnapshot => ({
   id,
@@ -36,5 +36,26 @@ describe('replicasOf', () => {
       ['c5', 0],
     ]);
     expect(replicasOf(containers, { service: 'web', project: '' }).map((r) => r.id)).toEqual(['x1', 'c1', 'c2', 'c3', 'c5']);
+  });
+});
+
+describe('poolView', () => {
+  it('pairs each replica with its server in the scaled backend only', () => {
+    const containers = [container('c1', of('shop', '1'), 100), container('c2', of('shop', '2'), 200)];
+    const view = poolView(
+      containers,
+      [
+        { containerId: 'c1', backend: 'be_app', serverName: 'hsc-web-1' },
+        { containerId: 'c2', backend: 'be_app', serverName: 'hsc-web-2' },
+        { containerId: 'c2', backend: 'be_api', serverName: 'hsc-web-2' },
+      ],
+      { service: 'web', project: 'shop' },
+      'be_app',
+    );
+    expect(view.replicas.map((r) => r.id)).toEqual(['c1', 'c2']);
+    expect([...view.serverOf]).toEqual([
+      ['c1', 'hsc-web-1'],
+      ['c2', 'hsc-web-2'],
+    ]);
   });
 });
