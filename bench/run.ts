@@ -1,4 +1,4 @@
-// npm run bench [-- --only id,id] [--quick] [--out dir]
+// npm run bench [-- --only id,id] [--quick] [--out dir] [--keep-logs]
 // Runs the benchmarks on the real local environment (HAProxy, nginx containers, wrk, the sidecar
 // as its own process), prints a table and writes latest.json and latest.md. Every load is bounded
 // in time and count and goes to 127.0.0.1 only; every process and container it starts is removed
@@ -33,6 +33,8 @@ const { values } = parseArgs({
     only: { type: 'string', default: SCENARIOS.join(',') },
     quick: { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench/results' },
+    // Keep the sidecars' debug logs after a run that passed too (a failed run always keeps them).
+    'keep-logs': { type: 'boolean', default: false },
   },
 });
 const selected = new Set(values.only.split(',').map((s) => s.trim()).filter((s) => s !== ''));
@@ -200,7 +202,9 @@ async function main(): Promise<number> {
   await cleanLeftovers();
   const drivers = availableDrivers();
   const env = await environment(drivers);
-  const workDir = await mkdtemp(join(tmpdir(), 'hsc-bench-run-'));
+  // Not under the `hsc-bench-` prefix, which the leftover sweep removes: a failed run keeps its
+  // sidecars' logs here.
+  const workDir = await mkdtemp(join(tmpdir(), 'hsc-benchrun-'));
   const results: ScenarioResult[] = [];
   const run = async (
     id: ScenarioId,
@@ -266,7 +270,7 @@ async function main(): Promise<number> {
       drainLatencyScenario({ build: sidecarBuild, driver, trialsPerSetting: sizes.drainTrials, pollSettingsMs: [500, 100], slowSeconds: 1, workDir, log }),
     );
     await perDriver('scale-events', 'scale-up and scale-down through the sidecar under load', (driver) =>
-      scaleEventsScenario({ build: sidecarBuild, driver, cycles: sizes.cycles, ratePerSecond: 200, slowRequests: 4, intervalMs: 2_000, workDir, log }),
+      scaleEventsScenario({ build: sidecarBuild, driver, cycles: sizes.cycles, ratePerSecond: 200, slowRequests: 4, intervalMs: 1_000, workDir, log }),
     );
     await run('scale', undefined, 'reconcile at scale', () =>
       reconcileScaleScenario({ backends: 10, serversPerBackend: 50, replacedPerBurst: 100, bursts: sizes.bursts, burstSpreadMs: 500, log }),
@@ -286,7 +290,7 @@ async function main(): Promise<number> {
     );
   } finally {
     await cleanUp();
-    keepWorkDir = results.some((r) => r.status === 'failed');
+    keepWorkDir = values['keep-logs'] || results.some((r) => r.status === 'failed');
     if (keepWorkDir) log(`kept the sidecars' logs of this run in ${workDir}`);
     else await rm(workDir, { recursive: true, force: true });
   }

@@ -59,6 +59,7 @@ interface DownEvent {
   /** PUT replicas → server gone from HAProxy, → container gone from Docker. */
   readonly serverGoneMs: number;
   readonly containerGoneMs: number;
+  /** Sessions on the victim just before the scale-down command (it has the fewest). */
   readonly victimSessions: number;
   readonly slowStatuses: readonly number[];
 }
@@ -67,14 +68,30 @@ interface DownEvent {
 const SETTLE_MS = 1_000;
 const EVENT_TIMEOUT_MS = 60_000;
 
-interface DecisionAnswer {
-  readonly actions?: ReadonlyArray<{ readonly kind: string; readonly containerId?: string; readonly server?: string }>;
+interface DecisionRecord {
+  readonly at: number;
+  readonly applied: boolean;
+  readonly actions: ReadonlyArray<{ readonly kind: string; readonly containerId?: string; readonly server?: string }>;
 }
 
-async function setReplicas(sidecar: SidecarProcess, replicas: number): Promise<DecisionAnswer> {
+async function setReplicas(sidecar: SidecarProcess, replicas: number): Promise<void> {
   const answer = await sidecar.admin('PUT', '/v1/autoscaler/replicas', { replicas }, 30_000);
   if (answer.status !== 200) throw new Error(`PUT /v1/autoscaler/replicas ${replicas}: ${answer.status} ${JSON.stringify(answer.body)}`);
-  return answer.body as DecisionAnswer;
+}
+
+/** The first applied retirement the sidecar decided at or after `since` (GET /v1/autoscaler). */
+async function retirementSince(sidecar: SidecarProcess, since: number): Promise<{ containerId: string; server: string } | undefined> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const answer = await sidecar.admin('GET', '/v1/autoscaler');
+    const recent = (answer.body as { recent?: DecisionRecord[] }).recent ?? [];
+    for (const record of recent) {
+      const retire = record.at >= since && record.applied ? record.actions.find((a) => a.kind === 'retire') : undefined;
+      if (retire?.containerId !== undefined && retire.server !== undefined) return { containerId: retire.containerId, server: retire.server };
+    }
+    await sleep(50);
+  }
+  return undefined;
 }
 
 export async function scaleEventsScenario(options: ScaleEventsOptions): Promise<Omit<ScenarioResult, 'seconds'>> {
@@ -142,13 +159,15 @@ export async function scaleEventsScenario(options: ScaleEventsOptions): Promise<
         await sleep(300);
         reloads0 = await local.reloadCount();
         from = Date.now() - 300;
-        const decided = await setReplicas(side, 2);
-        const retire = decided.actions?.find((a) => a.kind === 'retire');
-        if (retire?.server === undefined || retire.containerId === undefined) {
-          throw new Error(`cycle ${cycle}: the autoscaler planned no retirement: ${JSON.stringify(decided.actions)}`);
-        }
+        const sessionsBefore = new Map((await serverSnapshots(local)).map((s) => [s.name, s.currentSessions]));
+        await setReplicas(side, 2);
+        // The victim from the sidecar's own record: the PUT's answer is its own evaluation, and an
+        // evaluation of the control loop that was under way may have been the one to act on it.
+        const retire = await retirementSince(side, from);
+        if (retire === undefined) throw new Error(`cycle ${cycle}: no retirement recorded within 10 s of the scale-down command`);
         const victim = retire.server;
-        const victimSessions = (await serverSnapshots(local)).find((s) => s.name === victim)?.currentSessions ?? -1;
+        const victimSessions = sessionsBefore.get(victim);
+        if (victimSessions === undefined) throw new Error(`cycle ${cycle}: the victim ${victim} was not among HAProxy's servers before the command (${[...sessionsBefore.keys()].join(', ')})`);
         let serverGone: number | undefined;
         let containerGone: number | undefined;
         const downDeadline = Date.now() + EVENT_TIMEOUT_MS;
@@ -213,7 +232,7 @@ export async function scaleEventsScenario(options: ScaleEventsOptions): Promise<
       },
       { metric: 'scale-down command → server gone from HAProxy', unit: 'ms', ...spread(summarise(downs.map((e) => e.serverGoneMs))) },
       { metric: 'scale-down command → container gone', unit: 'ms', ...spread(summarise(downs.map((e) => e.containerGoneMs))) },
-      { metric: 'sessions on the victim when its drain began', unit: 'count', ...spread(summarise(downs.map((e) => e.victimSessions))) },
+      { metric: 'sessions on the victim just before the scale-down command', unit: 'count', ...spread(summarise(downs.map((e) => e.victimSessions))) },
       { key: 'reloads-all', metric: 'HAProxy reloads over the whole scenario', unit: 'count', value: reloadsTotal, note: `${options.cycles} scale-ups and ${options.cycles} scale-downs` },
     ];
     const notes = [
@@ -221,7 +240,7 @@ export async function scaleEventsScenario(options: ScaleEventsOptions): Promise<
       `${options.cycles} cycles of scale-up 2 → 3 and scale-down 3 → 2, each set through the admin API (PUT /v1/autoscaler/replicas, which puts the autoscaler in manual mode); everything after the command is the sidecar's: Docker start like the newest replica, discovery, reconcile, drain, removal, stop.`,
       `Load: open loop, ${options.ratePerSecond} GET / per second for the whole scenario (Node fetch, keep-alive), plus ${options.slowRequests} GET /slow?s=1 sent 300 ms before each scale-down. A failure is any answer that is not 2xx or a request with no answer. Windows: scale-up from the command to ${SETTLE_MS} ms after the new container's first answer; scale-down from 300 ms before the command to ${SETTLE_MS} ms after its container is gone.`,
       `Reloads: the master CLI's reload count (show proc) at the start and the end of each window.`,
-      `Settings that differ from production defaults: autoscaler interval ${options.intervalMs} ms (default 30 000), reconcile and drain timings at their defaults (debounce 250 ms, drain poll 500 ms, deadline 60 s, stop grace 30 s). A scale-down set by hand is polled by the control loop from its next evaluation on, so its durations include up to one interval of waiting (see the report's product notes).`,
+      `Settings that differ from production defaults: autoscaler interval ${options.intervalMs} ms (default 30 000), reconcile and drain timings at their defaults (debounce 250 ms, drain poll 500 ms, deadline 60 s, stop grace 30 s). A scale-down set by hand is moved on by the control loop only from its next evaluation on: the PUT's evaluation records the retirement and puts the server in drain, but the loop (sidecar/autoscale/loop.ts) had scheduled its next tick an interval away, as no retirement was in progress at its last pass; the scale-down durations include up to one interval of that wait. The autoscaler's own scale-downs start inside a tick and are polled every drain poll period at once.`,
     ];
     const leftover = (await serverSnapshots(local)).filter((s) => s.name.startsWith('hsc-')).length;
     if (leftover !== 2) notes.push(`At the end HAProxy showed ${leftover} servers of the sidecar's, not 2.`);
