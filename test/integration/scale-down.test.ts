@@ -75,9 +75,9 @@ function pinnedSlowRequests(url: string, cookie: string, workers: number, stagge
 describe.each<DriverChoice>(['runtime', 'dataplane'])('scale-down through the sidecar’s autoscaler (%s driver)', (driver) => {
   const skip = driver === 'dataplane' && binary === undefined;
   const project = `hsc-test-${randomBytes(3).toString('hex')}`;
-  // Discovery takes every container of the configured Compose service, in any project, so the
-  // service name is unique too: a demo or another run on this Docker Engine may have a `web`.
-  const service = `web-${randomBytes(3).toString('hex')}`;
+  // Another project on this Docker Engine (the demo, another run) may have a `web` service too:
+  // discovery and the autoscaler are both scoped to this project.
+  const service = 'web';
   const token = randomBytes(24).toString('hex');
   let haproxy: LocalHaproxy;
   let sidecar: RunningSidecar | undefined;
@@ -116,6 +116,7 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('scale-down through the si
             HSC_DOCKER_ADDRESS_MODE: 'published',
             HSC_DOCKER_LABEL_PREFIX: project,
             HSC_DOCKER_COMPOSE_SERVICE: service,
+            HSC_DOCKER_COMPOSE_PROJECT: project,
             HSC_DEFAULT_BACKEND: haproxy.backend,
             HSC_AUTOSCALE_ENABLED: 'true',
             HSC_AUTOSCALE_SERVICE: service,
