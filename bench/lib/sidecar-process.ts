@@ -12,8 +12,13 @@ import { parsePrometheusText, type PromSample } from '../../sidecar/haproxy-metr
 import { killProcessesWhere, runningChildren } from '../../devenv/children.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-/** Build directories start with this, under the OS temporary directory; see sweepSidecarProcesses. */
+/**
+ * Build directories start with this, under the OS temporary directory (see sweepSidecarProcesses);
+ * a test's builds start with `hsc-test-sidecar-`, so a benchmark's sweep never takes a running
+ * test's sidecar, nor the other way round.
+ */
 const BUILD_PREFIX = 'hsc-bench-sidecar-';
+const buildPrefix = (purpose: 'bench' | 'test'): string => (purpose === 'bench' ? BUILD_PREFIX : 'hsc-test-sidecar-');
 
 export interface SidecarBuild {
   readonly dir: string;
@@ -22,8 +27,8 @@ export interface SidecarBuild {
 }
 
 /** Compiles sidecar/ (tsconfig.build.json) into a private directory; a few seconds. */
-export async function buildSidecar(): Promise<SidecarBuild> {
-  const dir = await mkdtemp(join(tmpdir(), BUILD_PREFIX));
+export async function buildSidecar(purpose: 'bench' | 'test' = 'bench'): Promise<SidecarBuild> {
+  const dir = await mkdtemp(join(tmpdir(), buildPrefix(purpose)));
   await promisify(execFile)(join(repoRoot, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', dir], { cwd: repoRoot });
   // main.js reads ../package.json (its version) and is an ES module; dependencies resolve
   // through the repository's node_modules.

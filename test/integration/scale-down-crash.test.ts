@@ -138,7 +138,7 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('a scale-down survives SIG
     if (skip) return;
     dir = await mkdtemp(join(tmpdir(), 'hsc-test-crash-'));
     stateFile = join(dir, 'retirements.json');
-    [build, haproxy] = await Promise.all([buildSidecar(), startLocalHaproxy({ withDataplane: driver === 'dataplane' })]);
+    [build, haproxy] = await Promise.all([buildSidecar('test'), startLocalHaproxy({ withDataplane: driver === 'dataplane' })]);
     writer = driverFor(haproxy, driver, check);
     await writer.inspect([haproxy.backend]);
     for (let i = 0; i < 3; i++) await addReplica();
