@@ -152,7 +152,6 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
       sampler: createSampler({
         backend,
         scrape: () => scrape(exporter),
-        isReplicaServer: isOwnedServerName,
         cpu: async (ids) => {
           const read = await docker.cpu(ids);
           return read.ok ? read.value : undefined;

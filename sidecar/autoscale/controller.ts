@@ -309,7 +309,9 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     // Docker is read once per evaluation: the sampler, the pool and the actions share this list.
     const listed = await options.pool();
     const view: PoolView = listed.ok ? listed.value : { replicas: [], serverOf: new Map() };
-    const sample = await options.sampler.sample(listed.ok ? view.replicas : undefined);
+    const sample = await options.sampler.sample(
+      listed.ok ? { ids: view.replicas.map((r) => r.id), servers: new Set(view.serverOf.values()) } : undefined,
+    );
     const now = options.now();
     const decision = decide(sample.samples, history, options.policy, now);
     const desired = mode === 'manual' && manualReplicas !== undefined ? manualReplicas : decision.replicas;

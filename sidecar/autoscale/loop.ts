@@ -1,5 +1,5 @@
 // The autoscaler's schedule: an evaluation every interval, and between them a pass over the
-// scale-downs in progress every poll period while there are any (none when there are none).
+// scale-downs in progress every poll period (a pass with none in progress reads nothing).
 // One pass at a time; a failure is logged and the schedule goes on. Timers are injected, the same
 // ones the reconcile loop uses, so tests drive it with a manual clock.
 import { errorMessage } from '../edge/result.js';
@@ -9,7 +9,7 @@ import type { Logger } from '../telemetry/logger.js';
 export interface ControlLoopOptions {
   readonly evaluate: () => Promise<unknown>;
   /** Moves scale-downs on; resolves with how many are still in progress. */
-  readonly progress: () => Promise<number>;
+  readonly progress: () => Promise<unknown>;
   readonly intervalMs: number;
   /** How often scale-downs in progress are looked at (the drain poll period). */
   readonly pollMs: number;
@@ -42,9 +42,8 @@ export function createControlLoop(options: ControlLoopOptions): ControlLoop {
 
   async function tick(): Promise<void> {
     if (stopped) return;
-    let inProgress = 0;
     try {
-      inProgress = await options.progress();
+      await options.progress();
     } catch (error) {
       logger.error({ error: errorMessage(error) }, 'scale-down progress failed');
     }
@@ -53,15 +52,16 @@ export function createControlLoop(options: ControlLoopOptions): ControlLoop {
       nextEvaluationAt = timers.now() + options.intervalMs;
       try {
         await options.evaluate();
-        // An evaluation may have started a retirement: look at it again soon.
-        inProgress = await options.progress();
+        // An evaluation may have started a retirement: take its first step at once.
+        await options.progress();
       } catch (error) {
         logger.error({ error: errorMessage(error) }, 'autoscaler evaluation failed');
       }
     }
     if (stopped) return;
-    const untilEvaluation = Math.max(0, nextEvaluationAt - timers.now());
-    schedule(inProgress > 0 ? Math.min(options.pollMs, untilEvaluation) : untilEvaluation);
+    // Every poll period even with nothing in progress: a retirement may start outside the loop
+    // (a count set through the admin API), and a pass with none reads nothing but the record.
+    schedule(Math.min(options.pollMs, Math.max(0, nextEvaluationAt - timers.now())));
   }
 
   return {

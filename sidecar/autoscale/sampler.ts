@@ -7,8 +7,6 @@ import { backendSnapshot, counterRate, type BackendSnapshot, type ScrapeResult }
 export interface SamplerOptions {
   readonly backend: string;
   readonly scrape: () => Promise<ScrapeResult>;
-  /** Servers that stand for the scaled service's replicas. */
-  readonly isReplicaServer: (server: string) => boolean;
   /** Mean CPU of these containers as a fraction of one core; undefined when Docker cannot tell. */
   readonly cpu: (containerIds: readonly string[]) => Promise<number | undefined>;
   readonly now: () => number;
@@ -23,12 +21,19 @@ export interface SampleSet {
   readonly problems: readonly string[];
 }
 
+/** The scaled service's running replicas as Docker listed them, and their servers in the backend. */
+export interface ListedReplicas {
+  readonly ids: readonly string[];
+  /** Server names of these replicas: other servers of the backend (hand-written, other services) do not count. */
+  readonly servers: ReadonlySet<string>;
+}
+
 export interface Sampler {
   /**
    * `replicas`: the running replicas Docker listed for this evaluation (their CPU is read, and
    * their count stands in when HAProxy cannot be read); undefined when Docker could not be listed.
    */
-  sample(replicas: readonly { readonly id: string }[] | undefined): Promise<SampleSet>;
+  sample(replicas: ListedReplicas | undefined): Promise<SampleSet>;
 }
 
 export function createSampler(options: SamplerOptions): Sampler {
@@ -39,7 +44,7 @@ export function createSampler(options: SamplerOptions): Sampler {
       const problems: string[] = [];
       const [scraped, cpu] = await Promise.all([
         options.scrape(),
-        listed === undefined ? Promise.resolve(undefined) : options.cpu(listed.map((r) => r.id)).catch(() => undefined),
+        listed === undefined ? Promise.resolve(undefined) : options.cpu(listed.ids).catch(() => undefined),
       ]);
       let snapshot: BackendSnapshot | undefined;
       if (scraped.ok) {
@@ -62,8 +67,8 @@ export function createSampler(options: SamplerOptions): Sampler {
 
       const replicas =
         snapshot !== undefined
-          ? snapshot.servers.filter((s) => options.isReplicaServer(s.name) && s.state === 'UP').length
-          : (listed?.length ?? 0);
+          ? snapshot.servers.filter((s) => listed?.servers.has(s.name) === true && s.state === 'UP').length
+          : (listed?.ids.length ?? 0);
       const queue = snapshot === undefined ? undefined : snapshot.currentQueue + snapshot.servers.reduce((sum, s) => sum + s.currentQueue, 0);
       const samples: Samples = {
         replicas,

@@ -11,6 +11,7 @@ haproxy_server_current_queue{proxy="be_app",server="hsc-nginx-1"} 1
 haproxy_server_status{proxy="be_app",server="hsc-nginx-1",state="UP"} 1
 haproxy_server_status{proxy="be_app",server="hsc-nginx-2",state="DRAIN"} 1
 haproxy_server_status{proxy="be_app",server="static-1",state="UP"} 1
+haproxy_server_status{proxy="be_app",server="hsc-other-service-1",state="UP"} 1
 `);
 
 function sampler(results: ScrapeResult[], cpu: Array<number | undefined>) {
@@ -23,13 +24,13 @@ function sampler(results: ScrapeResult[], cpu: Array<number | undefined>) {
       if (next === undefined) throw new Error('script exhausted');
       return Promise.resolve(next.ok ? { ok: true, value: { ...next.value, at: clock } } : next);
     },
-    isReplicaServer: (s) => s.startsWith('hsc-'),
     cpu: () => Promise.resolve(cpu.shift()),
     now: () => clock,
   });
 }
 
-const threeReplicas = [{ id: 'c1' }, { id: 'c2' }, { id: 'c3' }];
+// hsc-other-service-1 is the sidecar's too, but another service's: it is not a replica.
+const threeReplicas = { ids: ['c1', 'c2', 'c3'], servers: new Set(['hsc-nginx-1', 'hsc-nginx-2', 'hsc-nginx-3']) };
 
 describe('sampler', () => {
   it('reads no request rate from a single scrape (missing, not zero), then the counter rate', async () => {

@@ -1,43 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { createReconcileLoop, type Timers } from '../../../sidecar/reconcile/loop.js';
+import { createReconcileLoop } from '../../../sidecar/reconcile/loop.js';
+import { manualTimers } from '../../support/timers.js';
 import type { ReconcileOutcome } from '../../../sidecar/reconcile/reconciler.js';
 import { silentLogger } from '../../../sidecar/telemetry/logger.js';
 
-/** A clock that moves only when the test says so, running due callbacks in time order. */
-function manualTimers(): Timers & { advance(ms: number): Promise<void>; pending(): number[] } {
-  let now = 0;
-  let seq = 0;
-  const queue: Array<{ at: number; seq: number; callback: () => void }> = [];
-  const flush = async (): Promise<void> => {
-    for (let i = 0; i < 20; i++) await Promise.resolve();
-  };
-  return {
-    now: () => now,
-    schedule(callback, ms) {
-      const entry = { at: now + ms, seq: seq++, callback };
-      queue.push(entry);
-      return () => {
-        const index = queue.indexOf(entry);
-        if (index >= 0) queue.splice(index, 1);
-      };
-    },
-    async advance(ms) {
-      const until = now + ms;
-      for (;;) {
-        await flush();
-        queue.sort((a, b) => a.at - b.at || a.seq - b.seq);
-        const next = queue[0];
-        if (next === undefined || next.at > until) break;
-        queue.shift();
-        now = next.at;
-        next.callback();
-      }
-      now = until;
-      await flush();
-    },
-    pending: () => queue.map((e) => e.at - now).sort((a, b) => a - b),
-  };
-}
 
 const converged = (waiting = 0): ReconcileOutcome => ({ status: 'converged', operations: [], transactions: 0, reloads: 0, conflicts: 0, waiting });
 const failed: ReconcileOutcome = { status: 'failed', message: 'boom', error: undefined, transactions: 0, conflicts: 0 };
