@@ -232,11 +232,10 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
       case 'request-removal':
         // Sent once the record says drained (below): the reconciler reads it to remove the server.
         return undefined;
-      case 'stop-container':
-        {
-          const stopped = await options.scaler.stopAndRemove(r.containerId, options.stopTimeoutSeconds);
-          return stopped.ok ? undefined : stopped.error.message;
-        }
+      case 'stop-container': {
+        const stopped = await options.scaler.stopAndRemove(r.containerId, options.stopTimeoutSeconds);
+        return stopped.ok ? undefined : stopped.error.message;
+      }
     }
   }
 
