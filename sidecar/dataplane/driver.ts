@@ -57,6 +57,9 @@ export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyD
   // Until inspect() says otherwise, the API's runtime endpoints are assumed to work (HAProxy 3.0).
   let apiRuntimeWorks = true;
   let before30 = false;
+  // Whether the capabilities above were read from HAProxy. A start-up inspection that failed (the
+  // API not up yet) is done again by the first pass that can read the servers.
+  let inspected = false;
 
   const specOf = (server: DesiredServer): ServerSpec => ({
     name: server.name,
@@ -67,6 +70,7 @@ export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyD
   });
 
   async function readServers(backends: readonly string[]): Promise<Result<ServerSnapshot>> {
+    if (!inspected) await inspect(backends);
     // The version first: a write between the two reads then makes the plan's commit conflict.
     const version = await client.configurationVersion();
     if (!version.ok) return version;
@@ -176,6 +180,7 @@ export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyD
         return probe;
       }
     }
+    inspected = true;
     if (socket === undefined) {
       limitations.push(
         'no runtime socket is configured (haproxy.runtimeSocket): added servers go in through a transaction, one reload per batch, because the Data Plane API cannot turn on the health checks of a server it adds at run time',

@@ -76,7 +76,7 @@ function harness(initial: Record<string, ConfiguredServer[]>, containers: Contai
   return h;
 }
 
-const writes = (calls: readonly string[]): string[] => calls.filter((c) => !/^(configurationVersion|listServers|listRuntimeServers)/.test(c));
+const writes = (calls: readonly string[]): string[] => calls.filter((c) => !/^(configurationVersion|listServers|listRuntimeServers|haproxyVersion)/.test(c));
 const names = (h: Harness, backend = 'be_app'): string[] => (h.dataplane.backends.get(backend) ?? []).map((s) => s.name);
 
 describe('reconciler', () => {

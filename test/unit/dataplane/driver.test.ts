@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { createDataplaneDriver } from '../../../sidecar/dataplane/driver.js';
+import { createMemoryDataplane } from '../../support/memory-dataplane.js';
+
+const check = { intervalMs: 1000, fall: 2, rise: 1 };
+
+describe('the Data Plane API driver', () => {
+  it('inspects again on the first pass when the start-up inspection failed (the API was not up yet)', async () => {
+    const api = createMemoryDataplane({ be_app: [] });
+    const driver = createDataplaneDriver({ client: api, healthCheck: check, reloadTimeoutMs: 1_000 });
+    api.failNext('haproxyVersion', { kind: 'network', message: 'connect ECONNREFUSED', operation: 'read HAProxy process information' });
+    expect((await driver.inspect(['be_app'])).ok).toBe(false);
+    expect((await driver.readServers(['be_app'])).ok).toBe(true);
+    expect(api.calls.filter((c) => c === 'haproxyVersion')).toHaveLength(2);
+    // Once inspected, a pass reads only what it needs.
+    await driver.readServers(['be_app']);
+    expect(api.calls.filter((c) => c === 'haproxyVersion')).toHaveLength(2);
+  });
+
+  it('without the runtime socket, adds in the pass transaction; with it, outside any transaction and without a reload', async () => {
+    const server = { backend: 'be_app', name: 'hsc-web-1', address: '10.0.0.5', port: 80, weight: 100, containerId: 'c1' };
+    const plain = createMemoryDataplane({ be_app: [] });
+    const withoutSocket = createDataplaneDriver({ client: plain, healthCheck: check, reloadTimeoutMs: 1_000 });
+    const snapshot = await withoutSocket.readServers(['be_app']);
+    if (!snapshot.ok) throw new Error(snapshot.error.message);
+    expect(await withoutSocket.apply([{ op: 'add', server, reason: 'container ready' }], snapshot.value)).toEqual({
+      ok: true,
+      value: { reloads: 1, transactions: 1, runtimeChanges: 0 },
+    });
+
+    const api = createMemoryDataplane({ be_app: [] });
+    const socketCalls: string[] = [];
+    const ok = { ok: true as const, value: undefined };
+    const withSocket = createDataplaneDriver({
+      client: api,
+      healthCheck: check,
+      reloadTimeoutMs: 1_000,
+      socket: {
+        enableHealth: (b, s) => (socketCalls.push(`enable health ${b}/${s}`), Promise.resolve(ok)),
+        enableDynamicCookies: (b) => (socketCalls.push(`enable dynamic-cookie backend ${b}`), Promise.resolve(ok)),
+        listRuntimeServers: () => Promise.resolve({ ok: true, value: [] }),
+        setAdminState: (b, s, state) => (socketCalls.push(`set server ${b}/${s} state ${state}`), Promise.resolve(ok)),
+      },
+    });
+    const fresh = await withSocket.readServers(['be_app']);
+    if (!fresh.ok) throw new Error(fresh.error.message);
+    expect(await withSocket.apply([{ op: 'add', server, reason: 'container ready' }], fresh.value)).toEqual({
+      ok: true,
+      value: { reloads: 0, transactions: 0, runtimeChanges: 1 },
+    });
+    // Checks on through the socket before the server is made ready (through the API on 3.0).
+    expect(socketCalls).toEqual(['enable health be_app/hsc-web-1']);
+    expect(api.calls.filter((c) => c.startsWith('addServerAtVersion') || c.startsWith('setAdminState'))).toEqual([
+      'addServerAtVersion be_app hsc-web-1 10.0.0.5:80 @1',
+      'setAdminState be_app/hsc-web-1 ready',
+    ]);
+  });
+});
