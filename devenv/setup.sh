@@ -216,6 +216,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
   echo "$lock_hash" >"$stamp"
 fi
 
+# --- schemathesis ----------------------------------------------------------------------------
+# The API fuzzer the admin API's test runs (test/integration/admin-fuzz.test.ts), in a virtualenv
+# of its own under the cache directory; reinstalled only when the pinned version changes.
+st_venv="$cache_dir/venv"
+if [ "$("$st_venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version ${SCHEMATHESIS_VERSION}" ]; then
+  log "installing schemathesis ${SCHEMATHESIS_VERSION} into $st_venv"
+  if ! python3 -m venv "$st_venv" >/dev/null 2>&1; then
+    need_root python3-venv
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv "$st_venv"
+  fi
+  "$st_venv/bin/pip" install -q --disable-pip-version-check "schemathesis==${SCHEMATHESIS_VERSION}" >&2
+fi
+
 # --- images ------------------------------------------------------------------------------
 base_image() {
   local suite=$1 tag=$2 rootfs
