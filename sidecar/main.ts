@@ -180,6 +180,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
 
   const http = createHttpServer({
     registry: metrics.registry,
+    onError: (error, method, path) => logger.error({ err: error, method, path }, 'HTTP request failed inside the sidecar'),
     routes: createAdminRoutes({
       service: admin,
       adminToken: config.http.adminToken,

@@ -10,6 +10,8 @@ export interface Readiness {
 
 export interface HttpServerOptions {
   readonly registry: Registry;
+  /** Told about a request that failed inside the sidecar (the client only hears "internal error"). */
+  readonly onError?: (error: unknown, method: string, path: string) => void;
   readonly readiness: () => Readiness;
   /** More routes (the admin API), tried before the built-in ones; true when it handled the request. */
   readonly routes?: (request: IncomingMessage, response: ServerResponse, path: string) => Promise<boolean>;
@@ -27,10 +29,28 @@ export function sendJson(response: ServerResponse, status: number, body: unknown
   response.end(text);
 }
 
+/**
+ * The path of an origin-form request target (/path?query), or undefined for anything else. Parsed
+ * against a fixed origin, so "//host/v1/..." stays that path instead of naming a host, and a
+ * target URL cannot parse (such as "//[") is a client error, not a 500.
+ */
+export function requestPath(target: string | undefined): string | undefined {
+  const raw = target ?? '/';
+  if (!raw.startsWith('/')) return undefined;
+  try {
+    return new URL(`http://sidecar${raw}`).pathname;
+  } catch {
+    return undefined;
+  }
+}
+
 export function createHttpServer(options: HttpServerOptions): HttpServer {
   const server: Server = createServer((request, response) => {
     handle(request, response).catch((error: unknown) => {
-      if (!response.headersSent) sendJson(response, 500, { error: 'internal', message: (error as Error).message });
+      options.onError?.(error, request.method ?? '', requestPath(request.url) ?? '');
+      // The cause stays in the sidecar's log: an internal message may name what a client should
+      // not learn (a file, an upstream address).
+      if (!response.headersSent) sendJson(response, 500, { error: 'internal', message: 'internal error; the sidecar logged the cause' });
       else response.destroy();
     });
   });
@@ -38,7 +58,8 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   server.keepAliveTimeout = 5_000;
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const path = new URL(request.url ?? '/', 'http://sidecar').pathname;
+    const path = requestPath(request.url);
+    if (path === undefined) return sendJson(response, 400, { error: 'bad-request', message: 'the request target must be a path (origin form, /...)' });
     if (options.routes !== undefined && (await options.routes(request, response, path))) return;
     const routes: Record<string, () => Promise<void> | void> = {
       '/healthz': () => sendJson(response, 200, { status: 'ok' }),
