@@ -1,5 +1,8 @@
 // The admin API described in OpenAPI 3.0, served at /v1/openapi.json. A unit test checks that
-// every route the router answers is documented here and the other way round.
+// every route the router answers is documented here and the other way round; schemathesis
+// (test/integration/admin-fuzz.test.ts) checks every answer against it. What depends on the
+// configuration (the replica bounds) is filled in by adminOpenApi(), so that a request the
+// document calls valid is one the sidecar accepts.
 
 const error = { $ref: '#/components/schemas/Error' };
 const json = (schema: object): object => ({ 'application/json': { schema } });
@@ -8,7 +11,7 @@ const errors = (...codes: number[]): Record<string, object> =>
 const ERROR_TEXT: Record<number, string> = {
   400: 'malformed input',
   401: 'missing or wrong bearer token',
-  404: 'unknown backend or server',
+  404: 'not found: an unknown backend or server, no drain on record, or autoscaling disabled',
   409: 'refused: e.g. draining the last ready server of a backend without force',
   502: 'HAProxy or the Data Plane API did not answer as expected',
 };
@@ -17,6 +20,22 @@ const serverPath = [
   { name: 'server', in: 'path', required: true, schema: { type: 'string' } },
 ];
 const bearer = [{ bearer: [] }];
+const replicasBody = (minimum: number, maximum: number): object => ({
+  type: 'object',
+  required: ['replicas'],
+  additionalProperties: false,
+  properties: { replicas: { type: 'integer', minimum, maximum } },
+});
+// From a backend and its first server in GET /v1/backends to the operations on that server, so
+// a stateful client (schemathesis' stateful phase) reaches servers that exist.
+const fromListing = { backend: '$response.body#/0/name', server: '$response.body#/0/servers/0/name' };
+const fromRequest = { backend: '$request.path.backend', server: '$request.path.server' };
+const serverLinks = (parameters: Record<string, string>): Record<string, object> => ({
+  GetServer: { operationId: 'getServer', parameters },
+  GetDrain: { operationId: 'getDrain', parameters },
+  DrainServer: { operationId: 'drainServer', parameters },
+  UndrainServer: { operationId: 'undrainServer', parameters },
+});
 
 export const ADMIN_OPENAPI = {
   openapi: '3.0.3',
@@ -27,14 +46,22 @@ export const ADMIN_OPENAPI = {
   },
   paths: {
     '/v1/backends': {
-      get: { summary: 'Managed backends and their servers', responses: { '200': { description: 'backends', content: json({ type: 'array', items: { $ref: '#/components/schemas/Backend' } }) }, ...errors(502) } },
+      get: {
+        operationId: 'listBackends',
+        summary: 'Managed backends and their servers',
+        responses: {
+          '200': { description: 'backends', content: json({ type: 'array', items: { $ref: '#/components/schemas/Backend' } }), links: serverLinks(fromListing) },
+          ...errors(502),
+        },
+      },
     },
     '/v1/backends/{backend}/servers/{server}': {
-      get: { summary: 'One server', parameters: serverPath, responses: { '200': { description: 'the server', content: json({ $ref: '#/components/schemas/Server' }) }, ...errors(404, 502) } },
+      get: { operationId: 'getServer', summary: 'One server', parameters: serverPath, responses: { '200': { description: 'the server', content: json({ $ref: '#/components/schemas/Server' }) }, ...errors(404, 502) } },
     },
     '/v1/backends/{backend}/servers/{server}/drain': {
-      get: { summary: 'Progress of the drain in progress or the last one', parameters: serverPath, responses: { '200': { description: 'progress', content: json({ $ref: '#/components/schemas/DrainProgress' }) }, ...errors(404) } },
+      get: { operationId: 'getDrain', summary: 'Progress of the drain in progress or the last one', parameters: serverPath, responses: { '200': { description: 'progress', content: json({ $ref: '#/components/schemas/DrainProgress' }) }, ...errors(404) } },
       post: {
+        operationId: 'drainServer',
         summary: 'Drain the server: no new traffic; done when HAProxy shows no session and no queue on it, forced to maintenance at the deadline',
         security: bearer,
         parameters: serverPath,
@@ -51,39 +78,46 @@ export const ADMIN_OPENAPI = {
           }),
         },
         responses: {
-          '200': { description: 'drain ended (wait)', content: json({ $ref: '#/components/schemas/DrainAnswer' }) },
-          '202': { description: 'drain started', content: json({ $ref: '#/components/schemas/DrainAnswer' }) },
+          '200': { description: 'drain ended (wait)', content: json({ $ref: '#/components/schemas/DrainAnswer' }), links: serverLinks(fromRequest) },
+          '202': { description: 'drain started', content: json({ $ref: '#/components/schemas/DrainAnswer' }), links: serverLinks(fromRequest) },
           ...errors(400, 401, 404, 409, 502),
         },
       },
     },
     '/v1/backends/{backend}/servers/{server}/undrain': {
-      post: { summary: 'Back to ready; ends a drain in progress', security: bearer, parameters: serverPath, responses: { '200': { description: 'the server', content: json({ $ref: '#/components/schemas/Server' }) }, ...errors(400, 401, 404, 502) } },
+      post: {
+        operationId: 'undrainServer',
+        summary: 'Back to ready; ends a drain in progress',
+        security: bearer,
+        parameters: serverPath,
+        responses: { '200': { description: 'the server', content: json({ $ref: '#/components/schemas/Server' }), links: serverLinks(fromRequest) }, ...errors(400, 401, 404, 502) },
+      },
     },
     '/v1/resync': {
-      post: { summary: 'Ask for a reconcile pass now', security: bearer, responses: { '202': { description: 'requested', content: json({ type: 'object' }) }, ...errors(401) } },
+      post: { operationId: 'resync', summary: 'Ask for a reconcile pass now', security: bearer, responses: { '202': { description: 'requested', content: json({ type: 'object' }) }, ...errors(401) } },
     },
     '/v1/autoscaler': {
-      get: { summary: 'Autoscaler state, policy and the recent decisions with their inputs and reasons', responses: { '200': { description: 'state', content: json({ type: 'object' }) }, ...errors(404) } },
+      get: { operationId: 'getAutoscaler', summary: 'Autoscaler state, policy and the recent decisions with their inputs and reasons', responses: { '200': { description: 'state', content: json({ type: 'object' }) }, ...errors(404) } },
     },
     '/v1/autoscaler/dry-run': {
-      get: { summary: 'The decision and the actions it would take now, applying nothing', responses: { '200': { description: 'decision', content: json({ $ref: '#/components/schemas/Decision' }) }, ...errors(404) } },
+      get: { operationId: 'dryRun', summary: 'The decision and the actions it would take now, applying nothing', responses: { '200': { description: 'decision', content: json({ $ref: '#/components/schemas/Decision' }) }, ...errors(404) } },
     },
     '/v1/autoscaler/pause': {
-      post: { summary: 'Stop acting on decisions (they are still made and recorded)', security: bearer, responses: { '200': { description: 'state', content: json({ type: 'object' }) }, ...errors(401, 404) } },
+      post: { operationId: 'pauseAutoscaler', summary: 'Stop acting on decisions (they are still made and recorded)', security: bearer, responses: { '200': { description: 'state', content: json({ type: 'object' }) }, ...errors(401, 404) } },
     },
     '/v1/autoscaler/resume': {
-      post: { summary: 'Act on the policy again (ends a manual count)', security: bearer, responses: { '200': { description: 'state', content: json({ type: 'object' }) }, ...errors(401, 404) } },
+      post: { operationId: 'resumeAutoscaler', summary: 'Act on the policy again (ends a manual count)', security: bearer, responses: { '200': { description: 'state', content: json({ type: 'object' }) }, ...errors(401, 404) } },
     },
     '/v1/autoscaler/replicas': {
       put: {
+        operationId: 'setReplicas',
         summary: 'Set the replica count by hand, within min and max; the policy pauses until resume',
         security: bearer,
-        requestBody: { required: true, content: json({ type: 'object', required: ['replicas'], properties: { replicas: { type: 'integer' } } }) },
+        requestBody: { required: true, content: json(replicasBody(0, 1000)) },
         responses: { '200': { description: 'the decision applied', content: json({ $ref: '#/components/schemas/Decision' }) }, ...errors(400, 401, 404) },
       },
     },
-    '/v1/openapi.json': { get: { summary: 'This document', responses: { '200': { description: 'OpenAPI 3.0 document', content: json({ type: 'object' }) } } } },
+    '/v1/openapi.json': { get: { operationId: 'openapi', summary: 'This document', responses: { '200': { description: 'OpenAPI 3.0 document', content: json({ type: 'object' }) } } } },
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
@@ -143,3 +177,17 @@ export const ADMIN_OPENAPI = {
     },
   },
 } as const;
+
+/** The document as this sidecar serves it: the replica count's bounds are the policy's. */
+export function adminOpenApi(replicas?: { readonly min: number; readonly max: number }): object {
+  if (replicas === undefined) return ADMIN_OPENAPI;
+  const paths = ADMIN_OPENAPI.paths;
+  const put = paths['/v1/autoscaler/replicas'].put;
+  return {
+    ...ADMIN_OPENAPI,
+    paths: {
+      ...paths,
+      '/v1/autoscaler/replicas': { put: { ...put, requestBody: { ...put.requestBody, content: json(replicasBody(replicas.min, replicas.max)) } } },
+    },
+  };
+}

@@ -3,7 +3,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson } from '../http/server.js';
-import { ADMIN_OPENAPI } from './openapi.js';
+import { adminOpenApi } from './openapi.js';
 import type { Autoscaler } from '../autoscale/controller.js';
 import type { ScalingPolicy } from '../autoscale/policy.js';
 import type { AdminService, Answer } from './service.js';
@@ -37,6 +37,8 @@ export function tokenMatches(given: string, expected: string): boolean {
 }
 
 export function createAdminRoutes(options: AdminRoutesOptions): RouteHandler {
+  const policy = options.autoscaler?.policy;
+  const document = adminOpenApi(policy === undefined ? undefined : { min: policy.minReplicas, max: policy.maxReplicas });
 
   const authorised = (request: IncomingMessage): string | undefined => {
     if (options.adminToken === '') return 'no admin token is configured on the sidecar (http.adminToken / HSC_ADMIN_TOKEN); mutating routes are disabled';
@@ -79,7 +81,10 @@ export function createAdminRoutes(options: AdminRoutesOptions): RouteHandler {
       case '/v1/autoscaler/replicas': {
         if (!allow('PUT')) return;
         const body = await readBody(request);
-        const replicas = (body as { replicas?: unknown } | null)?.replicas;
+        if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequest('body must be a JSON object');
+        const unknown = Object.keys(body).filter((k) => k !== 'replicas');
+        if (unknown.length > 0) throw new BadRequest(`unknown field(s): ${unknown.join(', ')} (allowed: replicas)`);
+        const replicas = (body as { replicas?: unknown }).replicas;
         const { minReplicas: min, maxReplicas: max } = scaler.policy;
         if (typeof replicas !== 'number' || !Number.isInteger(replicas) || replicas < min || replicas > max) {
           throw new BadRequest(`body must be {"replicas": n} with n a whole number from ${min} to ${max}`);
@@ -112,7 +117,7 @@ export function createAdminRoutes(options: AdminRoutesOptions): RouteHandler {
     }
     try {
       if (path === '/v1/openapi.json') {
-        if (allow('GET, HEAD')) sendJson(response, 200, ADMIN_OPENAPI);
+        if (allow('GET, HEAD')) sendJson(response, 200, document);
         return true;
       }
       if (path === '/v1/backends') {
@@ -190,5 +195,7 @@ function drainCommand(body: unknown): { wait: boolean; force: boolean; deadlineM
   if (deadline !== undefined && (typeof deadline !== 'number' || !Number.isFinite(deadline) || deadline < 1 || deadline > 86_400)) {
     throw new BadRequest('deadlineSeconds must be a number of seconds from 1 to 86400');
   }
-  return { wait: flag('wait'), force: flag('force'), ...(deadline === undefined ? {} : { deadlineMs: deadline * 1000 }) };
+  // Whole milliseconds: a fractional deadline (7982.38 s) made deadlineAt a fraction, which the
+  // document (and any client that reads it) types as an integer. Found by schemathesis.
+  return { wait: flag('wait'), force: flag('force'), ...(deadline === undefined ? {} : { deadlineMs: Math.round(deadline * 1000) }) };
 }

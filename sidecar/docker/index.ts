@@ -68,8 +68,17 @@ export function createDockerEdge(socketPath: string): DockerEdge {
         // Numbers of every container of the service, running or not, so a new one never reuses one.
         const all = await docker.listContainers({ all: true, filters: serviceFilters(ref) });
         const used = new Set(all.map((c) => composeNumber(c.Labels) ?? 0));
+        // A scale-up cut between create and start (the sidecar killed) left a replica that never
+        // ran: start it rather than create another beside it, which would stay behind forever.
+        for (const leftover of all.filter((c) => c.State === 'created')) {
+          if (started.length >= count) break;
+          const container = docker.getContainer(leftover.Id);
+          const ran = await container.start().then(() => true, () => false);
+          if (ran) started.push(leftover.Id);
+          else await container.remove({ force: true }).catch(() => undefined);
+        }
         let number = 1;
-        for (let i = 0; i < count; i++) {
+        for (let i = started.length; i < count; i++) {
           while (used.has(number)) number++;
           used.add(number);
           const spec = cloneSpec(template, number);

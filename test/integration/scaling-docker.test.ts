@@ -67,6 +67,26 @@ describe('replicas through the real Docker Engine', () => {
     expect(ports[0]?.HostPort).not.toBe(ports[1]?.HostPort);
   });
 
+  it('finishes a scale-up cut between create and start: starts that replica instead of creating another', async () => {
+    // What a sidecar killed between the two calls leaves: the next number created, never started.
+    const [template] = await list();
+    const numbers = (await list()).map((r) => r.number);
+    const next = Math.max(...numbers) + 1;
+    const info = await docker.getContainer(template?.id ?? '').inspect();
+    const leftover = await docker.createContainer({
+      name: `${project}-nginx-${next}`,
+      Image: info.Config.Image,
+      Labels: { ...info.Config.Labels, [COMPOSE_NUMBER]: String(next) },
+      HostConfig: { NetworkMode: network, PortBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] } },
+    });
+    const resumed = value(await edge.startLike(ref, template?.id ?? '', 1));
+    expect(resumed).toEqual([leftover.id]);
+    const all = await docker.listContainers({ all: true, filters: { label: [`${COMPOSE_PROJECT}=${project}`] } });
+    expect(all.filter((c) => c.State !== 'running')).toEqual([]);
+    expect((await list()).map((r) => r.number)).toEqual([...numbers, next]);
+    value(await edge.stopAndRemove(leftover.id, 10));
+  });
+
   it('reads the replicas’ CPU from the stats API, higher under load', async () => {
     const ids = (await list()).map((r) => r.id);
     const idle = value(await edge.cpu(ids));
