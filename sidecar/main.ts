@@ -25,6 +25,7 @@ import { createControlLoop } from './autoscale/loop.js';
 import { openRetirementStore } from './autoscale/retirement.js';
 import { createSampler } from './autoscale/sampler.js';
 import { createDockerEdge, type DockerEdge } from './docker/index.js';
+import { createSwarmEdge } from './docker/swarm.js';
 import { poolView } from './scaling/replicas.js';
 import { createAdminService } from './admin/service.js';
 import { createDrainer } from './drain/drainer.js';
@@ -68,7 +69,9 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   const metrics = createMetrics({ version: packageVersion(), processMetrics: true });
   initialiseBackendSeries(metrics, config.backends.managedBackends);
   const haproxy = createHaproxyDriver(config, logger, deps.fetch);
-  const docker = deps.docker ?? createDockerEdge(config.docker.socketPath);
+  const docker =
+    deps.docker ??
+    (config.docker.mode === 'swarm' ? createSwarmEdge({ socketPath: config.docker.socketPath, logger }) : createDockerEdge(config.docker.socketPath));
   const discovery = createDiscovery(docker, discoveryOptions(config), logger);
   // Scale-downs in progress when the sidecar last stopped are in this record: they carry on.
   const opened = await openRetirementStore(config.autoscale.enabled ? config.autoscale.stateFile : '');

@@ -2,7 +2,8 @@
 // Pure. A scale-up first puts back servers that are draining (they are warm and already in
 // HAProxy) and only then starts containers; a scale-down drains the replica with the fewest
 // sessions, the newest among equals; nothing is retired while replicas are starting, and one
-// retirement runs at a time.
+// retirement runs at a time. In Swarm mode, where the orchestrator and not the sidecar picks the
+// task that stops, the victim is the one Swarm will pick (removalOrder), drained first.
 
 export interface ServingReplica {
   readonly containerId: string;
@@ -11,6 +12,8 @@ export interface ServingReplica {
   readonly sessions: number | undefined;
   /** Seconds since the epoch. */
   readonly createdAt: number;
+  /** Swarm mode: its place in Swarm's removal order (1: stopped next); absent in Compose mode. */
+  readonly removalOrder?: number;
 }
 
 export interface PoolState {
@@ -44,7 +47,13 @@ export function planActions(desired: number, pool: PoolState): Action[] {
   }
   if (desired < pool.serving.length && pool.starting === 0 && pool.retiring === 0) {
     const victims = [...pool.serving]
-      .sort((a, b) => (a.sessions ?? Infinity) - (b.sessions ?? Infinity) || b.createdAt - a.createdAt || a.server.localeCompare(b.server))
+      .sort(
+        (a, b) =>
+          (a.removalOrder ?? Infinity) - (b.removalOrder ?? Infinity) ||
+          (a.sessions ?? Infinity) - (b.sessions ?? Infinity) ||
+          b.createdAt - a.createdAt ||
+          a.server.localeCompare(b.server),
+      )
       .slice(0, pool.serving.length - desired);
     return victims.map((v) => ({ kind: 'retire', containerId: v.containerId, server: v.server }));
   }

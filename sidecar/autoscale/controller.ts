@@ -158,11 +158,12 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     for (const replica of list) {
       if (retiring.has(replica.id)) continue;
       const server = servers.get(replica.id);
+      const order = replica.removalOrder === undefined ? {} : { removalOrder: replica.removalOrder };
       const figures = server === undefined ? undefined : sessions.get(server);
       if (blind) {
-        serving.push({ containerId: replica.id, server: server ?? replica.name, sessions: undefined, createdAt: replica.createdAt });
+        serving.push({ containerId: replica.id, server: server ?? replica.name, sessions: undefined, createdAt: replica.createdAt, ...order });
       } else if (server !== undefined && figures?.state === 'UP') {
-        serving.push({ containerId: replica.id, server, sessions: figures.currentSessions, createdAt: replica.createdAt });
+        serving.push({ containerId: replica.id, server, sessions: figures.currentSessions, createdAt: replica.createdAt, ...order });
       } else if (now - replica.createdAt * 1000 < STARTING_TIMEOUT_MS) {
         starting++;
       }

@@ -20,7 +20,16 @@ export interface DataplaneConfig {
 
 export type AddressMode = 'published' | 'network';
 
+/** `compose`: containers on this engine; `swarm`: tasks of Swarm services, through a manager. */
+export type DockerMode = 'compose' | 'swarm';
+
 export interface DockerConfig {
+  /**
+   * `compose`: replicas are containers on the engine at socketPath, started and stopped by the
+   * sidecar. `swarm`: the engine is a Swarm manager; replicas are the tasks of a replicated
+   * service, scaled through its replica count (sidecar/docker/swarm.ts).
+   */
+  readonly mode: DockerMode;
   readonly socketPath: string;
   /**
    * `published`: HAProxy runs on the host and reaches a container through the port it
@@ -252,6 +261,7 @@ const spec = {
   'dataplane.timeoutMs': { env: 'HSC_DATAPLANE_TIMEOUT_MS', read: int(100, 600_000), fallback: 10_000 },
   'dataplane.retries': { env: 'HSC_DATAPLANE_RETRIES', read: int(0, 20), fallback: 4 },
   'dataplane.reloadTimeoutMs': { env: 'HSC_DATAPLANE_RELOAD_TIMEOUT_MS', read: int(100, 600_000), fallback: 30_000 },
+  'docker.mode': { env: 'HSC_DOCKER_MODE', read: oneOf<DockerMode>('compose', 'swarm'), fallback: 'compose' },
   'docker.socketPath': { env: 'HSC_DOCKER_SOCKET', read: nonEmpty, fallback: '/var/run/docker.sock' },
   'docker.addressMode': { env: 'HSC_DOCKER_ADDRESS_MODE', read: oneOf<AddressMode>('published', 'network'), fallback: 'network' },
   'docker.network': { env: 'HSC_DOCKER_NETWORK', read: str, fallback: '' },
@@ -411,6 +421,11 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
   if (addressMode === 'network' && v['docker.network'] === '') {
     throw new ConfigError('docker.network', 'is required when docker.addressMode is network');
   }
+  // A Swarm task publishes no port of its own (published ports go through the routing mesh to
+  // any task): HAProxy must reach each task on an overlay network it shares with them.
+  if (v['docker.mode'] === 'swarm' && addressMode !== 'network') {
+    throw new ConfigError('docker.addressMode', 'must be network when docker.mode is swarm (HAProxy reaches each task on a shared overlay network)');
+  }
   const minReplicas = v['autoscale.minReplicas'];
   const maxReplicas = v['autoscale.maxReplicas'];
   if (maxReplicas < minReplicas) throw new ConfigError('autoscale.maxReplicas', `${maxReplicas} is below autoscale.minReplicas (${minReplicas})`);
@@ -487,6 +502,7 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
           }
         : undefined,
     docker: {
+      mode: v['docker.mode'],
       socketPath: v['docker.socketPath'],
       addressMode,
       network: v['docker.network'],

@@ -10,7 +10,7 @@ import type { ContainerEvent, ContainerHealth, ContainerSnapshot, PublishedPort 
 export type { ContainerEvent, ContainerHealth, ContainerSnapshot, PublishedPort } from './snapshot.js';
 export { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE, composeNumber } from './labels.js';
 
-/** A Compose service: its containers carry these two labels. */
+/** A Compose service: its containers carry these two labels (in Swarm mode: a stack's service and its stack). */
 export interface ServiceRef {
   readonly service: string;
   /** Empty: any project (the local environment has one service of that name). */
@@ -163,7 +163,7 @@ export function healthFromStatus(status: string): ContainerHealth {
   return 'none';
 }
 
-async function* readEvents(
+export async function* readEvents(
   stream: NodeJS.ReadableStream & { destroy(): void },
   signal: AbortSignal,
 ): AsyncGenerator<ContainerEvent> {

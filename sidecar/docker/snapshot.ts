@@ -21,6 +21,11 @@ export interface ContainerSnapshot {
   readonly publishedPorts: readonly PublishedPort[];
   /** Seconds since the epoch. */
   readonly createdAt: number;
+  /**
+   * Swarm mode: this replica's place in the order Swarm stops its service's tasks when the count
+   * goes down (1: the next one stopped; swarm-plan.ts). Absent for Compose containers.
+   */
+  readonly removalOrder?: number;
 }
 
 /** A lifecycle event; the reconciler uses it only as a trigger, never as state. */

@@ -12,13 +12,21 @@ export interface Replica {
   readonly number: number;
   /** Seconds since the epoch. */
   readonly createdAt: number;
+  /** Swarm mode: its place in the order Swarm stops the service's tasks (1: next). */
+  readonly removalOrder?: number;
 }
 
 /** The service's running replicas, oldest first (then by number). */
 export function replicasOf(containers: readonly ContainerSnapshot[], ref: ServiceRef): Replica[] {
   return containers
     .filter((c) => c.running && c.labels[COMPOSE_SERVICE] === ref.service && (ref.project === '' || c.labels[COMPOSE_PROJECT] === ref.project))
-    .map((c) => ({ id: c.id, name: c.name, number: composeNumber(c.labels) ?? 0, createdAt: c.createdAt }))
+    .map((c) => ({
+      id: c.id,
+      name: c.name,
+      number: composeNumber(c.labels) ?? 0,
+      createdAt: c.createdAt,
+      ...(c.removalOrder === undefined ? {} : { removalOrder: c.removalOrder }),
+    }))
     .sort((a, b) => a.createdAt - b.createdAt || a.number - b.number);
 }
 

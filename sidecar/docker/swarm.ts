@@ -1,0 +1,256 @@
+// The Docker edge in Swarm mode (docker.mode: swarm): the same DockerEdge interface the Compose
+// mode implements (index.ts), over a Swarm manager's API. A replica is a task of a replicated
+// service; it is listed with the service's labels, its address on each overlay network it is
+// attached to, and its place in Swarm's removal order; scaling changes the service's replica
+// count (with the spec's version index, again on a version conflict). The decisions live in
+// swarm-plan.ts, pure; this file only reads, converts and writes.
+//
+// A scale-down in Swarm cannot name the task that stops: the orchestrator picks it (swarm-plan.ts
+// says how). The autoscaler drains the replica Swarm will pick (its removalOrder is 1), and
+// stopAndRemove() lowers the count only if Swarm would still pick that one now; otherwise it does
+// nothing, the drained replica is a server again at the next pass and the next evaluation drains
+// Swarm's new pick. After the update it reads which task Swarm stopped and says so when it was
+// another (a prediction wrong beyond 12 replicas, or a task that changed in between).
+import Docker from 'dockerode';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { errorMessage, fail, ok } from '../edge/result.js';
+import type { Logger } from '../telemetry/logger.js';
+import { readEvents, type DockerEdge, type ServiceRef } from './index.js';
+import type { ContainerEvent } from './snapshot.js';
+import {
+  isLiveTask,
+  isServiceRef,
+  isVersionConflict,
+  planScaleDown,
+  removalOrderOf,
+  scaleUpReplicas,
+  serviceLabels,
+  stoppedBetween,
+  taskSnapshot,
+  type NodeNames,
+  type SwarmService,
+  type SwarmTask,
+} from './swarm-plan.js';
+
+export interface SwarmEdgeOptions {
+  /** A Swarm manager's API socket. */
+  readonly socketPath: string;
+  readonly logger?: Logger;
+  /** How long a scale-down waits to see which task Swarm stopped (default 5 s). */
+  readonly verifyTimeoutMs?: number;
+  /** Attempts of an update refused for an outdated version index (default 5). */
+  readonly maxConflictRetries?: number;
+}
+
+/** The service and node events that can change the replicas; task changes have no events. */
+export const WATCHED_SWARM_TYPES = ['service', 'node'] as const;
+
+const statusOf = (error: unknown): number | undefined => (error as { statusCode?: number }).statusCode;
+
+const record = (value: unknown): Record<string, unknown> => (value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : {});
+const text = (value: unknown): string => (typeof value === 'string' ? value : '');
+const labelsOf = (value: unknown): Record<string, string> =>
+  Object.fromEntries(Object.entries(record(value)).filter((e): e is [string, string] => typeof e[1] === 'string'));
+
+/** Docker's task JSON as a SwarmTask; undefined when it lacks an ID or a service. */
+export function parseTask(raw: unknown): SwarmTask | undefined {
+  const t = record(raw);
+  const id = text(t.ID);
+  const serviceId = text(t.ServiceID);
+  if (id === '' || serviceId === '') return undefined;
+  const addresses: Record<string, string> = {};
+  for (const attachment of Array.isArray(t.NetworksAttachments) ? t.NetworksAttachments : []) {
+    const a = record(attachment);
+    const name = text(record(record(a.Network).Spec).Name);
+    const first = (Array.isArray(a.Addresses) ? a.Addresses : []).map(text).find((address) => /^\d+\.\d+\.\d+\.\d+(\/\d+)?$/.test(address));
+    if (name !== '' && first !== undefined) addresses[name] = first.replace(/\/\d+$/, '');
+  }
+  const created = Date.parse(text(t.CreatedAt));
+  return {
+    id,
+    serviceId,
+    slot: typeof t.Slot === 'number' ? t.Slot : 0,
+    nodeId: text(t.NodeID),
+    state: text(record(t.Status).State),
+    desiredState: text(t.DesiredState),
+    createdAt: Number.isNaN(created) ? 0 : Math.floor(created / 1000),
+    addresses,
+  };
+}
+
+/** Docker's service JSON as a SwarmService; undefined without an ID or a name. */
+export function parseService(raw: unknown): SwarmService | undefined {
+  const s = record(raw);
+  const spec = record(s.Spec);
+  const id = text(s.ID);
+  const name = text(spec.Name);
+  if (id === '' || name === '') return undefined;
+  const replicated = record(record(spec.Mode).Replicated);
+  const replicas = typeof replicated.Replicas === 'number' ? replicated.Replicas : 'Replicated' in record(spec.Mode) ? 1 : undefined;
+  return {
+    id,
+    name,
+    version: typeof record(s.Version).Index === 'number' ? (record(s.Version).Index as number) : 0,
+    replicas,
+    labels: labelsOf(spec.Labels),
+    containerLabels: labelsOf(record(record(spec.TaskTemplate).ContainerSpec).Labels),
+  };
+}
+
+export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
+  const docker = new Docker({ socketPath: options.socketPath });
+  const logger = options.logger;
+  const verifyTimeoutMs = options.verifyTimeoutMs ?? 5_000;
+  const maxConflictRetries = options.maxConflictRetries ?? 5;
+
+  const services = async (): Promise<Array<{ service: SwarmService; raw: Record<string, unknown> }>> =>
+    (await docker.listServices()).flatMap((raw) => {
+      const service = parseService(raw);
+      return service === undefined ? [] : [{ service, raw: record(raw) }];
+    });
+  const tasksOf = async (serviceId: string): Promise<SwarmTask[]> =>
+    (await docker.listTasks({ filters: { service: [serviceId] } }))
+      .map(parseTask)
+      .filter((t): t is SwarmTask => t !== undefined && t.serviceId === serviceId);
+  const nodeNames = async (): Promise<NodeNames> =>
+    new Map(
+      (await docker.listNodes()).map((n) => {
+        const node = record(n);
+        return [text(node.ID), text(record(record(node.Description)).Hostname)] as const;
+      }),
+    );
+
+  /** Sets the service's count from the spec read at `version`; false on a version conflict. */
+  async function setReplicas(serviceId: string, raw: Record<string, unknown>, replicas: number): Promise<boolean> {
+    const spec = record(raw.Spec);
+    const version = record(raw.Version).Index;
+    try {
+      // The spec exactly as read, only the count changed: anything else would roll the tasks.
+      await docker.getService(serviceId).update({ _query: { version }, _body: { ...spec, Mode: { Replicated: { Replicas: replicas } } } });
+      return true;
+    } catch (error) {
+      if (isVersionConflict(errorMessage(error))) return false;
+      throw error;
+    }
+  }
+
+  async function findService(ref: ServiceRef): Promise<{ service: SwarmService; raw: Record<string, unknown> } | string> {
+    const matching = (await services()).filter((s) => isServiceRef(s.service, ref));
+    if (matching.length === 1 && matching[0] !== undefined) return matching[0];
+    const name = ref.project === '' ? ref.service : `${ref.project}_${ref.service}`;
+    return matching.length === 0 ? `no Swarm service ${name}` : `${matching.length} Swarm services match ${name}: set docker.composeProject to the stack`;
+  }
+
+  return {
+    async listRunning(selects) {
+      try {
+        const [all, nodes] = await Promise.all([services(), nodeNames()]);
+        const chosen = all.filter(({ service }) => selects === undefined || selects(serviceLabels(service)));
+        const snapshots = await Promise.all(
+          chosen.map(async ({ service }) => {
+            const tasks = await tasksOf(service.id);
+            const order = service.replicas === undefined ? new Map<string, number>() : removalOrderOf(tasks);
+            return tasks.filter(isLiveTask).map((t) => taskSnapshot(service, t, nodes, order.get(t.id)));
+          }),
+        );
+        return ok(snapshots.flat());
+      } catch (error) {
+        return fail('list Swarm tasks', 'unavailable', errorMessage(error));
+      }
+    },
+
+    async openEvents(signal) {
+      const stream = (await docker.getEvents({ filters: { type: [...WATCHED_SWARM_TYPES] } })) as NodeJS.ReadableStream & { destroy(): void };
+      // Service and node events carry the service's or node's ID where containers' carry theirs:
+      // the reconciler only uses them as triggers.
+      return readEvents(stream, signal) as AsyncIterable<ContainerEvent>;
+    },
+
+    async startLike(ref, _templateId, count) {
+      const operation = `scale the Swarm service ${ref.service} up by ${count}`;
+      if (count <= 0) return ok([]);
+      try {
+        for (let attempt = 0; attempt <= maxConflictRetries; attempt++) {
+          const found = await findService(ref);
+          if (typeof found === 'string') return fail(operation, 'not-found', found);
+          const before = await tasksOf(found.service.id);
+          const replicas = scaleUpReplicas(found.service.replicas ?? 0, before, count);
+          if (replicas === found.service.replicas) return ok([]);
+          if (!(await setReplicas(found.service.id, found.raw, replicas))) continue;
+          logger?.info({ service: found.service.name, replicas }, `Swarm service ${found.service.name} scaled to ${replicas}`);
+          // The orchestrator creates the tasks right after the update: report their IDs.
+          const known = new Set(before.map((t) => t.id));
+          for (const deadline = Date.now() + 2_000; Date.now() < deadline; await sleep(100)) {
+            const added = (await tasksOf(found.service.id)).filter((t) => !known.has(t.id) && isLiveTask(t)).map((t) => t.id);
+            if (added.length > 0) return ok(added);
+          }
+          return ok([]);
+        }
+        return fail(operation, 'conflict', `the service's version kept changing (${maxConflictRetries + 1} attempts)`);
+      } catch (error) {
+        return fail(operation, statusOf(error) === 404 ? 'not-found' : 'unavailable', errorMessage(error));
+      }
+    },
+
+    // The task's stop and removal are Swarm's: the count goes down by one and Swarm stops the
+    // task it picks, with the service's stop grace period (not timeoutSeconds).
+    async stopAndRemove(taskId) {
+      const operation = `scale down the Swarm service of task ${taskId.slice(0, 12)}`;
+      try {
+        for (let attempt = 0; attempt <= maxConflictRetries; attempt++) {
+          let serviceId: string;
+          try {
+            serviceId = text(record(await docker.getTask(taskId).inspect()).ServiceID);
+          } catch (error) {
+            if (statusOf(error) === 404) return ok(undefined);
+            throw error;
+          }
+          const raw = record(await docker.getService(serviceId).inspect());
+          const service = parseService(raw);
+          if (service === undefined) return ok(undefined);
+          const before = await tasksOf(serviceId);
+          const plan = planScaleDown(before, taskId);
+          if (plan.kind === 'gone') return ok(undefined);
+          if (plan.kind === 'not-victim') {
+            logger?.warn(
+              { service: service.name, task: taskId.slice(0, 12), swarmWouldStop: plan.victim.map((id) => id.slice(0, 12)) },
+              `scale-down of ${service.name} not done: Swarm would now stop another replica; the drained one goes back into service and the next evaluation drains Swarm's pick`,
+            );
+            return ok(undefined);
+          }
+          if (!(await setReplicas(serviceId, raw, plan.replicas))) continue;
+          await verify(service, before, taskId);
+          return ok(undefined);
+        }
+        return fail(operation, 'conflict', `the service's version kept changing (${maxConflictRetries + 1} attempts)`);
+      } catch (error) {
+        return fail(operation, statusOf(error) === 404 ? 'not-found' : 'unavailable', errorMessage(error));
+      }
+    },
+
+    cpu() {
+      // A task's container runs on its node's engine; the manager's API cannot read its stats.
+      return Promise.resolve(ok(undefined));
+    },
+  };
+
+  /** Reads which task the update stopped and says so when it was not the drained one. */
+  async function verify(service: SwarmService, before: readonly SwarmTask[], taskId: string): Promise<void> {
+    for (const deadline = Date.now() + verifyTimeoutMs; Date.now() < deadline; await sleep(100)) {
+      const stopped = stoppedBetween(before, await tasksOf(service.id));
+      if (stopped.length === 0) continue;
+      if (stopped.includes(taskId)) {
+        logger?.info({ service: service.name, task: taskId.slice(0, 12) }, `Swarm stopped the drained task of ${service.name}, as predicted`);
+      } else {
+        // The safety net: that task is no longer live, so discovery drops its server at the next
+        // pass, and HAProxy's retries with option redispatch resend a connection it refuses.
+        logger?.warn(
+          { service: service.name, drained: taskId.slice(0, 12), stopped: stopped.map((id) => id.slice(0, 12)) },
+          `Swarm stopped another task of ${service.name} than the drained one; its server is removed now and the drained one goes back into service`,
+        );
+      }
+      return;
+    }
+    logger?.warn({ service: service.name, task: taskId.slice(0, 12) }, `Swarm has not stopped a task of ${service.name} within ${verifyTimeoutMs} ms of the scale-down`);
+  }
+}
