@@ -11,6 +11,8 @@ export interface PacedLoadOptions {
   readonly headers?: Readonly<Record<string, string>>;
   /** Called with each answer's X-Served-By, to check where HAProxy sent the requests. */
   readonly onServedBy?: (servedBy: string | null) => void;
+  /** Called with every answer (status 0: none) and when its request was sent, to tell when failures happened. */
+  readonly onAnswer?: (status: number, sentAt: number) => void;
 }
 
 export function startPacedLoad(url: string, options: PacedLoadOptions): RunningLoad {
@@ -23,6 +25,7 @@ export function startPacedLoad(url: string, options: PacedLoadOptions): RunningL
   const deadline = Date.now() + options.maxDurationMs;
   const one = async (): Promise<void> => {
     let status = 0;
+    const sentAt = Date.now();
     try {
       const response = await fetch(url, { headers: { ...options.headers }, signal: AbortSignal.timeout(30_000) });
       await response.arrayBuffer();
@@ -32,6 +35,7 @@ export function startPacedLoad(url: string, options: PacedLoadOptions): RunningL
       status = 0;
     }
     statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    options.onAnswer?.(status, sentAt);
   };
   let resolveEnded: () => void = () => {};
   const ended = new Promise<void>((resolve) => (resolveEnded = resolve));

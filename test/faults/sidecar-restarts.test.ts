@@ -1,0 +1,121 @@
+// Faults 1 and 9: the sidecar itself dies or is restarted while it scales. A pool of three
+// replicas serves a constant paced load; the replica count is the configuration's (minimum =
+// maximum), so a restart with another count is what makes the sidecar scale, at once:
+//   1a. restarted with 2: a scale-down starts; SIGKILL while the victim drains (a slow request
+//       holds the drain open); the sidecar started again finishes that retirement;
+//   1b. restarted with 3: a scale-up starts; SIGKILL as soon as the new container exists (not
+//       serving yet); the sidecar started again makes it a server and starts no other;
+//   9.  restarted with 2 again; SIGTERM (an operator's restart) while the victim drains; the
+//       retirement record carries the scale-down on.
+// Each: not one request failed, and HAProxy, Docker and the sidecar agree soon after.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { availableDrivers, type DriverChoice } from '../../devenv/sidecar-env.js';
+import { eventually, get } from '../support/http.js';
+import { createWorld, failedCount, type World } from './world.js';
+
+const count = (n: number): Record<string, string> => ({ HSC_AUTOSCALE_MIN: String(n), HSC_AUTOSCALE_MAX: String(n) });
+
+describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: the sidecar killed or restarted while it scales (%s driver)', (driver) => {
+  const skip = !availableDrivers().includes(driver);
+  let world: World;
+
+  beforeAll(async () => {
+    if (skip) return;
+    world = await createWorld({ driver, replicas: 3, autoscale: { min: 3, max: 3 } });
+    for (let i = 0; i < 3; i++) await world.addReplica();
+    await world.startSidecar(count(3));
+    const { ms, problems } = await world.converge(3, Date.now(), 30_000);
+    if (ms === null) throw new Error(`the pool did not converge before the faults: ${problems.join('; ')}`);
+  });
+
+  afterAll(async () => {
+    if (!skip) await world?.close();
+  });
+
+  /** Restarts with `replicas` (gracefully), with one slow request on every replica so the next drain lasts. */
+  const restartScalingDown = async (replicas: number): Promise<Array<Promise<{ status: number }>>> => {
+    const slow = Array.from({ length: 3 }, () => get(`${world.haproxy.frontendUrl}/slow?s=5`, { signal: AbortSignal.timeout(30_000) }));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await world.stopSidecar();
+    await world.startSidecar(count(replicas));
+    return slow;
+  };
+
+  it.skipIf(skip)('1a. SIGKILL mid-drain: the restarted sidecar finishes the scale-down, no request fails', async () => {
+    const load = world.startLoad();
+    const slow = await restartScalingDown(2);
+    expect(await eventually(async () => (await world.retirements()).some((r) => r.stage === 'draining'), 20_000, 50)).toBe(true);
+    const [record] = await world.retirements();
+    await world.killSidecar();
+    const back = Date.now();
+    await world.startSidecar(count(2));
+    const { ms } = await world.converge(2, back, 60_000);
+    const problems = await world.finalCheck(2);
+    const report = await load.stop();
+    const slowStatuses = (await Promise.all(slow)).map((a) => a.status);
+    world.record({
+      fault: '1a sidecar SIGKILL mid-drain',
+      requests: report.sent + slow.length,
+      failed: failedCount(report) + slowStatuses.filter((s) => s !== 200).length,
+      failedOnCrashed: 0,
+      convergeMs: ms,
+      problems,
+      notes: `killed at stage ${record?.stage ?? '?'} of ${record?.server ?? '?'}; converge includes the rest of its drain (a 5 s request)`,
+    });
+    expect(problems).toEqual([]);
+    expect(report.failures).toEqual({});
+    expect(slowStatuses).toEqual([200, 200, 200]);
+  });
+
+  it.skipIf(skip)('1b. SIGKILL mid-scale-up: the restarted sidecar adds the new replica and starts no other', async () => {
+    const load = world.startLoad();
+    const before = new Set((await world.containers()).map((c) => c.id));
+    await world.stopSidecar();
+    await world.startSidecar(count(3));
+    expect(await eventually(async () => (await world.containers()).some((c) => !before.has(c.id)), 20_000, 50)).toBe(true);
+    await world.killSidecar();
+    const fresh = (await world.containers()).filter((c) => !before.has(c.id));
+    const back = Date.now();
+    await world.startSidecar(count(3));
+    const { ms } = await world.converge(3, back, 60_000);
+    const problems = await world.finalCheck(3);
+    const report = await load.stop();
+    world.record({
+      fault: '1b sidecar SIGKILL mid-scale-up',
+      requests: report.sent,
+      failed: failedCount(report),
+      failedOnCrashed: 0,
+      convergeMs: ms,
+      problems,
+      notes: `killed with the new replica ${fresh.map((c) => `#${c.number} ${c.state}${c.healthy ? ' healthy' : ', not healthy yet'}`).join(', ')}`,
+    });
+    expect(problems).toEqual([]);
+    expect(report.failures).toEqual({});
+  });
+
+  it.skipIf(skip)('9. restarted (SIGTERM) mid-scale-down: the retirement record completes it', async () => {
+    const load = world.startLoad();
+    const slow = await restartScalingDown(2);
+    expect(await eventually(async () => (await world.retirements()).some((r) => r.stage === 'draining'), 20_000, 50)).toBe(true);
+    const [record] = await world.retirements();
+    await world.stopSidecar();
+    const back = Date.now();
+    await world.startSidecar(count(2));
+    const { ms } = await world.converge(2, back, 60_000);
+    const problems = await world.finalCheck(2);
+    const report = await load.stop();
+    const slowStatuses = (await Promise.all(slow)).map((a) => a.status);
+    world.record({
+      fault: '9 sidecar restarted mid-scale-down',
+      requests: report.sent + slow.length,
+      failed: failedCount(report) + slowStatuses.filter((s) => s !== 200).length,
+      failedOnCrashed: 0,
+      convergeMs: ms,
+      problems,
+      notes: `restarted at stage ${record?.stage ?? '?'} of ${record?.server ?? '?'}; converge includes the rest of its drain`,
+    });
+    expect(problems).toEqual([]);
+    expect(report.failures).toEqual({});
+    expect(slowStatuses).toEqual([200, 200, 200]);
+  });
+});

@@ -1,0 +1,350 @@
+// The stage every fault plays on: a real HAProxy (with the Data Plane API for the dataplane
+// driver), a Compose-style pool of nginx replicas, the sidecar as its own process (the build the
+// faults' global setup made), a constant paced load through HAProxy from 127.0.0.1, and the
+// checks that tell whether HAProxy, Docker and the sidecar agree: the same servers as running
+// replicas, every one ready and UP, no stray container, no scale-down left on record, the file
+// HAProxy loads (runtime) or the Data Plane API's configuration (dataplane) holding the same
+// servers, and no transaction left open.
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inject } from 'vitest';
+import { metricSum, startSidecarProcess, type SidecarBuild, type SidecarProcess } from '../../bench/lib/sidecar-process.js';
+import { docker, startNginx, type TestContainer } from '../../devenv/containers.js';
+import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
+import { haproxyEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
+import type { Retirement } from '../../sidecar/autoscale/retirement.js';
+import { isOwnedServerName } from '../../sidecar/discovery/index.js';
+import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE } from '../../sidecar/docker/labels.js';
+import { beginMarker, endMarker } from '../../sidecar/runtime/config-file.js';
+import { dataplaneClientFor } from '../support/dataplane.js';
+import type { LoadReport } from '../support/load.js';
+import { startPacedLoad } from '../support/paced-load.js';
+import { runtimeServerStates } from '../support/runtime.js';
+import { recordVerdict, type Verdict } from './verdicts.js';
+
+export const SERVICE = 'web';
+/** The paced load every fault runs under: requests per second, and its bounds. */
+const LOAD_RATE = 20;
+const LOAD_MAX_MS = 240_000;
+
+export interface WorldOptions {
+  readonly driver: DriverChoice;
+  /** Replicas started before the sidecar. */
+  readonly replicas: number;
+  /** The autoscaler's minimum and maximum; undefined runs the sidecar without autoscaling. */
+  readonly autoscale?: { readonly min: number; readonly max: number };
+  /** Reload delay of the Data Plane API (ms). */
+  readonly reloadDelayMs?: number;
+}
+
+export interface FaultLoad {
+  stop(): Promise<LoadReport>;
+  /** Send times of the requests that failed, to tell those on a crashed container from the rest. */
+  failureTimes(): readonly number[];
+}
+
+export interface ProjectContainer {
+  readonly id: string;
+  readonly number: number;
+  readonly state: string;
+  readonly healthy: boolean;
+  readonly hostPort: number;
+}
+
+export interface World {
+  readonly driver: DriverChoice;
+  readonly haproxy: LocalHaproxy;
+  readonly project: string;
+  readonly dir: string;
+  readonly stateFile: string;
+  readonly sidecar: SidecarProcess | undefined;
+  /** Starts the sidecar process with the world's settings, `extra` on top. */
+  startSidecar(extra?: Readonly<Record<string, string>>): Promise<SidecarProcess>;
+  /** SIGKILL: nothing of the sidecar's own shutdown runs. */
+  killSidecar(): Promise<void>;
+  /** SIGTERM, as an operator's restart does. */
+  stopSidecar(): Promise<void>;
+  addReplica(): Promise<TestContainer>;
+  containers(): Promise<ProjectContainer[]>;
+  retirements(): Promise<Retirement[]>;
+  startLoad(): FaultLoad;
+  /** Everything that disagrees now between HAProxy, Docker and the sidecar; empty when they agree. */
+  disagreements(expected: number, options?: CheckOptions): Promise<string[]>;
+  /** Polls disagreements() from `since` until empty: how long after `since` they agreed, or null. */
+  converge(expected: number, since: number, timeoutMs: number, options?: CheckOptions): Promise<{ ms: number | null; problems: string[] }>;
+  /** After convergence and one resync: disagreements plus the sidecar's own account (drift, readiness, states). */
+  finalCheck(expected: number, options?: CheckOptions): Promise<string[]>;
+  record(verdict: Omit<Verdict, 'driver' | 'haproxy'>): void;
+  close(): Promise<void>;
+}
+
+export interface CheckOptions {
+  /** Transactions another writer left open, which the sidecar has no business closing. */
+  readonly foreignTransactions?: readonly string[];
+  /** Server names someone other than the sidecar owns in the backend. */
+  readonly foreignServers?: readonly string[];
+}
+
+export function sidecarBuild(): SidecarBuild {
+  const dir = inject('faultsSidecarBuild');
+  return { dir, entry: join(dir, 'sidecar', 'main.js'), remove: () => Promise.resolve() };
+}
+
+/** The managed region's server names in the file HAProxy loads. */
+export async function regionServers(configFile: string, backend: string): Promise<string[]> {
+  const lines = (await readFile(configFile, 'utf8')).split('\n').map((l) => l.trim());
+  const begin = lines.indexOf(beginMarker(backend));
+  const end = lines.indexOf(endMarker(backend));
+  if (begin === -1 || end < begin) return ['(no managed region)'];
+  return lines
+    .slice(begin + 1, end)
+    .filter((l) => l.startsWith('server '))
+    .map((l) => l.split(/\s+/)[1] ?? '')
+    .sort();
+}
+
+export async function createWorld(options: WorldOptions): Promise<World> {
+  const run = randomBytes(3).toString('hex');
+  const project = `hsc-test-${run}`;
+  const dir = await mkdtemp(join(tmpdir(), 'hsc-test-fault-'));
+  const stateFile = join(dir, 'retirements.json');
+  const logFile = join(dir, 'sidecar.log');
+  const build = sidecarBuild();
+  const token = randomBytes(16).toString('hex');
+  const haproxy = await startLocalHaproxy({ withDataplane: options.driver === 'dataplane', ...(options.reloadDelayMs === undefined ? {} : { reloadDelayMs: options.reloadDelayMs }) });
+  const client = options.driver === 'dataplane' ? dataplaneClientFor(haproxy) : undefined;
+  let sidecar: SidecarProcess | undefined;
+  let port: number | undefined;
+  let nextNumber = 1;
+
+  const addReplica = async (): Promise<TestContainer> => {
+    const used = new Set((await containers()).map((c) => c.number));
+    while (used.has(nextNumber)) nextNumber++;
+    const number = nextNumber++;
+    return startNginx({
+      name: `${project}-${SERVICE}-${number}`,
+      labels: { [COMPOSE_PROJECT]: project, [COMPOSE_SERVICE]: SERVICE, [COMPOSE_NUMBER]: String(number) },
+    });
+  };
+
+  const containers = async (): Promise<ProjectContainer[]> => {
+    const listed = await docker.listContainers({ all: true, filters: { label: [`${COMPOSE_PROJECT}=${project}`] } });
+    return listed.map((c) => ({
+      id: c.Id,
+      number: Number(c.Labels[COMPOSE_NUMBER]),
+      state: c.State,
+      healthy: c.Status.includes('(healthy)'),
+      hostPort: c.Ports.find((p) => p.PrivatePort === 80 && p.PublicPort !== undefined)?.PublicPort ?? 0,
+    }));
+  };
+
+  const retirements = async (): Promise<Retirement[]> => {
+    const text = await readFile(stateFile, 'utf8').catch(() => '');
+    return text === '' ? [] : (JSON.parse(text) as { retirements: Retirement[] }).retirements;
+  };
+
+  const env = async (extra: Readonly<Record<string, string>>): Promise<Record<string, string>> => {
+    port ??= await freePort();
+    const autoscale: Record<string, string> =
+      options.autoscale === undefined
+        ? { HSC_AUTOSCALE_ENABLED: 'false' }
+        : {
+            HSC_AUTOSCALE_ENABLED: 'true',
+            HSC_AUTOSCALE_SERVICE: SERVICE,
+            HSC_AUTOSCALE_PROJECT: project,
+            HSC_AUTOSCALE_STATE_FILE: stateFile,
+            HSC_AUTOSCALE_INTERVAL_MS: '1000',
+            HSC_AUTOSCALE_MIN: String(options.autoscale.min),
+            HSC_AUTOSCALE_MAX: String(options.autoscale.max),
+            HSC_AUTOSCALE_DOWN_WINDOW_MS: '0',
+            HSC_AUTOSCALE_FORECAST: 'off',
+            HSC_AUTOSCALE_STARTUP_MS: '5000',
+            // The fault's own load is never a reason to scale: the count is min/max's to set.
+            HSC_AUTOSCALE_RPS_TARGET: '1000000',
+            HSC_AUTOSCALE_RPS_DOWN: '1000000',
+            HSC_AUTOSCALE_QUEUE_TARGET: '1000',
+            HSC_AUTOSCALE_QUEUE_DOWN: '1000',
+            HSC_AUTOSCALE_RT_TARGET: '60',
+            HSC_AUTOSCALE_RT_DOWN: '60',
+            HSC_AUTOSCALE_CPU_TARGET: '64',
+            HSC_AUTOSCALE_CPU_DOWN: '64',
+            HSC_AUTOSCALE_STOP_TIMEOUT_S: '10',
+          };
+    return {
+      ...haproxyEnv(haproxy, options.driver),
+      HSC_DOCKER_ADDRESS_MODE: 'published',
+      HSC_DOCKER_COMPOSE_SERVICE: SERVICE,
+      HSC_DOCKER_COMPOSE_PROJECT: project,
+      HSC_DOCKER_LABEL_PREFIX: `hsc-none-${run}`,
+      HSC_DEFAULT_BACKEND: haproxy.backend,
+      HSC_HAPROXY_CHECK_INTERVAL_MS: '500',
+      HSC_DRAIN_POLL_MS: '200',
+      HSC_DRAIN_DEADLINE_MS: '30000',
+      HSC_RECONCILE_DEBOUNCE_MS: '100',
+      HSC_RECONCILE_READINESS_RETRY_MS: '500',
+      HSC_RECONCILE_FAILURE_BACKOFF_MS: '250',
+      HSC_RESYNC_INTERVAL_MS: '2000',
+      HSC_DOCKER_EVENTS_MIN_BACKOFF_MS: '100',
+      HSC_DOCKER_EVENTS_MAX_BACKOFF_MS: '2000',
+      HSC_HTTP_PORT: String(port),
+      HSC_ADMIN_TOKEN: token,
+      HSC_LOG_LEVEL: 'debug',
+      ...autoscale,
+      ...extra,
+    };
+  };
+
+  const openTransactions = async (): Promise<string[]> => {
+    if (haproxy.dataplaneUrl === undefined) return [];
+    const authorization = `Basic ${Buffer.from(`${haproxy.dataplaneUser}:${haproxy.dataplanePassword}`).toString('base64')}`;
+    const answer = await fetch(`${haproxy.dataplaneUrl}/v3/services/haproxy/transactions`, { headers: { authorization }, signal: AbortSignal.timeout(5_000) });
+    const list = (await answer.json()) as Array<{ id: string; status: string }>;
+    return list.filter((t) => t.status === 'in_progress').map((t) => t.id);
+  };
+
+  const disagreements = async (expected: number, check: CheckOptions = {}): Promise<string[]> => {
+    const problems: string[] = [];
+    const all = await containers();
+    const running = all.filter((c) => c.state === 'running');
+    const stray = all.filter((c) => c.state !== 'running');
+    if (stray.length > 0) problems.push(`containers not running: ${stray.map((c) => `#${c.number} ${c.state}`).join(', ')}`);
+    if (running.length !== expected) problems.push(`${running.length} replicas running, expected ${expected}`);
+    const wanted = new Map(running.map((c) => [`hsc-${SERVICE}-${c.number}`, c.hostPort]));
+    const foreign = new Set(check.foreignServers ?? []);
+    const states = (await runtimeServerStates(haproxy)).filter((s) => !foreign.has(s.name));
+    const strangers = states.filter((s) => !isOwnedServerName(s.name));
+    if (strangers.length > 0) problems.push(`servers nobody owns: ${strangers.map((s) => s.name).join(', ')}`);
+    const owned = states.filter((s) => isOwnedServerName(s.name));
+    for (const s of owned) {
+      const hostPort = wanted.get(s.name);
+      if (hostPort === undefined) problems.push(`${s.name} is a server without a running replica`);
+      else if (s.port !== hostPort) problems.push(`${s.name} points at port ${s.port}, its replica publishes ${hostPort}`);
+      if (s.admin !== 'ready') problems.push(`${s.name} left in ${s.admin}`);
+      else if (s.operational !== 2) problems.push(`${s.name} not UP (${s.operational})`);
+    }
+    for (const name of wanted.keys()) if (!owned.some((s) => s.name === name)) problems.push(`replica ${name} is not a server`);
+    const names = owned.map((s) => s.name).sort();
+    if (options.driver === 'runtime') {
+      const region = await regionServers(haproxy.configFile, haproxy.backend);
+      if (JSON.stringify(region) !== JSON.stringify(names)) problems.push(`file region ${JSON.stringify(region)} ≠ running ${JSON.stringify(names)}`);
+    } else if (client !== undefined) {
+      const configured = await client.listServers(haproxy.backend);
+      if (!configured.ok) problems.push(`Data Plane API: ${configured.error.message}`);
+      else {
+        const listed = configured.value.map((s) => s.name).filter((n) => !foreign.has(n)).sort();
+        if (JSON.stringify(listed) !== JSON.stringify(names)) problems.push(`configuration ${JSON.stringify(listed)} ≠ running ${JSON.stringify(names)}`);
+      }
+      const open = (await openTransactions()).filter((id) => !(check.foreignTransactions ?? []).includes(id));
+      if (open.length > 0) problems.push(`open transactions: ${open.join(', ')}`);
+    }
+    if (options.autoscale !== undefined) {
+      const records = await retirements();
+      if (records.length > 0) problems.push(`retirements on record: ${records.map((r) => `${r.server} ${r.stage}`).join(', ')}`);
+    }
+    return problems;
+  };
+
+  const world: World = {
+    driver: options.driver,
+    haproxy,
+    project,
+    dir,
+    stateFile,
+    get sidecar() {
+      return sidecar;
+    },
+    async startSidecar(extra = {}) {
+      sidecar = await startSidecarProcess(build, await env(extra), logFile);
+      return sidecar;
+    },
+    async killSidecar() {
+      if (sidecar === undefined) return;
+      process.kill(sidecar.pid, 'SIGKILL');
+      await sidecar.stop();
+      sidecar = undefined;
+    },
+    async stopSidecar() {
+      await sidecar?.stop();
+      sidecar = undefined;
+    },
+    addReplica,
+    containers,
+    retirements,
+    startLoad() {
+      const failures: number[] = [];
+      const load = startPacedLoad(`${haproxy.frontendUrl}/`, {
+        ratePerSecond: LOAD_RATE,
+        maxDurationMs: LOAD_MAX_MS,
+        maxRequests: (LOAD_RATE * LOAD_MAX_MS) / 1000,
+        onAnswer: (status, sentAt) => {
+          if (status < 200 || status >= 300) failures.push(sentAt);
+        },
+      });
+      return { stop: () => load.stop(), failureTimes: () => [...failures] };
+    },
+    disagreements,
+    async converge(expected, since, timeoutMs, check) {
+      let problems: string[] = [];
+      const deadline = since + timeoutMs;
+      for (;;) {
+        problems = await disagreements(expected, check).catch((error: unknown) => [`check failed: ${String(error)}`]);
+        if (problems.length === 0) return { ms: Date.now() - since, problems };
+        if (Date.now() > deadline) return { ms: null, problems };
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    },
+    async finalCheck(expected, check) {
+      // One resync later (2 s), the sidecar's own gauges describe the converged pass.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      const problems = await disagreements(expected, check);
+      if (sidecar !== undefined) {
+        const samples = await sidecar.metrics();
+        const drift = metricSum(samples, 'hsc_drift_servers', { backend: haproxy.backend });
+        if (drift !== 0) problems.push(`the sidecar reports a drift of ${drift}`);
+        for (const state of ['drain', 'maint']) {
+          const n = metricSum(samples, 'hsc_servers', { backend: haproxy.backend, state });
+          if (n !== 0) problems.push(`the sidecar reports ${n} server(s) in ${state}`);
+        }
+        const ready = await fetch(`${sidecar.adminUrl}/readyz`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.status, () => 0);
+        if (ready !== 200) problems.push(`the sidecar's /readyz answers ${ready}`);
+        if (options.autoscale !== undefined) {
+          const state = (await sidecar.admin('GET', '/v1/autoscaler')).body as { inFlight?: string[] };
+          if ((state.inFlight ?? []).length > 0) problems.push(`the sidecar shows scale-downs in flight: ${JSON.stringify(state.inFlight)}`);
+        }
+      }
+      return problems;
+    },
+    record(verdict) {
+      recordVerdict(inject('faultsVerdictFile'), { ...verdict, driver: options.driver, haproxy: haproxy.haproxyVersion });
+    },
+    async close() {
+      await sidecar?.stop();
+      sidecar = undefined;
+      const logDir = process.env.HSC_TEST_SIDECAR_LOG_DIR;
+      if (logDir !== undefined && logDir !== '') {
+        await mkdir(logDir, { recursive: true });
+        await copyFile(logFile, join(logDir, `fault-${options.driver}-${run}.log`)).catch(() => undefined);
+        await copyFile(join(haproxy.dir, 'haproxy.log'), join(logDir, `fault-${options.driver}-${run}-haproxy.log`)).catch(() => undefined);
+        await copyFile(join(haproxy.dir, 'dataplaneapi.log'), join(logDir, `fault-${options.driver}-${run}-dataplaneapi.log`)).catch(() => undefined);
+      }
+      await haproxy.stop();
+      const all = await docker.listContainers({ all: true, filters: { label: [`${COMPOSE_PROJECT}=${project}`] } });
+      await Promise.all(all.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return world;
+}
+
+/** Failures sent in [from, to) and the rest. */
+export function splitFailures(times: readonly number[], from: number, to: number): { inside: number; outside: number } {
+  const inside = times.filter((t) => t >= from && t < to).length;
+  return { inside, outside: times.length - inside };
+}
+
+/** The count of failed requests in a report (every non-2xx answer and every request without one). */
+export function failedCount(report: LoadReport): number {
+  return Object.values(report.failures).reduce((sum, n) => sum + n, 0);
+}
