@@ -17,6 +17,7 @@ import { dataplaneApiBinary, FLOOR_HAPROXY_BINARY, haproxyBinary, haproxyVersion
 import { startPool, type BenchPool } from './lib/pool.js';
 import { markdownReport, NEEDS_DATAPLANE, textTable, type RunReport, type ScenarioResult, type SummaryRow } from './lib/report.js';
 import { buildSidecar, sweepSidecarProcesses, type SidecarBuild } from './lib/sidecar-process.js';
+import { CAPACITY_TITLE, capacityScenario } from './scenarios/capacity.js';
 import { drainLatencyScenario } from './scenarios/drain-latency.js';
 import { LOAD_STEP_TITLE, loadStepScenario } from './scenarios/load-step.js';
 import { overheadScenario } from './scenarios/overhead.js';
@@ -24,7 +25,7 @@ import { reconcileScaleScenario } from './scenarios/reconcile-scale.js';
 import { resourcesScenario } from './scenarios/resources.js';
 import { scaleEventsScenario } from './scenarios/scale-events.js';
 
-const SCENARIOS = ['overhead', 'resources', 'drain', 'scale-events', 'scale', 'load-step'] as const;
+const SCENARIOS = ['overhead', 'resources', 'drain', 'scale-events', 'scale', 'load-step', 'capacity'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 const ALL_DRIVERS: readonly DriverChoice[] = ['dataplane', 'runtime'];
 
@@ -56,6 +57,10 @@ const log = (message: string): void => {
 const sizes = quick
   ? { rounds: 2, wrkSeconds: 3, idle: 5, churn: 8, churnStarts: 8, drainTrials: 3, cycles: 2, bursts: 2, stepTrials: 1 }
   : { rounds: 5, wrkSeconds: 5, idle: 20, churn: 30, churnStarts: 30, drainTrials: 10, cycles: 10, bursts: 5, stepTrials: 2 };
+/** The capacity scenario: pool sizes, seconds per probe, probes per search, its time budget (s). */
+const capacitySizes = quick
+  ? { sizes: [2, 4], probeSeconds: 3, maxProbes: 4, budgetSeconds: 120 }
+  : { sizes: [2, 4, 6, 8, 10], probeSeconds: 5, maxProbes: 5, budgetSeconds: 300 };
 /** The autoscaler's interval and scale-down window in the load step (defaults: 30 s and 120 s). */
 const STEP_INTERVAL_MS = 5_000;
 const STEP_DOWN_WINDOW_MS = 10_000;
@@ -287,6 +292,9 @@ async function main(): Promise<number> {
         workDir,
         log,
       }),
+    );
+    await run('capacity', undefined, CAPACITY_TITLE, () =>
+      capacityScenario({ build: sidecarBuild, ...capacitySizes, cpusPerInstance: 0.2, rows: 1000, workDir, log }),
     );
   } finally {
     await cleanUp();

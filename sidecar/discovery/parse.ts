@@ -24,8 +24,8 @@ export const isOwnedServerName = (name: string): boolean => name.startsWith(OWNE
 export function isOfComposeService(labels: Readonly<Record<string, string>>, options: Pick<DiscoveryOptions, 'composeService' | 'composeProject'>): boolean {
   return (
     options.composeService !== '' &&
-    labels[COMPOSE_SERVICE] === options.composeService &&
-    (options.composeProject === '' || labels[COMPOSE_PROJECT] === options.composeProject)
+    own(labels, COMPOSE_SERVICE) === options.composeService &&
+    (options.composeProject === '' || own(labels, COMPOSE_PROJECT) === options.composeProject)
   );
 }
 
@@ -68,6 +68,17 @@ export type ParseOutcome =
 
 const HOST_WILDCARDS = new Set(['', '0.0.0.0', '::']);
 
+/**
+ * A record's own entry, never an inherited one: labels and network names are anyone's strings, and
+ * a network called "toString" must not find Object.prototype.toString (found by a property test:
+ * the server's address became a function).
+ */
+function own(record: Readonly<Record<string, string>>, key: string): string | undefined {
+  if (!Object.hasOwn(record, key)) return undefined;
+  const value = record[key];
+  return typeof value === 'string' ? value : undefined;
+}
+
 export function parseContainer(container: ContainerSnapshot, options: DiscoveryOptions): ParseOutcome {
   const label = (suffix: string): string => `${options.labelPrefix}.${suffix}`;
   const skip = (suffix: string, reason: string): ParseOutcome => ({
@@ -77,7 +88,7 @@ export function parseContainer(container: ContainerSnapshot, options: DiscoveryO
     reason,
   });
 
-  const enable = container.labels[label('enable')];
+  const enable = own(container.labels, label('enable'));
   if (enable !== undefined && enable !== 'true' && enable !== 'false') {
     return skip('enable', `must be "true" or "false", not ${JSON.stringify(enable)}`);
   }
@@ -85,15 +96,15 @@ export function parseContainer(container: ContainerSnapshot, options: DiscoveryO
   const selected = enable === 'true' || (enable === undefined && ofComposeService);
   if (!selected || !container.running) return { kind: 'ignored' };
 
-  const backend = container.labels[label('backend')] ?? options.defaultBackend;
+  const backend = own(container.labels, label('backend')) ?? options.defaultBackend;
   if (!options.managedBackends.includes(backend)) {
     return skip('backend', `${JSON.stringify(backend)} is not a managed backend (${options.managedBackends.join(', ')})`);
   }
-  const port = integerLabel(container.labels[label('port')], options.defaultPort, 1, 65535);
-  if (port === undefined) return skip('port', `must be a port number 1-65535, not ${JSON.stringify(container.labels[label('port')])}`);
-  const weight = integerLabel(container.labels[label('weight')], options.defaultWeight, 0, 256);
-  if (weight === undefined) return skip('weight', `must be an integer 0-256, not ${JSON.stringify(container.labels[label('weight')])}`);
-  const healthPath = container.labels[label('check.path')] ?? options.defaultHealthPath;
+  const port = integerLabel(own(container.labels, label('port')), options.defaultPort, 1, 65535);
+  if (port === undefined) return skip('port', `must be a port number 1-65535, not ${JSON.stringify(own(container.labels, label('port')))}`);
+  const weight = integerLabel(own(container.labels, label('weight')), options.defaultWeight, 0, 256);
+  if (weight === undefined) return skip('weight', `must be an integer 0-256, not ${JSON.stringify(own(container.labels, label('weight')))}`);
+  const healthPath = own(container.labels, label('check.path')) ?? options.defaultHealthPath;
   if (!/^\/[\x21-\x7e]*$/.test(healthPath)) {
     return skip('check.path', `must be an absolute path without spaces, not ${JSON.stringify(healthPath)}`);
   }
@@ -101,7 +112,7 @@ export function parseContainer(container: ContainerSnapshot, options: DiscoveryO
   let address: string;
   let serverPort: number;
   if (options.addressMode === 'network') {
-    const ip = container.networks[options.network];
+    const ip = own(container.networks, options.network);
     if (ip === undefined || ip === '') return skip('', `is not attached to the network ${options.network}`);
     address = ip;
     serverPort = port;
@@ -141,8 +152,8 @@ function integerLabel(raw: string | undefined, fallback: number, min: number, ma
  * hsc-<container name>; characters HAProxy does not accept in a server name become "-".
  */
 function baseServerName(container: ContainerSnapshot): string {
-  const service = container.labels[COMPOSE_SERVICE];
-  const number = container.labels[COMPOSE_NUMBER];
+  const service = own(container.labels, COMPOSE_SERVICE);
+  const number = own(container.labels, COMPOSE_NUMBER);
   const readable = service !== undefined && number !== undefined && /^\d+$/.test(number) ? `${service}-${number}` : container.name;
   const safe = readable.replace(/[^A-Za-z0-9_.:-]+/g, '-').replace(/^-+|-+$/g, '');
   return `${OWNED_SERVER_PREFIX}${safe === '' ? container.id.slice(0, 12) : safe}`;
