@@ -236,6 +236,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
       ? undefined
       : createControlLoop({
           evaluate: () => autoscaler.evaluate(),
+          breachCheck: () => autoscaler.checkBreach(),
+          breachCheckMs: config.autoscale.breachCheckMs,
           progress: () => autoscaler.progress(),
           intervalMs: config.autoscale.intervalMs,
           pollMs: config.drain.pollMs,

@@ -98,6 +98,13 @@ export interface AutoscalerOptions {
 export interface Autoscaler {
   /** One evaluation; what the interval timer runs. */
   evaluate(): Promise<DecisionRecord>;
+  /**
+   * A breach check between evaluations: HAProxy's figures over the time since the last read,
+   * decided on like an evaluation, but acted on (and recorded) only when the decision scales up
+   * for a breach (Decision.breach); otherwise it leaves no trace. Resolves with the record when
+   * it acted. Not while paused, set by hand or in dry-run.
+   */
+  checkBreach(): Promise<DecisionRecord | undefined>;
   /** The decision and actions now, without applying anything. */
   dryRun(): Promise<DecisionRecord>;
   pause(): void;
@@ -127,7 +134,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
   let mode: 'auto' | 'paused' | 'manual' = 'auto';
   let manualReplicas: number | undefined;
   const recent: DecisionRecord[] = [];
-  let evaluating: Promise<DecisionRecord> | undefined;
+  let evaluating: Promise<DecisionRecord | undefined> | undefined;
 
   let serviceMissing = false;
   /** One warning when the service has no running replica, one line when it is back; never one per evaluation. */
@@ -305,15 +312,16 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     }
   }
 
-  async function evaluateOnce(apply_: boolean, recordMode?: DecisionRecord['mode']): Promise<DecisionRecord> {
+  async function evaluateOnce(apply_: boolean, recordMode?: DecisionRecord['mode'], breachCheck = false): Promise<DecisionRecord | undefined> {
     // Docker is read once per evaluation: the sampler, the pool and the actions share this list.
     const listed = await options.pool();
     const view: PoolView = listed.ok ? listed.value : { replicas: [], serverOf: new Map() };
-    const sample = await options.sampler.sample(
-      listed.ok ? { ids: view.replicas.map((r) => r.id), servers: new Set(view.serverOf.values()) } : undefined,
-    );
+    const replicas = listed.ok ? { ids: view.replicas.map((r) => r.id), servers: new Set(view.serverOf.values()) } : undefined;
+    const sample = await (breachCheck ? options.sampler.peek(replicas) : options.sampler.sample(replicas));
     const now = options.now();
     const decision = decide(sample.samples, history, options.policy, now);
+    // A breach check acts on a scale-up for a breach only; anything else waits for the evaluation.
+    if (breachCheck && !(decision.direction === 'up' && decision.breach)) return undefined;
     const desired = mode === 'manual' && manualReplicas !== undefined ? manualReplicas : decision.replicas;
     const pool = poolState(sample, view);
     if (listed.ok) noteService(pool.replicas);
@@ -335,7 +343,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
       desired,
       direction: desired > sample.samples.replicas ? 'up' : desired < sample.samples.replicas ? 'down' : 'none',
       stage: mode === 'manual' ? 'clamp' : decision.stage,
-      reason: mode === 'manual' ? `set by hand to ${desired}` : decision.reason,
+      reason: mode === 'manual' ? `set by hand to ${desired}` : breachCheck ? `breach check: ${decision.reason}` : decision.reason,
       stages: decision.stages,
       proposals: decision.proposals,
       inputs: sample.samples,
@@ -347,7 +355,8 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     if (recordMode === undefined) {
       recent.push(record);
       if (recent.length > KEEP_DECISIONS) recent.shift();
-      options.recorder?.decided(record, decision, sample);
+      // A breach check reads no CPU: its sample would set Docker's source gauges down.
+      if (!breachCheck) options.recorder?.decided(record, decision, sample);
       if (actions.length > 0 || record.direction !== 'none') {
         logger.info({ backend, current: record.current, desired, stage: record.stage, actions, applied, problems: sample.problems }, `autoscaler: ${record.reason}`);
       }
@@ -358,11 +367,17 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     return record;
   }
 
-  const serialised = (run: () => Promise<DecisionRecord>): Promise<DecisionRecord> => {
+  const serialised = <T extends DecisionRecord | undefined>(run: () => Promise<T>): Promise<T> => {
     // One evaluation at a time: a slow Docker call must not let two overlap.
     const next = (evaluating ?? Promise.resolve(undefined)).catch(() => undefined).then(run);
     evaluating = next;
     return next;
+  };
+  /** An evaluation (not a breach check) always records its decision. */
+  const recorded = async (run: Promise<DecisionRecord | undefined>): Promise<DecisionRecord> => {
+    const record = await run;
+    if (record === undefined) throw new Error('autoscaler: an evaluation returned no record');
+    return record;
   };
 
   /** One pass at a time; a call during a pass joins it. */
@@ -374,7 +389,8 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
   }
 
   return {
-    evaluate: () => serialised(() => evaluateOnce(true)),
+    evaluate: () => serialised(() => recorded(evaluateOnce(true))),
+    checkBreach: () => (mode === 'auto' && !options.dryRun ? serialised(() => evaluateOnce(true, undefined, true)) : Promise.resolve(undefined)),
     progress,
     async cancelRetirement(b, server) {
       for (const r of store.list()) {
@@ -383,7 +399,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
         logger.info({ backend: b, server }, `scale-down of ${server} cancelled: it was put back in service`);
       }
     },
-    dryRun: () => serialised(() => evaluateOnce(false, 'dry-run')),
+    dryRun: () => serialised(() => recorded(evaluateOnce(false, 'dry-run'))),
     pause() {
       mode = 'paused';
       manualReplicas = undefined;
@@ -398,7 +414,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
       }
       mode = 'manual';
       manualReplicas = replicas;
-      return serialised(() => evaluateOnce(true));
+      return serialised(() => recorded(evaluateOnce(true)));
     },
     state: () => ({ mode, manualReplicas, inFlight: store.list().map((r) => `${r.server} ${r.stage}`) }),
     recent: () => [...recent],

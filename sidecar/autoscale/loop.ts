@@ -1,5 +1,7 @@
-// The autoscaler's schedule: an evaluation every interval, and between them a pass over the
-// scale-downs in progress every poll period (a pass with none in progress reads nothing).
+// The autoscaler's schedule: an evaluation every interval; between them a pass over the
+// scale-downs in progress every poll period (a pass with none in progress reads nothing) and a
+// breach check every breachCheckMs (HAProxy's figures only, acting only on a scale-up for a
+// breach), so a load step waits seconds for its decision, not up to a whole interval.
 // One pass at a time; a failure is logged and the schedule goes on. Timers are injected, the same
 // ones the reconcile loop uses, so tests drive it with a manual clock.
 import { errorMessage } from '../edge/result.js';
@@ -11,6 +13,10 @@ export interface ControlLoopOptions {
   /** Moves scale-downs on; resolves with how many are still in progress. */
   readonly progress: () => Promise<unknown>;
   readonly intervalMs: number;
+  /** A breach check between evaluations (it decides whether to act itself); optional. */
+  readonly breachCheck?: () => Promise<unknown>;
+  /** How often the breach check runs between evaluations; 0 turns it off. */
+  readonly breachCheckMs?: number;
   /** How often scale-downs in progress are looked at (the drain poll period). */
   readonly pollMs: number;
   readonly timers: Timers;
@@ -29,6 +35,8 @@ export function createControlLoop(options: ControlLoopOptions): ControlLoop {
   let cancel: (() => void) | undefined;
   let running: Promise<void> | undefined;
   let nextEvaluationAt = 0;
+  let nextBreachCheckAt = Infinity;
+  const breachCheckMs = options.breachCheck === undefined ? 0 : (options.breachCheckMs ?? 0);
 
   const schedule = (ms: number): void => {
     cancel?.();
@@ -50,6 +58,7 @@ export function createControlLoop(options: ControlLoopOptions): ControlLoop {
     if (stopped) return;
     if (timers.now() >= nextEvaluationAt) {
       nextEvaluationAt = timers.now() + options.intervalMs;
+      nextBreachCheckAt = breachCheckMs > 0 ? timers.now() + breachCheckMs : Infinity;
       try {
         await options.evaluate();
         // An evaluation may have started a retirement: take its first step at once.
@@ -57,11 +66,19 @@ export function createControlLoop(options: ControlLoopOptions): ControlLoop {
       } catch (error) {
         logger.error({ error: errorMessage(error) }, 'autoscaler evaluation failed');
       }
+    } else if (timers.now() >= nextBreachCheckAt) {
+      nextBreachCheckAt = timers.now() + breachCheckMs;
+      try {
+        await options.breachCheck?.();
+      } catch (error) {
+        logger.error({ error: errorMessage(error) }, 'autoscaler breach check failed');
+      }
     }
     if (stopped) return;
     // Every poll period even with nothing in progress: a retirement may start outside the loop
     // (a count set through the admin API), and a pass with none reads nothing but the record.
-    schedule(Math.min(options.pollMs, Math.max(0, nextEvaluationAt - timers.now())));
+    const next = Math.min(nextEvaluationAt, nextBreachCheckAt) - timers.now();
+    schedule(Math.min(options.pollMs, Math.max(0, next)));
   }
 
   return {
@@ -70,6 +87,7 @@ export function createControlLoop(options: ControlLoopOptions): ControlLoop {
       stopped = false;
       // The first evaluation one interval after start: the sampler needs two scrapes for a rate.
       nextEvaluationAt = timers.now() + options.intervalMs;
+      nextBreachCheckAt = breachCheckMs > 0 ? timers.now() + breachCheckMs : Infinity;
       schedule(0);
     },
     async stop() {

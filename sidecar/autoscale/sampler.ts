@@ -1,6 +1,8 @@
 // Gathers the policy's inputs: from HAProxy's exporter the backend's request rate (from its
-// counter, across reloads), queue, mean response time and serving replicas; from Docker the
-// replicas' CPU. A source that cannot be read leaves its signals missing, never zero, and says so.
+// counter, across reloads), queue, mean response time, requests in flight and their growth, and
+// serving replicas; from Docker the replicas' CPU. A source that cannot be read leaves its signals
+// missing, never zero, and says so. A peek reads HAProxy only, over its own shorter window, for the
+// breach checks between evaluations (Docker's CPU takes seconds to read; HAProxy's figures do not).
 import type { Samples } from './policy.js';
 import { backendSnapshot, counterRate, type BackendSnapshot, type ScrapeResult } from '../haproxy-metrics/index.js';
 
@@ -34,51 +36,74 @@ export interface Sampler {
    * their count stands in when HAProxy cannot be read); undefined when Docker could not be listed.
    */
   sample(replicas: ListedReplicas | undefined): Promise<SampleSet>;
+  /**
+   * HAProxy's figures only (no CPU), rates over the time since the last peek (or sample): what a
+   * breach check decides on. The next sample's rates still cover the whole evaluation interval.
+   */
+  peek(replicas: ListedReplicas | undefined): Promise<SampleSet>;
 }
 
 export function createSampler(options: SamplerOptions): Sampler {
-  let previous: BackendSnapshot | undefined;
+  /** The last snapshot of an evaluation's sample, and of any read (sample or peek). */
+  let previousSample: BackendSnapshot | undefined;
+  let previousRead: BackendSnapshot | undefined;
+
+  async function read(listed: ListedReplicas | undefined, withCpu: boolean, since: BackendSnapshot | undefined): Promise<SampleSet & { readonly current: BackendSnapshot | undefined }> {
+    const problems: string[] = [];
+    const [scraped, cpu] = await Promise.all([
+      options.scrape(),
+      listed === undefined || !withCpu ? Promise.resolve(undefined) : options.cpu(listed.ids).catch(() => undefined),
+    ]);
+    let snapshot: BackendSnapshot | undefined;
+    if (scraped.ok) {
+      snapshot = backendSnapshot(scraped.value.samples, options.backend, scraped.value.at);
+      if (snapshot === undefined) problems.push(`HAProxy's exporter does not list backend ${options.backend}`);
+    } else {
+      problems.push(scraped.error.message);
+    }
+    const at = snapshot?.at ?? options.now();
+    const reading = (value: number) => ({ value, at });
+    let requestRate: number | undefined;
+    let inFlightGrowth: number | undefined;
+    if (snapshot !== undefined && since !== undefined && snapshot.at > since.at) {
+      requestRate = counterRate({ value: since.httpRequestsTotal, at: since.at }, { value: snapshot.httpRequestsTotal, at: snapshot.at });
+      // Not a counter: a reload that empties the old worker's sessions is a real fall.
+      inFlightGrowth = (snapshot.currentSessions - since.currentSessions) / ((snapshot.at - since.at) / 1000);
+    }
+    if (withCpu && cpu === undefined) problems.push('container CPU unavailable from Docker');
+
+    const replicas =
+      snapshot !== undefined
+        ? snapshot.servers.filter((s) => listed?.servers.has(s.name) === true && s.state === 'UP').length
+        : (listed?.ids.length ?? 0);
+    const queue = snapshot === undefined ? undefined : snapshot.currentQueue + snapshot.servers.reduce((sum, s) => sum + s.currentQueue, 0);
+    const samples: Samples = {
+      replicas,
+      sourceUp: snapshot !== undefined,
+      cpu: cpu === undefined ? undefined : { value: cpu, at: options.now() },
+      requestRate: requestRate === undefined ? undefined : reading(requestRate),
+      queue: queue === undefined ? undefined : reading(queue),
+      responseTime: snapshot === undefined ? undefined : reading(snapshot.responseTimeAverageSeconds),
+      // The backend's current sessions: requests queued in HAProxy or at a server.
+      inFlight: snapshot === undefined ? undefined : reading(snapshot.currentSessions),
+      inFlightGrowth: inFlightGrowth === undefined ? undefined : reading(Number(inFlightGrowth.toFixed(3))),
+    };
+    return { samples, snapshot, sources: { haproxy: snapshot !== undefined, docker: cpu !== undefined }, problems, current: snapshot };
+  }
 
   return {
     async sample(listed) {
-      const problems: string[] = [];
-      const [scraped, cpu] = await Promise.all([
-        options.scrape(),
-        listed === undefined ? Promise.resolve(undefined) : options.cpu(listed.ids).catch(() => undefined),
-      ]);
-      let snapshot: BackendSnapshot | undefined;
-      if (scraped.ok) {
-        snapshot = backendSnapshot(scraped.value.samples, options.backend, scraped.value.at);
-        if (snapshot === undefined) problems.push(`HAProxy's exporter does not list backend ${options.backend}`);
-      } else {
-        problems.push(scraped.error.message);
+      const { current, ...set } = await read(listed, true, previousSample);
+      if (current !== undefined) {
+        previousSample = current;
+        previousRead = current;
       }
-      const at = snapshot?.at ?? options.now();
-      const reading = (value: number) => ({ value, at });
-      let requestRate: number | undefined;
-      if (snapshot !== undefined && previous !== undefined) {
-        requestRate = counterRate(
-          { value: previous.httpRequestsTotal, at: previous.at },
-          { value: snapshot.httpRequestsTotal, at: snapshot.at },
-        );
-      }
-      if (snapshot !== undefined) previous = snapshot;
-      if (cpu === undefined) problems.push('container CPU unavailable from Docker');
-
-      const replicas =
-        snapshot !== undefined
-          ? snapshot.servers.filter((s) => listed?.servers.has(s.name) === true && s.state === 'UP').length
-          : (listed?.ids.length ?? 0);
-      const queue = snapshot === undefined ? undefined : snapshot.currentQueue + snapshot.servers.reduce((sum, s) => sum + s.currentQueue, 0);
-      const samples: Samples = {
-        replicas,
-        sourceUp: snapshot !== undefined,
-        cpu: cpu === undefined ? undefined : { value: cpu, at: options.now() },
-        requestRate: requestRate === undefined ? undefined : reading(requestRate),
-        queue: queue === undefined ? undefined : reading(queue),
-        responseTime: snapshot === undefined ? undefined : reading(snapshot.responseTimeAverageSeconds),
-      };
-      return { samples, snapshot, sources: { haproxy: snapshot !== undefined, docker: cpu !== undefined }, problems };
+      return set;
+    },
+    async peek(listed) {
+      const { current, ...set } = await read(listed, false, previousRead ?? previousSample);
+      if (current !== undefined) previousRead = current;
+      return set;
     },
   };
 }

@@ -25,6 +25,93 @@ const round = (n: number, digits = 3): number => Number(n.toFixed(digits));
 /** A reading no older than maxSampleAgeMs at `now`. */
 const isFresh = (reading: Reading, maxSampleAgeMs: number, now: number): boolean => now - reading.at <= maxSampleAgeMs;
 
+export interface DemandEstimate {
+  readonly reason: string;
+  /** The request rate the signals size for: the counted rate, or the estimated demand when higher. */
+  readonly requestRate: Reading | undefined;
+  /** Requests arriving per second (counted rate plus in-flight growth), without the backlog's share. */
+  readonly arrivals: Reading | undefined;
+}
+
+/**
+ * Stage `demand`. HAProxy counts a request in its backend's request counter when the request
+ * ends, so a saturated pool's request rate is what it manages to serve, not what arrives: the
+ * arrivals are that rate plus the growth of the requests in flight (queued in HAProxy or waiting
+ * at the servers). Requests in flight beyond what the pool would hold at the response-time target
+ * are a backlog; it keeps growing until new instances serve (the start-up time), and the pool is
+ * sized to clear it within backlogDrainMs on top of the arrivals. The estimate may raise the
+ * request rate the signals see, never lower it, and missing or stale figures leave it alone.
+ */
+export function estimateDemand(
+  samples: Samples,
+  settings: Pick<ScalingPolicy, 'demand' | 'maxSampleAgeMs' | 'signals'>,
+  now: number,
+): DemandEstimate {
+  const rate = samples.requestRate;
+  if (rate === undefined || !isFresh(rate, settings.maxSampleAgeMs, now)) {
+    return { reason: 'no fresh request rate: nothing to estimate', requestRate: rate, arrivals: rate };
+  }
+  const fresh = (r: Reading | undefined): number | undefined => (r !== undefined && isFresh(r, settings.maxSampleAgeMs, now) ? r.value : undefined);
+  const growth = fresh(samples.inFlightGrowth);
+  const inFlight = fresh(samples.inFlight);
+  if (growth === undefined && inFlight === undefined) {
+    return { reason: `no in-flight figures: the counted ${round(rate.value, 2)} req/s stands`, requestRate: rate, arrivals: rate };
+  }
+  const arrivals = Math.max(0, rate.value + (growth ?? 0));
+  const rtTarget = settings.signals.responseTime?.target;
+  const { startupMs, backlogDrainMs } = settings.demand;
+  let backlog = 0;
+  if (inFlight !== undefined && rtTarget !== undefined && backlogDrainMs > 0) {
+    // Little's law: at the target response time the pool holds arrivals × target requests.
+    const excess = Math.max(0, inFlight - arrivals * rtTarget);
+    // Only a pool with a backlog is saturated: its backlog grows at the in-flight growth until
+    // new instances serve. Without one, a growth is a rising load, counted in the arrivals.
+    backlog = excess > 0 ? excess + Math.max(0, growth ?? 0) * (startupMs / 1000) : 0;
+  }
+  const demand = arrivals + (backlogDrainMs > 0 ? backlog / (backlogDrainMs / 1000) : 0);
+  const counted = `${round(rate.value, 2)} req/s ended`;
+  const inflow = growth === undefined ? '' : ` ${growth >= 0 ? '+' : '−'} ${round(Math.abs(growth), 2)}/s more in flight`;
+  const arrived = { value: round(arrivals, 3), at: rate.at };
+  if (demand <= rate.value) {
+    return { reason: `${counted}${inflow}: the counted rate stands`, requestRate: rate, arrivals: arrived };
+  }
+  const backlogPart = backlog > 0 ? `; a backlog of ${Math.round(backlog)} by the time new instances serve, cleared within ${backlogDrainMs / 1000} s` : '';
+  return {
+    reason: `${counted}${inflow}${backlogPart}: sized for ${round(demand, 2)} req/s`,
+    requestRate: { value: round(demand, 3), at: rate.at },
+    arrivals: arrived,
+  };
+}
+
+/** How far over its target a request rate must be, in tolerances, to be a breach on its own. */
+export const RATE_BREACH_TOLERANCES = 2;
+
+/**
+ * A breach, as a check between evaluations may act on it: saturation (the demand estimate above
+ * the counted request rate by more than the tolerance, because requests arrive faster than they
+ * end, or a queue or response-time proposal above the current count), or a request rate per
+ * instance beyond twice the tolerance over its target. A rate just over its target is not one: over
+ * a few seconds that is mostly noise, and the next evaluation sees it.
+ */
+export function saturationBreach(
+  counted: Reading | undefined,
+  estimated: Reading | undefined,
+  proposals: readonly SignalProposal[],
+  settings: Pick<ScalingPolicy, 'tolerance' | 'signals'>,
+  current: number,
+): boolean {
+  const unserved = counted !== undefined && estimated !== undefined && estimated.value > counted.value * (1 + settings.tolerance) && estimated.value - counted.value >= 1;
+  const rateTarget = settings.signals.requestRate?.target;
+  return (
+    unserved ||
+    proposals.some((p) => {
+      if (p.status !== 'ok' || p.replicas <= current) return false;
+      if (p.signal === 'queue' || p.signal === 'responseTime') return true;
+      return p.signal === 'requestRate' && rateTarget !== undefined && (p.observed ?? 0) > rateTarget * (1 + RATE_BREACH_TOLERANCES * settings.tolerance);
+    })
+  );
+}
+
 export type ProposalSettings = Pick<ScalingPolicy, 'tolerance' | 'maxSampleAgeMs' | 'idleRequestRate'>;
 
 /**

@@ -119,6 +119,8 @@ export interface AutoscaleConfig {
   /** Its Compose project; empty matches the service in any project. */
   readonly project: string;
   readonly intervalMs: number;
+  /** Between evaluations, a breach check (HAProxy's figures only) every this many ms; 0: none. */
+  readonly breachCheckMs: number;
   /**
    * Where scale-downs in progress are recorded so that a restarted sidecar finishes them; empty
    * keeps them in memory only (a restart then leaves the victim drained and running).
@@ -305,9 +307,9 @@ const spec = {
   'autoscale.minReplicas': { env: 'HSC_AUTOSCALE_MIN', read: int(0, 1_000), fallback: 2 },
   'autoscale.maxReplicas': { env: 'HSC_AUTOSCALE_MAX', read: int(1, 1_000), fallback: 10 },
   'autoscale.cpu.target': { env: 'HSC_AUTOSCALE_CPU_TARGET', read: decimal(0.01, 64), fallback: 0.7 },
-  'autoscale.cpu.scaleDownBelow': { env: 'HSC_AUTOSCALE_CPU_DOWN', read: decimal(0, 64), fallback: 0.3 },
+  'autoscale.cpu.scaleDownBelow': { env: 'HSC_AUTOSCALE_CPU_DOWN', read: decimal(0, 64), fallback: 0.6 },
   'autoscale.requestRate.target': { env: 'HSC_AUTOSCALE_RPS_TARGET', read: decimal(0.01, 1e9), fallback: 100 },
-  'autoscale.requestRate.scaleDownBelow': { env: 'HSC_AUTOSCALE_RPS_DOWN', read: decimal(0, 1e9), fallback: 50 },
+  'autoscale.requestRate.scaleDownBelow': { env: 'HSC_AUTOSCALE_RPS_DOWN', read: decimal(0, 1e9), fallback: 85 },
   'autoscale.queue.target': { env: 'HSC_AUTOSCALE_QUEUE_TARGET', read: decimal(0.01, 1e9), fallback: 5 },
   'autoscale.queue.scaleDownBelow': { env: 'HSC_AUTOSCALE_QUEUE_DOWN', read: decimal(0, 1e9), fallback: 1 },
   'autoscale.responseTime.targetSeconds': { env: 'HSC_AUTOSCALE_RT_TARGET', read: decimal(0.001, 600), fallback: 0.5 },
@@ -316,6 +318,8 @@ const spec = {
   'autoscale.scaleDownStabilisationMs': { env: 'HSC_AUTOSCALE_DOWN_WINDOW_MS', read: int(0, 86_400_000), fallback: 120_000 },
   'autoscale.forecast': { env: 'HSC_AUTOSCALE_FORECAST', read: oneOf<'off' | 'shadow' | 'act'>('off', 'shadow', 'act'), fallback: 'act' },
   'autoscale.startupMs': { env: 'HSC_AUTOSCALE_STARTUP_MS', read: int(0, 3_600_000), fallback: 20_000 },
+  'autoscale.breachCheckMs': { env: 'HSC_AUTOSCALE_BREACH_CHECK_MS', read: int(0, 3_600_000), fallback: 2_000 },
+  'autoscale.backlogDrainMs': { env: 'HSC_AUTOSCALE_BACKLOG_DRAIN_MS', read: int(0, 3_600_000), fallback: 30_000 },
   'http.host': { env: 'HSC_HTTP_HOST', read: nonEmpty, fallback: '127.0.0.1' },
   'http.port': { env: 'HSC_HTTP_PORT', read: int(0, 65_535), fallback: 9180 },
   'http.adminToken': { env: 'HSC_ADMIN_TOKEN', read: str, fallback: '', secret: true },
@@ -463,6 +467,7 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
     scaleDown: { ...DEFAULT_POLICY.scaleDown, periodMs: intervalMs },
     // Look ahead by the time a new container needs, plus one evaluation.
     forecast: { ...DEFAULT_POLICY.forecast, mode: v['autoscale.forecast'], horizonMs: v['autoscale.startupMs'] + intervalMs },
+    demand: { startupMs: v['autoscale.startupMs'], backlogDrainMs: v['autoscale.backlogDrainMs'] },
   };
   validatePolicy(policy);
   if (v['docker.eventsMaxBackoffMs'] < v['docker.eventsMinBackoffMs']) {
@@ -545,6 +550,7 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
       service: autoscaleService,
       project: (v['autoscale.project'] as string | undefined) ?? v['docker.composeProject'],
       intervalMs,
+      breachCheckMs: v['autoscale.breachCheckMs'],
       stateFile: v['autoscale.stateFile'].trim(),
       stopTimeoutSeconds: v['autoscale.stopTimeoutSeconds'],
       policy,

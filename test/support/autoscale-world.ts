@@ -38,27 +38,27 @@ export function world(initial: number) {
   let requestRate = 0;
   /** True: HAProxy's exporter cannot be read (no snapshot, no HAProxy signals). */
   let blind = false;
-  const sampler: Sampler = {
-    sample(_listed): Promise<SampleSet> {
-      clock += 30_000;
-      const servers = replicas.map((r) => ({ name: serverOf(r.id), currentSessions: 0, currentQueue: 0, state: states.get(serverOf(r.id)) === 'ready' ? ('UP' as const) : ('DRAIN' as const) }));
-      const up = servers.filter((s) => s.state === 'UP').length;
-      if (blind) {
-        return Promise.resolve({
-          samples: { replicas: replicas.length, sourceUp: false },
-          snapshot: undefined,
-          sources: { haproxy: false, docker: true },
-          problems: ['http://haproxy:8404/metrics: connect ECONNREFUSED'],
-        });
-      }
+  // A peek (a breach check) sees what a sample sees, 2 s on instead of an interval.
+  const read = (advanceMs: number): Promise<SampleSet> => {
+    clock += advanceMs;
+    const servers = replicas.map((r) => ({ name: serverOf(r.id), currentSessions: 0, currentQueue: 0, state: states.get(serverOf(r.id)) === 'ready' ? ('UP' as const) : ('DRAIN' as const) }));
+    const up = servers.filter((s) => s.state === 'UP').length;
+    if (blind) {
       return Promise.resolve({
-        samples: { replicas: up, sourceUp: true, requestRate: { value: requestRate, at: clock } },
-        snapshot: { backend: 'be_app', at: clock, httpRequestsTotal: 0, currentSessions: 0, currentQueue: 0, responseTimeAverageSeconds: 0, queueTimeAverageSeconds: 0, activeServers: up, servers },
-        sources: { haproxy: true, docker: true },
-        problems: [],
+        samples: { replicas: replicas.length, sourceUp: false },
+        snapshot: undefined,
+        sources: { haproxy: false, docker: true },
+        problems: ['http://haproxy:8404/metrics: connect ECONNREFUSED'],
       });
-    },
+    }
+    return Promise.resolve({
+      samples: { replicas: up, sourceUp: true, requestRate: { value: requestRate, at: clock } },
+      snapshot: { backend: 'be_app', at: clock, httpRequestsTotal: 0, currentSessions: 0, currentQueue: 0, responseTimeAverageSeconds: 0, queueTimeAverageSeconds: 0, activeServers: up, servers },
+      sources: { haproxy: true, docker: true },
+      problems: [],
+    });
   };
+  const sampler: Sampler = { sample: () => read(30_000), peek: () => read(2_000) };
   const docker: ReplicaActions = {
     startLike: (_template, count) => {
       const ids = Array.from({ length: count }, () => add());

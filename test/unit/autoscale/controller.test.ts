@@ -11,6 +11,35 @@ describe('autoscaler', () => {
     expect(w.events).toEqual(['start c3,c4,c5']);
   });
 
+  it('a breach check acts on a scale-up for a breach, and otherwise leaves no trace', async () => {
+    const w = world(2);
+    const a = w.autoscaler();
+    // 115 req/s per instance: over the target, not a breach; the evaluation will see it.
+    w.setRate(230);
+    expect(await a.checkBreach()).toBeUndefined();
+    expect(a.recent()).toEqual([]);
+    expect(w.events).toEqual([]);
+    // 250 req/s per instance: far over the target, a breach.
+    w.setRate(500);
+    const record = await a.checkBreach();
+    expect(record).toMatchObject({ current: 2, desired: 5, direction: 'up', applied: true, actions: [{ kind: 'start', count: 3 }] });
+    expect(record?.reason).toMatch(/^breach check: requestRate wins: 250 > target 100: 5/);
+    expect(w.events).toEqual(['start c3,c4,c5']);
+    expect(a.recent()).toHaveLength(1);
+  });
+
+  it('a breach check does nothing while paused, set by hand or in dry-run', async () => {
+    for (const setup of ['paused', 'manual', 'dry-run'] as const) {
+      const w = world(2);
+      w.setRate(500);
+      const a = w.autoscaler(setup === 'dry-run');
+      if (setup === 'paused') a.pause();
+      if (setup === 'manual') await a.setReplicas(2);
+      expect(await a.checkBreach()).toBeUndefined();
+      expect(w.events).toEqual([]);
+    }
+  });
+
   it('with no replica of the service to copy: one warning, the gauge at 0, no action, and back when one runs', async () => {
     const w = world(0);
     w.setRate(500);

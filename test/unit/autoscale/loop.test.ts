@@ -54,3 +54,48 @@ describe('the autoscaler control loop', () => {
     expect(timers.pending()).toEqual([]);
   });
 });
+
+describe('the breach check between evaluations', () => {
+  it('runs every breachCheckMs between evaluations, never in the same tick as one', async () => {
+    const timers = manualTimers();
+    const calls: string[] = [];
+    const loop = createControlLoop({
+      evaluate: () => Promise.resolve(calls.push(`evaluate @${timers.now()}`)),
+      breachCheck: () => Promise.resolve(calls.push(`breach @${timers.now()}`)),
+      breachCheckMs: 300,
+      progress: () => Promise.resolve(0),
+      intervalMs: 1_000,
+      pollMs: 250,
+      timers,
+      logger: silentLogger,
+    });
+    loop.start();
+    await timers.advance(2_000);
+    await loop.stop();
+    expect(calls).toEqual(['breach @300', 'breach @600', 'breach @900', 'evaluate @1000', 'breach @1300', 'breach @1600', 'breach @1900', 'evaluate @2000']);
+  });
+
+  it('goes on after a failed check; 0 turns it off', async () => {
+    for (const breachCheckMs of [0, 500]) {
+      const timers = manualTimers();
+      let checks = 0;
+      const loop = createControlLoop({
+        evaluate: () => Promise.resolve(),
+        breachCheck: () => {
+          checks++;
+          return Promise.reject(new Error('exporter down'));
+        },
+        breachCheckMs,
+        progress: () => Promise.resolve(0),
+        intervalMs: 1_000,
+        pollMs: 250,
+        timers,
+        logger: silentLogger,
+      });
+      loop.start();
+      await timers.advance(2_000);
+      await loop.stop();
+      expect(checks).toBe(breachCheckMs === 0 ? 0 : 2);
+    }
+  });
+});

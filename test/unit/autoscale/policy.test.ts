@@ -11,6 +11,7 @@ import {
 import { DEFAULT_FORECAST_SETTINGS, forecast, observe } from '../../../sidecar/autoscale/forecast.js';
 import {
   clampReplicas,
+  estimateDemand,
   forecastRecommendation,
   holdOnIncompleteData,
   largestProposal,
@@ -22,10 +23,12 @@ import {
 
 const NOW = 1_800_000_000_000;
 const fresh = (value: number, ageMs = 0) => ({ value, at: NOW - ageMs });
-/** Only CPU and request rate, no forecast: the original design's two signals. */
+/** Only CPU and request rate, no forecast, one instance fewer per period: the original design's rule. */
 const classic: ScalingPolicy = {
   ...DEFAULT_POLICY,
   signals: { cpu: { target: 0.7, scaleDownBelow: 0.3 }, requestRate: { target: 100, scaleDownBelow: 50 } },
+  scaleUp: { instances: 4, fraction: 1, periodMs: 30_000 },
+  scaleDown: { instances: 1, fraction: 0, periodMs: 30_000 },
   forecast: { ...DEFAULT_POLICY.forecast, mode: 'off' },
 };
 const samples = (replicas: number, values: Partial<Record<'cpu' | 'requestRate' | 'queue' | 'responseTime', number>>, extra: Partial<Samples> = {}): Samples => ({
@@ -75,6 +78,7 @@ describe('decide: proposals, tolerance, largest wins', () => {
   it('explains every stage in order', () => {
     const decision = decide(samples(4, { cpu: 0.91, requestRate: 300 }), EMPTY_HISTORY, classic, NOW);
     expect(decision.stages.map((s) => `${s.stage}=${s.replicas}`)).toEqual([
+      'demand=4',
       'proposals=4',
       'largest=6',
       'forecast=6',
@@ -255,19 +259,24 @@ describe('decide: composes the stages', () => {
     { name: 'a scale-down the rate limit holds', input: samples(6, { cpu: 0.1, requestRate: 60, queue: 0, responseTime: 0.1 }) },
     { name: 'a scale-down frozen by a missing signal', input: samples(6, { cpu: 0.1, requestRate: 60 }) },
     { name: 'the metrics source down', input: samples(3, { cpu: 0.1, requestRate: 60, queue: 0, responseTime: 0.1 }, { sourceUp: false }) },
+    {
+      name: 'a saturated pool: demand over what it serves',
+      input: samples(2, { cpu: 1, requestRate: 280, queue: 0, responseTime: 0.4 }, { inFlight: fresh(900), inFlightGrowth: fresh(450) }),
+    },
   ])('$name: each stage as its function returns it, in order', ({ input }) => {
     const decision = decide(input, history, predictive, NOW);
-    const proposed = proposeReplicas(input, predictive, NOW);
+    const demand = estimateDemand(input, predictive, NOW);
+    const proposed = proposeReplicas({ ...input, requestRate: demand.requestRate }, predictive, NOW);
     const largest = largestProposal(proposed.proposals, input.replicas);
-    const state = observeRequestRate(history.forecast, input.requestRate, predictive, NOW);
+    const state = observeRequestRate(history.forecast, demand.arrivals, predictive, NOW);
     const forecasted = forecastRecommendation(largest.value, state, history.predictions, predictive, NOW);
     const stabilised = stabiliseRecommendation(forecasted.value, input.replicas, history.recommendations, predictive.scaleDownStabilisationMs, NOW);
     const limited = limitRate(stabilised.value, input.replicas, history.changes, predictive, NOW);
     const clamped = clampReplicas(limited.value, predictive);
     const safe = holdOnIncompleteData(clamped.value, input.replicas, proposed.proposals, input.sourceUp, predictive);
     expect(decision.stages.map((s) => [s.stage, s.replicas, s.reason])).toEqual(
-      [proposed, largest, forecasted, stabilised, limited, clamped, safe].map((r, i) => [
-        ['proposals', 'largest', 'forecast', 'stabilise', 'rateLimit', 'clamp', 'safety'][i],
+      [{ value: input.replicas, reason: demand.reason }, proposed, largest, forecasted, stabilised, limited, clamped, safe].map((r, i) => [
+        ['demand', 'proposals', 'largest', 'forecast', 'stabilise', 'rateLimit', 'clamp', 'safety'][i],
         r.value,
         r.reason,
       ]),
@@ -320,5 +329,32 @@ describe('validatePolicy', () => {
   ])('rejects $name', ({ policy, message }) => {
     expect(() => validatePolicy(policy)).toThrow(message);
     expect(() => decide(samples(4, { cpu: 0.5, requestRate: 300 }), EMPTY_HISTORY, policy, NOW)).toThrow(message);
+  });
+});
+
+describe('decide: the default policy sizes steps and steps down fast, still safely', () => {
+  const reactive: ScalingPolicy = { ...DEFAULT_POLICY, forecast: { ...DEFAULT_POLICY.forecast, mode: 'off' } };
+  const noWindow: ScalingPolicy = { ...reactive, scaleDownStabilisationMs: 0 };
+  const all = (replicas: number, cpu: number, requestRate: number, extra: Partial<Samples> = {}) =>
+    samples(replicas, { cpu, requestRate, queue: 0, responseTime: 0.05 }, extra);
+  it.each([
+    { name: 'a saturated pool of 2 is sized for its demand and backlog in one decision (up to 5×)', input: all(2, 1, 280, { inFlight: fresh(900), inFlightGrowth: fresh(450) }), policy: reactive, replicas: 10, breach: true },
+    { name: 'the same throughput without in-flight growth is only its rate (40 % over target: a breach)', input: all(2, 1, 280, { inFlight: fresh(20), inFlightGrowth: fresh(0) }), policy: reactive, replicas: 3, breach: true },
+    { name: 'a rate just over target is no breach', input: all(2, 0.6, 230, { inFlight: fresh(20), inFlightGrowth: fresh(0) }), policy: reactive, replicas: 3, breach: false },
+    { name: 'an overshoot steps down once every signal is a tolerance and a half under target', input: all(10, 0.55, 800), policy: noWindow, replicas: 8, breach: false },
+    { name: 'in the band (85..110 req/s per instance) it holds', input: all(10, 0.62, 880), policy: noWindow, replicas: 10, breach: false },
+    { name: 'after a burst: half the pool per period', input: all(10, 0.1, 120), policy: noWindow, replicas: 5, breach: false },
+    { name: 'the stabilisation window still holds a step-down', input: all(10, 0.1, 120), policy: reactive, replicas: 10, breach: false },
+  ])('$name', ({ input, policy, replicas, breach }) => {
+    const history = policy === reactive ? { ...EMPTY_HISTORY, recommendations: [{ at: NOW - 60_000, replicas: 10 }] } : EMPTY_HISTORY;
+    const decision = decide(input, history, policy, NOW);
+    expect(decision.replicas).toBe(replicas);
+    expect(decision.breach).toBe(breach);
+  });
+
+  it('never scales in on missing data, however fast the step-down', () => {
+    const decision = decide(samples(10, { cpu: 0.1, requestRate: 120 }), EMPTY_HISTORY, noWindow, NOW);
+    expect(decision.replicas).toBe(10);
+    expect(decision.scaleDownFrozen).toBe(true);
   });
 });

@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { createSampler } from '../../../sidecar/autoscale/sampler.js';
 import { parsePrometheusText, type ScrapeResult } from '../../../sidecar/haproxy-metrics/index.js';
 
-const exposition = (requests: number, queue = 0) =>
+const exposition = (requests: number, queue = 0, sessions = 0) =>
   parsePrometheusText(`haproxy_backend_http_requests_total{proxy="be_app"} ${requests}
+haproxy_backend_current_sessions{proxy="be_app"} ${sessions}
 haproxy_backend_current_queue{proxy="be_app"} ${queue}
 haproxy_backend_response_time_average_seconds{proxy="be_app"} 0.120000
 haproxy_server_current_sessions{proxy="be_app",server="hsc-nginx-1"} 4
@@ -72,5 +73,55 @@ describe('sampler', () => {
     );
     await s.sample(threeReplicas);
     expect((await s.sample(threeReplicas)).samples.requestRate?.value).toBe(30);
+  });
+
+  it('reads the requests in flight and their growth over the same window as the rate', async () => {
+    const s = sampler(
+      [
+        { ok: true, value: { samples: exposition(1000, 0, 10), at: 0 } },
+        { ok: true, value: { samples: exposition(3000, 0, 910), at: 0 } },
+        { ok: true, value: { samples: exposition(6000, 0, 110), at: 0 } },
+      ],
+      [0.9, 1, 1],
+    );
+    const first = await s.sample(threeReplicas);
+    expect(first.samples.inFlight).toEqual({ value: 10, at: 1_010_000 });
+    expect(first.samples.inFlightGrowth).toBeUndefined();
+    const second = await s.sample(threeReplicas);
+    // 2000 requests ended in 10 s while 900 more came in than ended: 200 req/s ended, +90/s in flight.
+    expect(second.samples).toMatchObject({ requestRate: { value: 200 }, inFlight: { value: 910 }, inFlightGrowth: { value: 90 } });
+    // A reload empties the old worker: the fall is real (not a counter reset).
+    expect((await s.sample(threeReplicas)).samples.inFlightGrowth?.value).toBe(-80);
+  });
+
+  it('peeks at HAProxy only, over the time since the last read, without moving the evaluation window', async () => {
+    const cpuCalls: string[][] = [];
+    let clock = 1_000_000;
+    const script = [exposition(1000, 0, 10), exposition(1100, 0, 10), exposition(1200, 0, 410), exposition(2500, 0, 410)];
+    const s = createSampler({
+      backend: 'be_app',
+      scrape: () => {
+        clock += 10_000;
+        const next = script.shift();
+        if (next === undefined) throw new Error('script exhausted');
+        return Promise.resolve({ ok: true, value: { samples: next, at: clock } });
+      },
+      cpu: (ids) => {
+        cpuCalls.push([...ids]);
+        return Promise.resolve(0.5);
+      },
+      now: () => clock,
+    });
+    await s.sample(threeReplicas);
+    const peek1 = await s.peek(threeReplicas);
+    expect(peek1.samples).toMatchObject({ cpu: undefined, requestRate: { value: 10 }, inFlightGrowth: { value: 0 } });
+    expect(peek1.problems).toEqual([]);
+    const peek2 = await s.peek(threeReplicas);
+    expect(peek2.samples).toMatchObject({ requestRate: { value: 10 }, inFlightGrowth: { value: 40 } });
+    // The evaluation's figures cover the whole interval since the last sample: 1500 ended and 400
+    // more in flight in 30 s.
+    const evaluation = await s.sample(threeReplicas);
+    expect(evaluation.samples).toMatchObject({ requestRate: { value: 50 }, inFlightGrowth: { value: 13.333 }, cpu: { value: 0.5 } });
+    expect(cpuCalls).toHaveLength(2);
   });
 });

@@ -4,6 +4,7 @@ import { DEFAULT_POLICY, type History, type Reading, type Samples, type SignalPr
 import type { ForecastState } from '../../../sidecar/autoscale/forecast.js';
 import {
   clampReplicas,
+  estimateDemand,
   forecastRecommendation,
   holdOnIncompleteData,
   largestProposal,
@@ -13,6 +14,7 @@ import {
   proposeReplicas,
   rateAllowance,
   rememberChange,
+  saturationBreach,
   settlingStage,
   SIGNALS,
   stabiliseRecommendation,
@@ -269,5 +271,96 @@ describe('rememberChange', () => {
     { name: 'a change is appended', current: 4, replicas: 6, expected: [old[1], { at: NOW, from: 4, to: 6 }] },
   ])('$name', ({ current, replicas, expected }) => {
     expect(rememberChange(old, current, replicas, limits, NOW)).toEqual(expected);
+  });
+});
+
+describe('estimateDemand (stage demand)', () => {
+  const policy = { demand: { startupMs: 20_000, backlogDrainMs: 30_000 }, maxSampleAgeMs: 90_000, signals: { requestRate: rps, responseTime: rt } };
+  const noRt = { ...policy, signals: { requestRate: rps } };
+  const noDrain = { ...policy, demand: { startupMs: 20_000, backlogDrainMs: 0 } };
+  const cases: Array<{ name: string; input: Samples; settings?: typeof policy | typeof noRt; rate: number | undefined; arrivals: number | undefined; reason: string }> = [
+    { name: 'no request rate: nothing to estimate', input: samples(2, {}), rate: undefined, arrivals: undefined, reason: 'no fresh request rate: nothing to estimate' },
+    { name: 'a stale request rate passes through untouched', input: samples(2, { requestRate: at(50, 120_000) }), rate: 50, arrivals: 50, reason: 'no fresh request rate: nothing to estimate' },
+    { name: 'no in-flight figures: the counted rate stands', input: samples(2, { requestRate: at(120) }), rate: 120, arrivals: 120, reason: 'no in-flight figures: the counted 120 req/s stands' },
+    {
+      name: 'stale in-flight figures count as none',
+      input: { ...samples(2, { requestRate: at(120) }), inFlight: at(900, 120_000), inFlightGrowth: at(450, 120_000) },
+      rate: 120,
+      arrivals: 120,
+      reason: 'no in-flight figures: the counted 120 req/s stands',
+    },
+    {
+      name: 'a rising load without a backlog: arrivals only',
+      input: { ...samples(2, { requestRate: at(120) }), inFlight: at(4), inFlightGrowth: at(0.5) },
+      rate: 120.5,
+      arrivals: 120.5,
+      reason: '120 req/s ended + 0.5/s more in flight: sized for 120.5 req/s',
+    },
+    {
+      name: 'nothing growing: the counted rate stands',
+      input: { ...samples(2, { requestRate: at(120) }), inFlight: at(4), inFlightGrowth: at(0) },
+      rate: 120,
+      arrivals: 120,
+      reason: '120 req/s ended + 0/s more in flight: the counted rate stands',
+    },
+    {
+      // 730 arrive, 280 end; 900 in flight where 365 would be at the 0.5 s target: 535 more, plus
+      // 450/s for the 20 s start-up = 9535 to clear within 30 s: 730 + 317.83.
+      name: 'a saturated pool: the arrivals and its backlog by the time new instances serve',
+      input: { ...samples(2, { requestRate: at(280) }), inFlight: at(900), inFlightGrowth: at(450) },
+      rate: 1047.833,
+      arrivals: 730,
+      reason: '280 req/s ended + 450/s more in flight; a backlog of 9535 by the time new instances serve, cleared within 30 s: sized for 1047.83 req/s',
+    },
+    {
+      name: 'a backlog draining: the estimate never lowers the counted rate',
+      input: { ...samples(8, { requestRate: at(900) }), inFlight: at(2000), inFlightGrowth: at(-300) },
+      rate: 900,
+      arrivals: 600,
+      reason: '900 req/s ended − 300/s more in flight: the counted rate stands',
+    },
+    {
+      name: 'backlogDrainMs 0 leaves the backlog out',
+      settings: noDrain,
+      input: { ...samples(2, { requestRate: at(280) }), inFlight: at(900), inFlightGrowth: at(450) },
+      rate: 730,
+      arrivals: 730,
+      reason: '280 req/s ended + 450/s more in flight: sized for 730 req/s',
+    },
+    {
+      name: 'no response-time target: no backlog measure, arrivals only',
+      settings: noRt,
+      input: { ...samples(2, { requestRate: at(280) }), inFlight: at(900), inFlightGrowth: at(450) },
+      rate: 730,
+      arrivals: 730,
+      reason: '280 req/s ended + 450/s more in flight: sized for 730 req/s',
+    },
+  ];
+  it.each(cases)('$name', ({ input, settings: s, rate, arrivals, reason }) => {
+    const result = estimateDemand(input, s ?? policy, NOW);
+    expect(result.requestRate?.value).toBe(rate);
+    expect(result.arrivals?.value).toBe(arrivals);
+    expect(result.reason).toBe(reason);
+    if (result.requestRate !== undefined) expect(result.requestRate.at).toBe(input.requestRate?.at);
+  });
+});
+
+describe('saturationBreach', () => {
+  const policy = { tolerance: 0.1, signals: { requestRate: rps } };
+  const withObserved = (p: SignalProposal, observed: number): SignalProposal => ({ ...p, observed });
+  const cases: Array<{ name: string; counted?: number; estimated?: number; proposals: SignalProposal[]; breach: boolean }> = [
+    { name: 'demand above the counted rate beyond the tolerance', counted: 280, estimated: 1047, proposals: [], breach: true },
+    { name: 'demand within the tolerance of the counted rate', counted: 280, estimated: 300, proposals: [], breach: false },
+    { name: 'less than one request a second more is no breach', counted: 2, estimated: 2.9, proposals: [], breach: false },
+    { name: 'a queue over target', proposals: [proposal('queue', 6)], breach: true },
+    { name: 'a response time over target', proposals: [proposal('responseTime', 6)], breach: true },
+    { name: 'a missing queue is no breach', proposals: [proposal('queue', 4, 'missing')], breach: false },
+    { name: 'CPU over target alone waits for the evaluation', proposals: [proposal('cpu', 6)], breach: false },
+    { name: 'a request rate just over its target waits for the evaluation', proposals: [withObserved(proposal('requestRate', 5), 115)], breach: false },
+    { name: 'a request rate beyond twice the tolerance over target', proposals: [withObserved(proposal('requestRate', 6), 125)], breach: true },
+    { name: 'nothing above the current count', counted: 100, estimated: 100, proposals: [proposal('queue', 4), withObserved(proposal('requestRate', 4), 130)], breach: false },
+  ];
+  it.each(cases)('$name', ({ counted, estimated, proposals, breach }) => {
+    expect(saturationBreach(counted === undefined ? undefined : at(counted), estimated === undefined ? undefined : at(estimated), proposals, policy, 4)).toBe(breach);
   });
 });

@@ -31,14 +31,15 @@ describe('loadConfig', () => {
 
   it('builds the scaling policy from the original design’s defaults, every interval-based limit following the interval', () => {
     const config = loadConfig({ env: { ...minimalEnv, HSC_AUTOSCALE_INTERVAL_MS: '15000', HSC_AUTOSCALE_FORECAST: 'shadow' } });
-    expect(config.autoscale).toMatchObject({ enabled: true, dryRun: false, backend: 'be_app', service: 'nginx', project: '', intervalMs: 15_000 });
+    expect(config.autoscale).toMatchObject({ enabled: true, dryRun: false, backend: 'be_app', service: 'nginx', project: '', intervalMs: 15_000, breachCheckMs: 2_000 });
     expect(config.autoscale.policy).toMatchObject({
       minReplicas: 2,
       maxReplicas: 10,
-      signals: { cpu: { target: 0.7, scaleDownBelow: 0.3 }, requestRate: { target: 100, scaleDownBelow: 50 } },
+      signals: { cpu: { target: 0.7, scaleDownBelow: 0.6 }, requestRate: { target: 100, scaleDownBelow: 85 } },
       maxSampleAgeMs: 45_000,
       scaleUp: { periodMs: 15_000 },
       forecast: { mode: 'shadow', horizonMs: 35_000 },
+      demand: { startupMs: 20_000, backlogDrainMs: 30_000 },
     });
   });
 
@@ -64,6 +65,8 @@ describe('loadConfig', () => {
     [{ HSC_AUTOSCALE_ENABLED: 'maybe' }, 'autoscale.enabled (HSC_AUTOSCALE_ENABLED)'],
     [{ HSC_AUTOSCALE_MIN: '5', HSC_AUTOSCALE_MAX: '3' }, 'autoscale.maxReplicas'],
     [{ HSC_AUTOSCALE_CPU_DOWN: '0.9' }, 'autoscale.cpu.scaleDownBelow'],
+    [{ HSC_AUTOSCALE_BREACH_CHECK_MS: 'often' }, 'autoscale.breachCheckMs (HSC_AUTOSCALE_BREACH_CHECK_MS)'],
+    [{ HSC_AUTOSCALE_BACKLOG_DRAIN_MS: '-1' }, 'autoscale.backlogDrainMs (HSC_AUTOSCALE_BACKLOG_DRAIN_MS)'],
     [{ HSC_AUTOSCALE_RPS_TARGET: 'fast' }, 'autoscale.requestRate.target (HSC_AUTOSCALE_RPS_TARGET)'],
     [{ HSC_AUTOSCALE_FORECAST: 'always' }, 'autoscale.forecast (HSC_AUTOSCALE_FORECAST)'],
     [{ HSC_AUTOSCALE_BACKEND: 'be_other' }, 'autoscale.backend'],
