@@ -399,6 +399,11 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
     } catch (error) {
       throw new ConfigError(sources.fileName ?? 'file', `not valid YAML: ${(error as Error).message}`);
     }
+    // A number, a text or a list at the top sets nothing; loading it as an empty file would
+    // start the sidecar on defaults the operator never chose (found by a property test).
+    if (typeof fileTree !== 'object' || Array.isArray(fileTree)) {
+      throw new ConfigError(sources.fileName ?? 'file', `expected a mapping of keys at the top, got ${Array.isArray(fileTree) ? 'a list' : `a ${typeof fileTree}`}`);
+    }
     checkUnknownKeys(fileTree);
   }
   const values = {} as { [K in Key]: unknown };
