@@ -61,6 +61,9 @@ export interface SwarmService {
 /** Node ID → hostname. */
 export type NodeNames = ReadonlyMap<string, string>;
 
+/** IDs of the nodes Swarm does not see as ready (down, disconnected, unknown): their tasks are lost. */
+export type DownNodes = ReadonlySet<string>;
+
 /** States a task passes through before it runs; with `running`, the ones a replica can be in. */
 const LIVE_STATES = new Set(['new', 'pending', 'assigned', 'accepted', 'preparing', 'ready', 'starting', 'running']);
 /** Desired states of a task the orchestrator still counts in its slot (above NEW, at most RUNNING). */
@@ -120,12 +123,19 @@ export function taskName(service: SwarmService, task: SwarmTask, nodes: NodeName
  * `starting` until then). A task told to stop is not a replica any more: its server goes at the
  * next pass, even before its container stops.
  */
-export function taskSnapshot(service: SwarmService, task: SwarmTask, nodes: NodeNames, removalOrder: number | undefined): ContainerSnapshot {
+export function taskSnapshot(
+  service: SwarmService,
+  task: SwarmTask,
+  nodes: NodeNames,
+  removalOrder: number | undefined,
+  down: DownNodes = new Set(),
+): ContainerSnapshot {
   return {
     id: task.id,
     name: taskName(service, task, nodes),
     labels: serviceLabels(service),
-    running: isLiveTask(task),
+    // A task on a node Swarm lost still reads running until Swarm reschedules it: not a replica.
+    running: isLiveTask(task) && !down.has(task.nodeId),
     health: task.state === 'running' ? 'healthy' : 'starting',
     networks: task.addresses,
     publishedPorts: [],
@@ -200,11 +210,13 @@ export function planScaleDown(tasks: readonly SwarmTask[], taskId: string): Scal
 }
 
 /**
- * The count that adds `count` replicas to those Swarm has now (its slots), and never lowers the
- * spec: a scale-up asked again while Swarm still places the last one's tasks changes nothing.
+ * The count that adds `count` replicas to those Swarm has now (its slots, less those only on lost
+ * nodes, which Swarm replaces by itself), and never lowers the spec: a scale-up asked again while
+ * Swarm still places the last one's tasks changes nothing.
  */
-export function scaleUpReplicas(specReplicas: number, tasks: readonly SwarmTask[], count: number): number {
-  return Math.max(specReplicas, activeSlots(tasks).length + count);
+export function scaleUpReplicas(specReplicas: number, tasks: readonly SwarmTask[], count: number, down: DownNodes = new Set()): number {
+  const kept = activeSlots(tasks).filter((s) => s.tasks.some((t) => t.nodeId === '' || !down.has(t.nodeId)));
+  return Math.max(specReplicas, kept.length + count);
 }
 
 /** Which tasks an update told to stop: active before, not active (or gone) after. */

@@ -27,6 +27,7 @@ import {
   serviceLabels,
   stoppedBetween,
   taskSnapshot,
+  type DownNodes,
   type NodeNames,
   type SwarmService,
   type SwarmTask,
@@ -112,13 +113,13 @@ export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
     (await docker.listTasks({ filters: { service: [serviceId] } }))
       .map(parseTask)
       .filter((t): t is SwarmTask => t !== undefined && t.serviceId === serviceId);
-  const nodeNames = async (): Promise<NodeNames> =>
-    new Map(
-      (await docker.listNodes()).map((n) => {
-        const node = record(n);
-        return [text(node.ID), text(record(record(node.Description)).Hostname)] as const;
-      }),
-    );
+  const nodeList = async (): Promise<{ names: NodeNames; down: DownNodes }> => {
+    const nodes = (await docker.listNodes()).map(record);
+    return {
+      names: new Map(nodes.map((n) => [text(n.ID), text(record(n.Description).Hostname)] as const)),
+      down: new Set(nodes.filter((n) => text(record(n.Status).State) !== 'ready').map((n) => text(n.ID))),
+    };
+  };
 
   /** Sets the service's count from the spec read at `version`; false on a version conflict. */
   async function setReplicas(serviceId: string, raw: Record<string, unknown>, replicas: number): Promise<boolean> {
@@ -144,13 +145,13 @@ export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
   return {
     async listRunning(selects) {
       try {
-        const [all, nodes] = await Promise.all([services(), nodeNames()]);
+        const [all, nodes] = await Promise.all([services(), nodeList()]);
         const chosen = all.filter(({ service }) => selects === undefined || selects(serviceLabels(service)));
         const snapshots = await Promise.all(
           chosen.map(async ({ service }) => {
             const tasks = await tasksOf(service.id);
             const order = service.replicas === undefined ? new Map<string, number>() : removalOrderOf(tasks);
-            return tasks.filter(isLiveTask).map((t) => taskSnapshot(service, t, nodes, order.get(t.id)));
+            return tasks.filter(isLiveTask).map((t) => taskSnapshot(service, t, nodes.names, order.get(t.id), nodes.down));
           }),
         );
         return ok(snapshots.flat());
@@ -173,8 +174,8 @@ export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
         for (let attempt = 0; attempt <= maxConflictRetries; attempt++) {
           const found = await findService(ref);
           if (typeof found === 'string') return fail(operation, 'not-found', found);
-          const before = await tasksOf(found.service.id);
-          const replicas = scaleUpReplicas(found.service.replicas ?? 0, before, count);
+          const [before, nodes] = await Promise.all([tasksOf(found.service.id), nodeList()]);
+          const replicas = scaleUpReplicas(found.service.replicas ?? 0, before, count, nodes.down);
           if (replicas === found.service.replicas) return ok([]);
           if (!(await setReplicas(found.service.id, found.raw, replicas))) continue;
           logger?.info({ service: found.service.name, replicas }, `Swarm service ${found.service.name} scaled to ${replicas}`);

@@ -99,9 +99,10 @@ describe('scaleUpReplicas', () => {
     { name: 'adds to the slots there are', spec: 2, tasks: [task(1, 'A'), task(2, 'B')], count: 2, expected: 4 },
     { name: 'a repeat while the last scale-up is placed changes nothing', spec: 3, tasks: [task(1, 'A'), task(2, 'B'), task(3, '', 'pending')], count: 0, expected: 3 },
     { name: 'never lowers the spec', spec: 5, tasks: [task(1, 'A')], count: 1, expected: 5 },
+    { name: 'a slot only on a lost node is not counted: Swarm replaces it by itself', spec: 2, tasks: [task(1, 'A'), task(2, 'LOST')], count: 1, expected: 2 },
   ];
   it.each(cases)('$name', ({ spec, tasks, count, expected }) => {
-    expect(scaleUpReplicas(spec, tasks, count)).toBe(expected);
+    expect(scaleUpReplicas(spec, tasks, count, new Set(['LOST']))).toBe(expected);
   });
 });
 
@@ -150,6 +151,11 @@ describe('a task as discovery sees it', () => {
   it.each(states)('observed $state, desired $desired: running $running, health $health', ({ state, desired, running, health }) => {
     const snapshot = taskSnapshot(service(), task(1, 'A', state, { desiredState: desired }), nodes, 2);
     expect({ running: snapshot.running, health: snapshot.health, removalOrder: snapshot.removalOrder }).toEqual({ running, health, removalOrder: 2 });
+  });
+
+  it('a task on a node Swarm lost is not a replica, though Swarm still reads it running', () => {
+    expect(taskSnapshot(service(), task(1, 'A'), nodes, 1, new Set(['A'])).running).toBe(false);
+    expect(taskSnapshot(service(), task(1, 'B'), nodes, 1, new Set(['A'])).running).toBe(true);
   });
 
   it('becomes a server named after its task and node, on the shared overlay network', () => {
