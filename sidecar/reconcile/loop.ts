@@ -58,6 +58,12 @@ export function createReconcileLoop(options: LoopOptions): ReconcileLoop {
   /** When the oldest trigger not yet served by a pass arrived. */
   let firstPendingAt: number | undefined;
   let consecutiveFailures = 0;
+  /**
+   * After a failed pass, no pass before its backoff is over, whatever triggers it: events of
+   * unrelated containers arrive all the time on a busy host, and would otherwise retry a writer
+   * that keeps refusing (an invalid configuration, an API down) several times a second.
+   */
+  let retryNotBefore: number | undefined;
   let waiters: Array<() => void> = [];
 
   const scheduleRun = (delayMs: number, kind: 'retry' | 'resync'): void => {
@@ -80,7 +86,7 @@ export function createReconcileLoop(options: LoopOptions): ReconcileLoop {
     firstPendingAt ??= now;
     // A pass already due now (start-up) serves this trigger too; pushing it back would only delay.
     if (scheduled !== undefined && scheduled.at <= now) return;
-    const at = Math.min(now + options.debounceMs, firstPendingAt + options.maxDebounceMs);
+    const at = Math.max(Math.min(now + options.debounceMs, firstPendingAt + options.maxDebounceMs), retryNotBefore ?? 0);
     // A retry or resync due even sooner serves the pending triggers too.
     if (scheduled !== undefined && scheduled.kind !== 'debounce' && scheduled.at <= at) return;
     replaceSchedule(at, 'debounce');
@@ -122,14 +128,15 @@ export function createReconcileLoop(options: LoopOptions): ReconcileLoop {
     if (outcome === undefined) return;
     if (outcome.status === 'failed') {
       consecutiveFailures++;
+      retryNotBefore = timers.now() + Math.min(options.failureBackoffMs * 2 ** (consecutiveFailures - 1), options.resyncIntervalMs);
     } else {
       consecutiveFailures = 0;
+      retryNotBefore = undefined;
     }
     if (pendingReasons.length > 0) {
       debounce();
-    } else if (outcome.status === 'failed') {
-      const backoff = Math.min(options.failureBackoffMs * 2 ** (consecutiveFailures - 1), options.resyncIntervalMs);
-      scheduleRun(backoff, 'retry');
+    } else if (retryNotBefore !== undefined) {
+      scheduleRun(retryNotBefore - timers.now(), 'retry');
     } else if (outcome.waiting > 0) {
       scheduleRun(options.readinessRetryMs, 'retry');
     } else {

@@ -102,6 +102,23 @@ describe('reconcile loop', () => {
     await loop.stop();
   });
 
+  it('after a failure, triggers wait for the backoff: a stream of events does not retry a refusing writer faster', async () => {
+    const { timers, runs, loop } = setup([failed, failed, failed, converged()]);
+    loop.start();
+    // Events of other containers every 300 ms (found by the fault suite: a failing pass ran on each).
+    for (let t = 0; t < 6_900; t += 300) {
+      loop.trigger(`event at ${t}`);
+      await timers.advance(300);
+    }
+    await timers.advance(500);
+    expect(runs).toEqual([0, 1_000, 3_000, 7_000]);
+    // Converged again: a trigger runs after the debounce alone.
+    loop.trigger('event');
+    await timers.advance(200);
+    expect(runs).toEqual([0, 1_000, 3_000, 7_000, 7_500]);
+    await loop.stop();
+  });
+
   it('looks again soon while containers are starting', async () => {
     const { timers, runs, loop } = setup([converged(2), converged(1), converged(0)]);
     loop.start();
