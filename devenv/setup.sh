@@ -260,5 +260,7 @@ build_image() {
 build_image "$NGINX_IMAGE" "$root/stack/images/nginx"
 build_image "$MARIADB_IMAGE" "$root/stack/images/mariadb"
 build_image "$APP_IMAGE" "$root/stack/images/app"
+# A Docker engine in a container: the nodes of the multi-node Swarm test (test/integration/swarm.test.ts).
+build_image hsc/swarm-node:local "$root/devenv/swarm-node"
 
 echo "$dpa_bin"

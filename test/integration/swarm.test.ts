@@ -75,7 +75,8 @@ describe('Swarm mode on a three-node Swarm', () => {
 
   const sidecarEnv = (extra: Record<string, string> = {}) => ({
     HSC_DOCKER_MODE: 'swarm',
-    HSC_DOCKER_SOCKET: cluster.managerSocket,
+    // Through the stack's Docker API proxy (Swarm allowlist), as in stack/swarm.yaml.
+    HSC_DOCKER_SOCKET: cluster.proxySocket,
     HSC_DOCKER_NETWORK: cluster.overlay,
     HSC_DOCKER_COMPOSE_SERVICE: SERVICE,
     HSC_DEFAULT_BACKEND: cluster.backend,
@@ -186,6 +187,8 @@ describe('Swarm mode on a three-node Swarm', () => {
       async stop() {
         watching = false;
         await loop;
+        // One more look: the last change may have come between the loop's last look and now.
+        seen.push({ at: Date.now(), states: await servers().catch(() => []) });
         return seen;
       },
     };

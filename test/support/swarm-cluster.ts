@@ -12,8 +12,7 @@
 // hsc-test- prefix. The host's own Docker engine is never put in Swarm mode.
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -29,6 +28,7 @@ export const SWARM_PREFIX = 'hsc-test-swarm-';
 /** HAProxy 3.0: the Debian 13 root setup.sh caches for the local environment, imported as is. */
 export const SWARM_HAPROXY_IMAGE = 'hsc/swarm-haproxy:local';
 const NODE_CONTEXT = new URL('../../devenv/swarm-node/', import.meta.url).pathname;
+const PROXY_CONFIG = new URL('../../stack/images/docker-api-proxy/haproxy.swarm.cfg', import.meta.url).pathname;
 
 export interface SwarmNode {
   /** The node container's name on the host; also the node's hostname in the Swarm. */
@@ -40,8 +40,13 @@ export interface SwarmCluster {
   readonly dir: string;
   readonly manager: SwarmNode;
   readonly workers: readonly SwarmNode[];
-  /** The manager's Docker API, as the sidecar reaches it (bind-mounted out of the node). */
+  /** The manager's Docker API, bind-mounted out of the node (the test's own reads). */
   readonly managerSocket: string;
+  /**
+   * The same API through the stack's Docker API proxy with its Swarm allowlist
+   * (stack/images/docker-api-proxy/haproxy.swarm.cfg), as the sidecar reaches it in the stack.
+   */
+  readonly proxySocket: string;
   readonly api: Docker;
   readonly overlay: string;
   readonly backend: string;
@@ -63,10 +68,9 @@ async function hostDockerCli(args: readonly string[], timeoutMs = 120_000): Prom
 
 /** The node image, built from devenv/swarm-node unless an image of the same context exists. */
 export async function ensureSwarmNodeImage(): Promise<void> {
-  const files = (await readdir(NODE_CONTEXT)).sort();
-  const hash = createHash('sha256');
-  for (const file of files) hash.update(file).update(await readFile(join(NODE_CONTEXT, file)));
-  const digest = hash.digest('hex');
+  // The context hash devenv/setup.sh's build_image labels its images with, so either builds it once.
+  const { stdout } = await run('sh', ['-c', 'find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d" " -f1'], { cwd: NODE_CONTEXT });
+  const digest = stdout.trim();
   const current = await hostDockerCli(['image', 'inspect', '-f', '{{ index .Config.Labels "hsc.context-hash" }}', SWARM_NODE_IMAGE]).catch(() => '');
   if (current === digest) return;
   await hostDockerCli(['build', '-q', '--build-arg', `BASE_IMAGE=${readPinnedVersions().BASE_IMAGE}`, '--label', `hsc.context-hash=${digest}`, '-t', SWARM_NODE_IMAGE, NODE_CONTEXT], 600_000);
@@ -214,6 +218,15 @@ export async function startSwarmCluster(options: { readonly workers?: number; re
     const overlay = `${prefix}app`;
     await exec(manager, ['network', 'create', '--driver', 'overlay', '--attachable', overlay]);
     await writeFile(join(dir, 'haproxy.cfg'), haproxyConfig(backend), { mode: 0o666 });
+    // The stack's Docker API proxy with the Swarm allowlist, in front of the manager's socket:
+    // the sidecar under test talks to Swarm only through it, so a call it lacks fails the test.
+    await mkdir(join(dir, 'proxy'));
+    await copyFile(PROXY_CONFIG, join(dir, 'proxy.cfg'));
+    await exec(manager, [
+      'run', '-d', '--name', 'docker-api-proxy', '-v', '/var/run/docker.sock:/var/run/docker.sock:ro',
+      '-v', '/hsc/proxy:/run/docker-api-proxy', '-v', '/hsc/proxy.cfg:/etc/haproxy/docker-api-proxy.cfg:ro',
+      SWARM_HAPROXY_IMAGE, '-db', '-f', '/etc/haproxy/docker-api-proxy.cfg',
+    ]);
     await exec(manager, [
       'run', '-d', '--name', 'haproxy', '--network', overlay, '-p', '8080:8080', '-p', '8404:8404', '-v', '/hsc:/hsc',
       SWARM_HAPROXY_IMAGE, '-W', '-db', '-f', '/hsc/haproxy.cfg',
@@ -234,6 +247,7 @@ export async function startSwarmCluster(options: { readonly workers?: number; re
       manager,
       workers,
       managerSocket: join(dir, 'docker.sock'),
+      proxySocket: join(dir, 'proxy', 'docker.sock'),
       api: new Docker({ socketPath: join(dir, 'docker.sock') }),
       overlay,
       backend,
