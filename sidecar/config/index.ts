@@ -216,16 +216,24 @@ const oneOf =
     return value as T;
   };
 
+/** A URL as it may be shown in an error: whatever stands before an "@" in its authority is hidden. */
+const withoutUserinfo = (value: string): string => value.replace(/^([^:/?#]*:\/\/)[^/?#]*@/, '$1[redacted]@');
+
 const url: Reader<string> = (raw, key) => {
   const value = nonEmpty(raw, key);
   let parsed: URL;
   try {
     parsed = new URL(value);
   } catch {
-    throw new ConfigError(key, `expected an http(s) URL, got ${JSON.stringify(value)}`);
+    throw new ConfigError(key, `expected an http(s) URL, got ${JSON.stringify(withoutUserinfo(value))}`);
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    throw new ConfigError(key, `expected an http(s) URL, got ${JSON.stringify(value)}`);
+    throw new ConfigError(key, `expected an http(s) URL, got ${JSON.stringify(withoutUserinfo(value))}`);
+  }
+  // A password in a URL would be in every log line and error that names the URL (requests, retries,
+  // the start-up line): credentials have keys of their own, read from a file if need be.
+  if (parsed.username !== '' || parsed.password !== '') {
+    throw new ConfigError(key, 'must not carry credentials (user:password@); the Data Plane API\'s go in dataplane.username and dataplane.password (HSC_DATAPLANE_PASSWORD_FILE), and HAProxy\'s metrics endpoint needs none');
   }
   return value.replace(/\/+$/, '');
 };
@@ -418,7 +426,14 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
       values[key] = entry.fallback;
       continue;
     }
-    values[key] = entry.read(raw, fromEnv !== undefined ? `${key} (${entry.env})` : key);
+    const named = fromEnv !== undefined ? `${key} (${entry.env})` : key;
+    try {
+      values[key] = entry.read(raw, named);
+    } catch (error) {
+      // A reader's message shows the value it refused; never a secret's.
+      if (entry.secret === true && error instanceof ConfigError) throw new ConfigError(named, 'expected a string (the value is a secret and is not shown)');
+      throw error;
+    }
   }
   const v = values as { [K in Key]: ReturnType<Spec[K]['read']> };
   const defaultBackend = v['backends.defaultBackend'];

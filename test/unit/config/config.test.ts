@@ -123,3 +123,32 @@ describe('secrets from files', () => {
     await rm(dir, { recursive: true, force: true });
   });
 });
+
+describe('credentials never shown by a configuration error', () => {
+  const base = { HSC_HAPROXY_DRIVER: 'runtime', HSC_HAPROXY_RUNTIME_SOCKET: '/run/haproxy.sock', HSC_HAPROXY_CONFIG_FILE: '/etc/haproxy.cfg', HSC_DOCKER_NETWORK: 'app' };
+  const secret = 's3cr3t-pa55word-7f3a';
+
+  it.each([
+    { variable: 'HSC_HAPROXY_METRICS_URL', value: `http://stats:${secret}@127.0.0.1:8404/metrics`, key: 'haproxy.metricsUrl', message: /must not carry credentials/ },
+    { variable: 'HSC_DATAPLANE_URL', value: `http://admin:${secret}@127.0.0.1:5555`, key: 'dataplane.url', message: /must not carry credentials/ },
+    { variable: 'HSC_HAPROXY_METRICS_URL', value: `ftp://stats:${secret}@127.0.0.1/metrics`, key: 'haproxy.metricsUrl', message: /expected an http\(s\) URL, got "ftp:\/\/\[redacted\]@127\.0\.0\.1\/metrics"/ },
+    { variable: 'HSC_HAPROXY_METRICS_URL', value: `http://stats:${secret}@[::1/metrics`, key: 'haproxy.metricsUrl', message: /expected an http\(s\) URL/ },
+  ])('refuses $variable with credentials in it, naming $key without showing them', ({ variable, value, key, message }) => {
+    const env = { ...base, HSC_HAPROXY_DRIVER: key.startsWith('dataplane') ? 'dataplane' : 'runtime', HSC_DATAPLANE_PASSWORD: 'x', [variable]: value };
+    let caught: unknown;
+    try {
+      loadConfig({ env });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    expect((caught as ConfigError).key).toContain(key);
+    expect((caught as ConfigError).message).toMatch(message);
+    expect((caught as ConfigError).message).not.toContain(secret);
+  });
+
+  it('names a secret key of the wrong type without showing its value', () => {
+    const fileText = `http:\n  adminToken: [${secret}]\n`;
+    expect(() => loadConfig({ env: base, fileText })).toThrow(/^configuration key http\.adminToken: expected a string \(the value is a secret and is not shown\)$/);
+  });
+});
