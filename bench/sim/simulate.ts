@@ -29,8 +29,9 @@ export interface ModelSettings {
 
 export const DEFAULT_MODEL: ModelSettings = {
   seed: 42,
-  // 4 workers, 25 ms per request: 160 req/s per instance at saturation, 62 % busy at 100 req/s.
-  station: { workers: 4, serviceTime: 0.025 },
+  // 4 workers, 28 ms per request: 143 req/s per instance at saturation, 70 % busy at 100 req/s,
+  // so that the original design's two scale-up thresholds (70 % CPU, 100 req/s) are one load.
+  station: { workers: 4, serviceTime: 0.028 },
   startupSeconds: 20,
   drainSeconds: 5,
   queueTimeoutSeconds: 30,
@@ -45,6 +46,12 @@ export interface PolicyUnderTest {
   readonly description: string;
   readonly policy: ScalingPolicy;
   readonly intervalSeconds: number;
+  /**
+   * Between evaluations, a breach check every this many seconds (0: none): HAProxy's figures over
+   * the time since the last read, decided on by the same decide(), acted on only when it scales up,
+   * as the sidecar's control loop does (autoscale.breachCheckMs).
+   */
+  readonly breachCheckSeconds: number;
 }
 
 export interface SeriesPoint {
@@ -65,11 +72,43 @@ export interface Summary {
   readonly p99Worst: number;
 }
 
+/** One scale-up as the simulated sidecar acted on it (seconds from the trace's start). */
+export interface ScaleUp {
+  readonly decidedAt: number;
+  /** Draining instances put back (they serve at once) and containers started. */
+  readonly undrained: number;
+  readonly started: number;
+  /** When the last of them serves. */
+  readonly servingAt: number;
+}
+
 export interface RunResult {
   readonly trace: string;
   readonly policy: string;
   readonly summary: Summary;
   readonly series: readonly SeriesPoint[];
+  readonly scaleUps: readonly ScaleUp[];
+}
+
+export interface StepTimings {
+  /** Seconds from the step to the first scale-up decision after it; undefined without one. */
+  readonly decisionSeconds: number | undefined;
+  /** …to the first new capacity serving. */
+  readonly firstCapacitySeconds: number | undefined;
+  /** …to the last instance of the scale-ups decided while the step lasted serving. */
+  readonly fullCapacitySeconds: number | undefined;
+}
+
+/** How fast a run answered a load step from `stepAt` to `endAt` (seconds from the trace's start). */
+export function stepTimings(run: RunResult, stepAt: number, endAt: number): StepTimings {
+  const ups = run.scaleUps.filter((u) => u.decidedAt >= stepAt && u.decidedAt < endAt);
+  const first = ups[0];
+  const last = ups.at(-1);
+  return {
+    decisionSeconds: first === undefined ? undefined : first.decidedAt - stepAt,
+    firstCapacitySeconds: first === undefined ? undefined : first.servingAt - stepAt,
+    fullCapacitySeconds: last === undefined ? undefined : Math.max(...ups.map((u) => u.servingAt)) - stepAt,
+  };
 }
 
 interface Instance {
@@ -94,7 +133,12 @@ export function simulate(trace: Trace, candidate: PolicyUnderTest, model: ModelS
   let p99Worst = 0;
   let lastPredicted: number | null = null;
   const window = { arrivals: 0, utilisation: 0, response: 0, seconds: 0 };
+  const shortWindow = { response: 0, seconds: 0 };
+  let completedTotal = 0;
+  let lastSample = { at: 0, completed: 0, inFlight: 0 };
+  let lastRead = lastSample;
   const series: SeriesPoint[] = [];
+  const scaleUps: ScaleUp[] = [];
   const bucket = { offered: 0, replicas: 0, p99: 0, seconds: 0 };
 
   for (let t = 0; t < trace.rates.length; t++) {
@@ -106,6 +150,7 @@ export function simulate(trace: Trace, candidate: PolicyUnderTest, model: ModelS
     const arrivals = random.poisson(trace.rates[t] ?? 0);
     requests += arrivals;
     const capacity = serving * capacityPerInstance;
+    let served = 0;
     let p99: number;
     let utilisation: number;
     let meanResponse: number;
@@ -119,7 +164,7 @@ export function simulate(trace: Trace, candidate: PolicyUnderTest, model: ModelS
       meanResponse = Infinity;
     } else {
       const available = backlog + arrivals;
-      const served = Math.min(available, capacity);
+      served = Math.min(available, capacity);
       backlog = available - served;
       // Requests that would wait past the queue timeout fail.
       const maxBacklog = capacity * model.queueTimeoutSeconds;
@@ -147,46 +192,78 @@ export function simulate(trace: Trace, candidate: PolicyUnderTest, model: ModelS
     window.utilisation += utilisation;
     window.response += Number.isFinite(meanResponse) ? meanResponse : model.queueTimeoutSeconds;
     window.seconds++;
+    shortWindow.response += Number.isFinite(meanResponse) ? meanResponse : model.queueTimeoutSeconds;
+    shortWindow.seconds++;
 
-    // The autoscaler's evaluation, with what HAProxy and Docker would show over the interval.
-    if ((t + 1) % candidate.intervalSeconds === 0) {
-      const nowMs = (t + 1) * 1000;
+    // HAProxy counts a request in its backend's counter when it ends (served, or failed with a
+    // 503); the requests still queued or at a server are its current sessions.
+    completedTotal += served + dropped;
+    const inFlight = backlog + served * model.station.serviceTime;
+
+    const nowMs = (t + 1) * 1000;
+    const evaluation = (t + 1) % candidate.intervalSeconds === 0;
+    const breachCheck = !evaluation && candidate.breachCheckSeconds > 0 && (t + 1) % candidate.breachCheckSeconds === 0;
+    if (evaluation || breachCheck) {
+      const since = breachCheck ? lastRead : lastSample;
+      const seconds = (nowMs - since.at) / 1000;
       const reading = (value: number) => ({ value, at: nowMs });
       const samples: Samples = {
         replicas: serving,
         sourceUp: true,
-        cpu: reading((window.utilisation / window.seconds) * model.cpuAtFullLoad),
-        requestRate: reading(window.arrivals / window.seconds),
+        // A breach check reads HAProxy only: Docker's CPU takes seconds to read.
+        cpu: evaluation ? reading((window.utilisation / window.seconds) * model.cpuAtFullLoad) : undefined,
+        requestRate: reading((completedTotal - since.completed) / seconds),
         queue: reading(backlog),
-        responseTime: reading(window.response / window.seconds),
+        responseTime: reading((breachCheck ? shortWindow.response / shortWindow.seconds : window.response / window.seconds)),
+        inFlight: reading(inFlight),
+        inFlightGrowth: reading((inFlight - since.inFlight) / seconds),
       };
       const decision = decisionFunction(samples, history, candidate.policy, nowMs);
-      history = decision.history;
-      lastPredicted = decision.predictedRequestRate ?? null;
-      const starting = instances.filter((i) => i.readyAt > t).length;
-      const planned = serving + starting;
-      if (decision.replicas > planned) {
-        scalingActions++;
-        let needed = decision.replicas - planned;
-        // Undrain before starting anything new.
-        for (const instance of instances) {
-          if (needed === 0) break;
-          if (instance.drainingUntil !== undefined) {
-            instance.drainingUntil = undefined;
-            needed--;
+      // A breach check that does not scale up on saturation is dropped, as the control loop drops it.
+      if (evaluation || (decision.direction === 'up' && decision.breach)) {
+        lastPredicted = decision.predictedRequestRate ?? lastPredicted;
+        const starting = instances.filter((i) => i.readyAt > t).length;
+        const draining = instances.filter((i) => i.drainingUntil !== undefined).length;
+        const planned = serving + starting;
+        let acted = false;
+        if (decision.replicas > planned) {
+          acted = true;
+          scalingActions++;
+          let needed = decision.replicas - planned;
+          let undrained = 0;
+          // Undrain before starting anything new.
+          for (const instance of instances) {
+            if (needed === 0) break;
+            if (instance.drainingUntil !== undefined) {
+              instance.drainingUntil = undefined;
+              needed--;
+              undrained++;
+            }
           }
+          for (let k = 0; k < needed; k++) instances.push({ readyAt: t + 1 + model.startupSeconds, drainingUntil: undefined });
+          scaleUps.push({ decidedAt: t + 1, undrained, started: needed, servingAt: t + 1 + (needed > 0 ? model.startupSeconds : 0) });
+        } else if (decision.replicas < serving && starting === 0 && draining === 0) {
+          // As the sidecar's planActions: nothing retired while replicas start or others drain.
+          acted = true;
+          scalingActions++;
+          // The newest serving instances are drained first (with equal load, "fewest sessions" ties).
+          const victims = instances.filter((i) => i.readyAt <= t && i.drainingUntil === undefined).slice(-(serving - decision.replicas));
+          for (const victim of victims) victim.drainingUntil = t + 1 + model.drainSeconds;
         }
-        for (let k = 0; k < needed; k++) instances.push({ readyAt: t + 1 + model.startupSeconds, drainingUntil: undefined });
-      } else if (decision.replicas < serving && starting === 0) {
-        scalingActions++;
-        // The newest serving instances are drained first (with equal load, "fewest sessions" ties).
-        const victims = instances.filter((i) => i.readyAt <= t && i.drainingUntil === undefined).slice(-(serving - decision.replicas));
-        for (const victim of victims) victim.drainingUntil = t + 1 + model.drainSeconds;
+        // As the controller keeps it: only a change that acted counts against the rate limits.
+        history = acted ? decision.history : { ...decision.history, changes: history.changes };
       }
-      window.arrivals = 0;
-      window.utilisation = 0;
-      window.response = 0;
-      window.seconds = 0;
+      const read = { at: nowMs, completed: completedTotal, inFlight };
+      lastRead = read;
+      if (evaluation) {
+        lastSample = read;
+        window.arrivals = 0;
+        window.utilisation = 0;
+        window.response = 0;
+        window.seconds = 0;
+      }
+      shortWindow.response = 0;
+      shortWindow.seconds = 0;
     }
 
     bucket.offered += trace.rates[t] ?? 0;
@@ -221,5 +298,6 @@ export function simulate(trace: Trace, candidate: PolicyUnderTest, model: ModelS
       p99Worst: round(p99Worst, 3),
     },
     series,
+    scaleUps,
   };
 }
