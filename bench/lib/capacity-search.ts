@@ -105,6 +105,8 @@ export interface SearchOptions {
 export interface SearchPoint {
   readonly rate: number;
   readonly sustained: boolean;
+  /** Answers per second the pool managed at that rate; a failed probe's tells how far down to look. */
+  readonly answered?: number;
 }
 
 export interface SearchOutcome {
@@ -142,7 +144,11 @@ export function nextProbe(history: readonly SearchPoint[], options: SearchOption
   const tried = new Set(history.map((p) => p.rate));
   if (lo === undefined) {
     const lowest = Math.min(...history.map((p) => p.rate));
-    const next = snap(lowest / options.growth);
+    // A pool that answered far less than it was offered is saturated there: its sustainable rate
+    // is below what it answered, so the next probe goes at least that far down.
+    const answered = history.find((p) => p.rate === lowest)?.answered;
+    const saturated = answered !== undefined && answered < lowest / options.growth ? answered * 0.8 : Infinity;
+    const next = snap(Math.min(lowest / options.growth, saturated));
     return next >= lowest || tried.has(next) ? done('floor') : { rate: next };
   }
   if (hi === undefined) {

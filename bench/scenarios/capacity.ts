@@ -273,19 +273,26 @@ export async function capacityScenario(options: CapacityOptions): Promise<Omit<S
       return probe;
     };
 
-    const searchSize = async (instances: number, cpusPerInstance: number | undefined): Promise<Search> => {
+    /**
+     * One size's search. Its first probe is the design's rate for the size, or, when the size
+     * before it in the same series sustained less than linear scaling from it would need, that
+     * projection (so the probes are spent near the answer, not far above it).
+     */
+    const searchSize = async (instances: number, cpusPerInstance: number | undefined, before?: Search): Promise<Search> => {
       const design = designFigure(instances);
+      const projected = before?.outcome.sustained === undefined ? Infinity : (before.outcome.sustained * instances) / before.instances;
+      const start = Math.min(design.ratePerSecond, projected);
       // Warm-up (PHP-FPM starts workers on demand, opcache fills): 2 s at half the design's rate.
       const warmup = await runPaced({ url, ratePerSecond: Math.round(design.ratePerSecond / 2), threads: THREADS, connections: probeConnections(design.ratePerSecond / 2, THREADS), durationSeconds: 2, ticksPerSecond: ticks });
       await sleep(500);
       const history: SearchPoint[] = [];
       const probes: Probe[] = [];
       for (;;) {
-        const next = nextProbe(history, { ...SEARCH, maxProbes: options.maxProbes, start: design.ratePerSecond });
+        const next = nextProbe(history, { ...SEARCH, maxProbes: options.maxProbes, start });
         if ('done' in next) return { instances, cpusPerInstance, p99LimitMs: design.p99Ms, designRate: design.ratePerSecond, probes, warmupRequests: warmup.requests, outcome: next.done };
         const probe = await probeAt(next.rate, instances, design.p99Ms);
         probes.push(probe);
-        history.push({ rate: probe.rate, sustained: probe.verdict.sustained });
+        history.push({ rate: probe.rate, sustained: probe.verdict.sustained, answered: probe.achievedPerSecond });
       }
     };
 
@@ -332,13 +339,13 @@ export async function capacityScenario(options: CapacityOptions): Promise<Omit<S
       await setLimits(options.cpusPerInstance);
       await waitForPool(size);
       log(`capacity: ${size} instances at ${options.cpusPerInstance} CPU each`);
-      searches.push(await searchSize(size, options.cpusPerInstance));
+      searches.push(await searchSize(size, options.cpusPerInstance, searches.filter((s) => s.cpusPerInstance !== undefined).at(-1)));
     }
     // 3. The largest pool without the limit: the machine's own ceiling.
     await setLimits(undefined);
     if (reached > smallest && fits(`${reached} instances without a CPU limit`)) {
       log(`capacity: ${reached} instances without a CPU limit`);
-      searches.push(await searchSize(reached, undefined));
+      searches.push(await searchSize(reached, undefined, first));
     }
     const serversAtEnd = (await serverSnapshots(haproxy)).filter((s) => s.name.startsWith('hsc-') && s.state === 'UP').length;
     const sidecarErrors = (await side.logLines()).filter((line) => /"level":(50|60)/.test(line)).length;
@@ -391,7 +398,7 @@ export function capacityTable(searches: readonly Search[], cores: number): strin
       s.cpusPerInstance === undefined ? 'no limit' : String(s.cpusPerInstance),
       `${fmt(s.p99LimitMs, 1)} ms`,
       `${fmt(s.designRate)} req/s`,
-      s.outcome.sustained === undefined ? `< ${SEARCH.floor} req/s` : `${s.outcome.sustained} req/s`,
+      s.outcome.sustained === undefined ? `< ${Math.min(...s.probes.map((p) => p.rate))} req/s` : `${s.outcome.sustained} req/s`,
       ratio === undefined ? '' : ratio.toFixed(2),
       ok === undefined ? '' : `${fmt(ok.meanMs, 1)} ms`,
       ok === undefined ? '' : `${fmt(ok.p99Ms, 1)} ms`,
@@ -416,6 +423,8 @@ function report(input: ReportInput): Omit<ScenarioResult, 'seconds'> {
   const atDesign = (s: Search | undefined): Probe | undefined => s?.probes.find((p) => p.rate === design2.ratePerSecond);
   const workProbe = uncapped2 === undefined ? undefined : (sustainedProbe(uncapped2) ?? uncapped2.probes[0]);
   const table = capacityTable(searches, cores);
+  const chain = workProbe?.perRequestMs;
+  const chainMs = chain === undefined ? NaN : (chain.app ?? NaN) + (chain.db ?? NaN) + (chain.haproxy ?? NaN) + (chain.wrk ?? NaN);
   options.log(`capacity table:\n${table}`);
 
   const label = (s: Search): string => `${s.instances} instances${s.cpusPerInstance === undefined ? ', no CPU limit' : `, ${s.cpusPerInstance} CPU each`}`;
@@ -477,6 +486,13 @@ function report(input: ReportInput): Omit<ScenarioResult, 'seconds'> {
       { key: 'capacity-db-cpu', metric: 'CPU per request: MariaDB', unit: 'ms', value: per.db ?? NaN },
       { key: 'capacity-haproxy-cpu', metric: 'CPU per request: HAProxy', unit: 'ms', value: per.haproxy ?? NaN },
       { key: 'capacity-wrk-cpu', metric: 'CPU per request: wrk (the load generator)', unit: 'ms', value: per.wrk ?? NaN },
+      {
+        key: 'capacity-chain-cpu',
+        metric: 'CPU per request: the whole chain (replicas + MariaDB + HAProxy + wrk)',
+        unit: 'ms',
+        value: chainMs,
+        note: `${cores} cores ÷ this = ${fmt((cores * 1000) / chainMs)} req/s with every core of the machine busy on this chain and nothing else: arithmetic, not a measurement (the p99 limit is reached below full use, and the machine is shared)`,
+      },
     );
   }
   figures.push({
@@ -497,7 +513,7 @@ function report(input: ReportInput): Omit<ScenarioResult, 'seconds'> {
     `So the application's request is far lighter than the original design's (mean 45 ms): here a request costs about ${fmt(workProbe?.perRequestMs.app, 2)} ms of CPU in nginx + PHP-FPM and ${fmt(workProbe?.perRequestMs.db, 2)} ms in MariaDB, and its latency at low load is ${fmt(workProbe?.p50Ms, 1)} ms (p50). The p99 limit is met until the pool is near saturation, so each size's figure is close to its CPU capacity.`,
     `Path: wrk on 127.0.0.1 → HAProxy ${input.haproxyVersion} (haproxy.local.cfg, roundrobin, health checks on /healthz) → the replicas on the Compose project's app network, whose servers the sidecar (its own process, runtime driver) added from Docker discovery; HAProxy showed ${input.serversAtEnd} servers UP at the end; the sidecar logged ${input.sidecarErrors} error(s). The application's containers are stack/compose.yaml's db1 and nginx services (hsc/app:local, hsc/mariadb:local) under a Compose project of the benchmark's own, scaled with Compose (--scale nginx=N).`,
     `Load: wrk paced to a constant rate (wrk2-style, a Lua schedule on a monotonic clock; ${THREADS} threads, connections = 0.3 s × rate), ${options.probeSeconds} s per probe, each bounded in time and count. A probe is sustained when p99 ≤ the limit, ≥ 95 % of the rate is answered, ≤ 0.1 % fail and ≤ 1 % of the sends leave more than 10 ms late (a late send means every connection was waiting: the pool was not keeping up). After each probe the pool drains (HAProxy shows no session) before the next.`,
-    `Search per size (bounded): the first probe is the design's rate for that size; then ×1.6 up after a sustained probe or ÷1.6 down after a failed one until the rate is bracketed, then bisection (geometric) until the lowest failing rate is within 12 % of the highest sustained one; at most ${options.maxProbes} probes, rates between ${SEARCH.floor} and ${SEARCH.ceiling} req/s in steps of ${SEARCH.step}. The figure is the highest sustained rate: the true limit lies between it and the first failing rate.`,
+    `Search per size (bounded): the first probe is the design's rate for that size, or less where the size before it in the same series sustained less than linear scaling to the design would need (then that linear projection); then ×1.6 up after a sustained probe or ÷1.6 down after a failed one (down to 0.8 × what a saturated pool answered, when that is lower) until the rate is bracketed, then bisection (geometric) until the lowest failing rate is within 12 % of the highest sustained one; at most ${options.maxProbes} probes, rates between ${SEARCH.floor} and ${SEARCH.ceiling} req/s in steps of ${SEARCH.step}. The figure is the highest sustained rate: the true limit lies between it and the first failing rate.`,
     `p99 limits: 120 ms at 2 instances and 145 ms at 10, the design's own; between them linear in the pool size (120 + 3.125 ms per instance above 2: 126.25 at 4, 132.5 at 6, 138.75 at 8). The design's rate: 250 req/s per instance (500 at 2, 2500 at 10).`,
     `A replica of stack/compose.yaml has no CPU limit, so on this ${cores}-core machine one replica can use every core and the pool size alone does not change capacity (the searches without a limit show it). The scaling series gives every replica the same slice, a CFS quota of ${options.cpusPerInstance} CPU per 10 ms period (docker update; ${options.cpusPerInstance} × 10 replicas = ${fmt(options.cpusPerInstance * 10, 1)} CPUs, the machine's ${cores} cores), so that an instance is a unit of capacity as a VM of the original design is; wrk, HAProxy, MariaDB and the sidecar are not limited.`,
     ...(firstCapped === undefined
@@ -505,7 +521,7 @@ function report(input: ReportInput): Omit<ScenarioResult, 'seconds'> {
       : [
           `Scaling from ${firstCapped.instances} instances, measured in this one run: ${ratios.map((r) => `${r.instances}: ×${fmt(r.ratio, 2)} (${fmt(r.perInstance)} req/s per instance)`).join(', ')}. ${bend === undefined ? 'The curve did not bend within the sizes measured.' : `The curve bends at ${bend} instances (that step added less than half of what linear scaling would).`} What held each size back at its first failing rate is in the table ("limited by", from the CPU of each part over that probe: the replicas' limit when they used ≥ 85 % of it, else the machine when ≥ 85 % busy).`,
         ]),
-    `${cores} cores shared with other sessions running tests (load average ${fmt(input.loadAtStart, 2)} at the start; ${fmt(input.restBusy)} % of one core busy at rest before the first probe, none of it this scenario's load): "the rest of the machine" in the CPU figures is them, dockerd and the kernel's own work (the bridge network's packets among it); absolute rates move from run to run; the ratios come from one run. 10 instances' worth of the design (2500 req/s) needs about ${fmt(((workProbe?.perRequestMs.app ?? NaN) + (workProbe?.perRequestMs.db ?? NaN) + (workProbe?.perRequestMs.haproxy ?? NaN) + (workProbe?.perRequestMs.wrk ?? NaN)) * 2500 / 10, 0)} % of one core for the replicas, MariaDB, HAProxy and wrk together at this machine's cost per request, against ${cores * 100} % here.`,
+    `${cores} cores shared with other sessions running tests (load average ${fmt(input.loadAtStart, 2)} at the start; ${fmt(input.restBusy)} % of one core busy at rest before the first probe, none of it this scenario's load): "the rest of the machine" in the CPU figures is them, dockerd and the kernel's own work (the bridge network's packets among it); absolute rates move from run to run; the ratios come from one run. 10 instances' worth of the design (2500 req/s) needs about ${fmt((chainMs * 2500) / 10, 0)} % of one core for the replicas, MariaDB, HAProxy and wrk together at this machine's cost per request, against ${cores * 100} % here.`,
     ...(input.skipped.length > 0 ? [`Left out for the time budget (${options.budgetSeconds} s): ${input.skipped.join(', ')}.`] : []),
     `Verdict: measured when the 2-instance searches and at least two sizes of the scaling series completed (here: sizes ${sizesDone.join(', ') || 'none'}); the design figure at 2 instances is a figure of its own (1 met, 0 not), never the verdict.`,
   ];

@@ -119,6 +119,15 @@ describe('nextProbe', () => {
     expect(outcome).toEqual({ sustained: undefined, failed: 100, stop: 'floor' });
   });
 
+  it('steps down to below what a saturated pool answered, when that is further down than one step', () => {
+    // Offered 2500, answered 1100: the next probe is 0.8 × 1100, not 2500 / 1.6.
+    expect(nextProbe([{ rate: 2500, sustained: false, answered: 1100 }], options)).toEqual({ rate: 880 });
+    // Answered nearly all of it (a p99 failure): one ordinary step down.
+    expect(nextProbe([{ rate: 2500, sustained: false, answered: 2400 }], options)).toEqual({ rate: 1560 });
+    // Never below the floor.
+    expect(nextProbe([{ rate: 100, sustained: false, answered: 5 }], options)).toEqual({ rate: 20 });
+  });
+
   it('keeps the sustained rate when a failure below it is noise', () => {
     const history: SearchPoint[] = [
       { rate: 500, sustained: true },
