@@ -135,8 +135,8 @@ export function createReconcileLoop(options: LoopOptions): ReconcileLoop {
     }
     if (pendingReasons.length > 0) {
       debounce();
-    } else if (retryNotBefore !== undefined) {
-      scheduleRun(retryNotBefore - timers.now(), 'retry');
+    } else if (outcome.status === 'failed') {
+      scheduleRun((retryNotBefore ?? timers.now()) - timers.now(), 'retry');
     } else if (outcome.waiting > 0) {
       scheduleRun(options.readinessRetryMs, 'retry');
     } else {
