@@ -23,7 +23,7 @@ import { createAutoscaler, isRemovableRetiree, type Autoscaler, type PoolView } 
 import { ok, type Result } from './edge/result.js';
 import { createControlLoop } from './autoscale/loop.js';
 import { openRetirementStore } from './autoscale/retirement.js';
-import { createSampler } from './autoscale/sampler.js';
+import { BREACH_WINDOW_CHECKS, createSampler } from './autoscale/sampler.js';
 import { createDockerEdge, type DockerEdge } from './docker/index.js';
 import { createSwarmEdge } from './docker/swarm.js';
 import { poolView } from './scaling/replicas.js';
@@ -160,6 +160,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
           return read.ok ? read.value : undefined;
         },
         now: () => Date.now(),
+        peekWindowMs: config.autoscale.breachCheckMs * BREACH_WINDOW_CHECKS,
       }),
       pool,
       scaler: {

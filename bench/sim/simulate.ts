@@ -2,6 +2,7 @@
 // driven by a traffic trace and scaled by the sidecar's own decide(): the policies compared are
 // configurations of that one function, imported from sidecar/, never copies of it.
 import { decide, EMPTY_HISTORY, type History, type Samples, type ScalingPolicy } from '../../sidecar/autoscale/policy.js';
+import { BREACH_WINDOW_CHECKS } from '../../sidecar/autoscale/sampler.js';
 import { seededRandom } from './random.js';
 import { stationFigures, type Station } from './queueing.js';
 import type { Trace } from './traces.js';
@@ -116,6 +117,13 @@ interface Instance {
   drainingUntil: number | undefined;
 }
 
+/** As the sampler's peek: the read at least this window ago, else the oldest kept. */
+function readAtLeastAgo<T extends { readonly at: number }>(reads: readonly T[], notAfter: number): T {
+  const old = reads.filter((r) => r.at <= notAfter).at(-1) ?? reads[0];
+  if (old === undefined) throw new Error('readAtLeastAgo: no read kept');
+  return old;
+}
+
 const round = (n: number, digits: number): number => (Number.isFinite(n) ? Number(n.toFixed(digits)) : n);
 
 export function simulate(trace: Trace, candidate: PolicyUnderTest, model: ModelSettings = DEFAULT_MODEL): RunResult {
@@ -133,10 +141,13 @@ export function simulate(trace: Trace, candidate: PolicyUnderTest, model: ModelS
   let p99Worst = 0;
   let lastPredicted: number | null = null;
   const window = { arrivals: 0, utilisation: 0, response: 0, seconds: 0 };
-  const shortWindow = { response: 0, seconds: 0 };
+  // A breach check looks at the last BREACH_WINDOW_CHECKS checks' worth of seconds, as the
+  // sampler's peek does: the reads and the per-second response times that window needs.
+  const breachWindowSeconds = candidate.breachCheckSeconds * BREACH_WINDOW_CHECKS;
+  const recentResponse: number[] = [];
   let completedTotal = 0;
   let lastSample = { at: 0, completed: 0, inFlight: 0 };
-  let lastRead = lastSample;
+  const reads: Array<typeof lastSample> = [lastSample];
   const series: SeriesPoint[] = [];
   const scaleUps: ScaleUp[] = [];
   const bucket = { offered: 0, replicas: 0, p99: 0, seconds: 0 };
@@ -192,8 +203,10 @@ export function simulate(trace: Trace, candidate: PolicyUnderTest, model: ModelS
     window.utilisation += utilisation;
     window.response += Number.isFinite(meanResponse) ? meanResponse : model.queueTimeoutSeconds;
     window.seconds++;
-    shortWindow.response += Number.isFinite(meanResponse) ? meanResponse : model.queueTimeoutSeconds;
-    shortWindow.seconds++;
+    if (breachWindowSeconds > 0) {
+      recentResponse.push(Number.isFinite(meanResponse) ? meanResponse : model.queueTimeoutSeconds);
+      if (recentResponse.length > breachWindowSeconds) recentResponse.shift();
+    }
 
     // HAProxy counts a request in its backend's counter when it ends (served, or failed with a
     // 503); the requests still queued or at a server are its current sessions.
@@ -204,7 +217,7 @@ export function simulate(trace: Trace, candidate: PolicyUnderTest, model: ModelS
     const evaluation = (t + 1) % candidate.intervalSeconds === 0;
     const breachCheck = !evaluation && candidate.breachCheckSeconds > 0 && (t + 1) % candidate.breachCheckSeconds === 0;
     if (evaluation || breachCheck) {
-      const since = breachCheck ? lastRead : lastSample;
+      const since = breachCheck ? readAtLeastAgo(reads, nowMs - breachWindowSeconds * 1000) : lastSample;
       const seconds = (nowMs - since.at) / 1000;
       const reading = (value: number) => ({ value, at: nowMs });
       const samples: Samples = {
@@ -214,7 +227,7 @@ export function simulate(trace: Trace, candidate: PolicyUnderTest, model: ModelS
         cpu: evaluation ? reading((window.utilisation / window.seconds) * model.cpuAtFullLoad) : undefined,
         requestRate: reading((completedTotal - since.completed) / seconds),
         queue: reading(backlog),
-        responseTime: reading((breachCheck ? shortWindow.response / shortWindow.seconds : window.response / window.seconds)),
+        responseTime: reading(breachCheck ? recentResponse.reduce((a, b) => a + b, 0) / Math.max(1, recentResponse.length) : window.response / window.seconds),
         inFlight: reading(inFlight),
         inFlightGrowth: reading((inFlight - since.inFlight) / seconds),
       };
@@ -254,7 +267,8 @@ export function simulate(trace: Trace, candidate: PolicyUnderTest, model: ModelS
         history = acted ? decision.history : { ...decision.history, changes: history.changes };
       }
       const read = { at: nowMs, completed: completedTotal, inFlight };
-      lastRead = read;
+      reads.push(read);
+      if (reads.length > BREACH_WINDOW_CHECKS + 2) reads.shift();
       if (evaluation) {
         lastSample = read;
         window.arrivals = 0;
@@ -262,8 +276,6 @@ export function simulate(trace: Trace, candidate: PolicyUnderTest, model: ModelS
         window.response = 0;
         window.seconds = 0;
       }
-      shortWindow.response = 0;
-      shortWindow.seconds = 0;
     }
 
     bucket.offered += trace.rates[t] ?? 0;

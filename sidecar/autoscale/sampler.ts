@@ -12,7 +12,15 @@ export interface SamplerOptions {
   /** Mean CPU of these containers as a fraction of one core; undefined when Docker cannot tell. */
   readonly cpu: (containerIds: readonly string[]) => Promise<number | undefined>;
   readonly now: () => number;
+  /**
+   * How far back a peek's rates look: the latest read at least this old (0: the last read). Over
+   * a few checks, not one, so that a second's noise is not read as a breach.
+   */
+  readonly peekWindowMs?: number;
 }
+
+/** A breach check's figures cover this many checks' worth of time (the peek window). */
+export const BREACH_WINDOW_CHECKS = 2;
 
 export interface SampleSet {
   readonly samples: Samples;
@@ -37,18 +45,28 @@ export interface Sampler {
    */
   sample(replicas: ListedReplicas | undefined): Promise<SampleSet>;
   /**
-   * HAProxy's figures only (no CPU), rates over the time since the last peek (or sample): what a
-   * breach check decides on. The next sample's rates still cover the whole evaluation interval.
+   * HAProxy's figures only (no CPU), rates over the peek window (since the latest read at least
+   * peekWindowMs old): what a breach check decides on. The next sample's rates still cover the
+   * whole evaluation interval.
    */
   peek(replicas: ListedReplicas | undefined): Promise<SampleSet>;
 }
 
 export function createSampler(options: SamplerOptions): Sampler {
-  /** The last snapshot of an evaluation's sample, and of any read (sample or peek). */
+  /** The last snapshot of an evaluation's sample, and the recent ones of any read (sample or peek). */
   let previousSample: BackendSnapshot | undefined;
-  let previousRead: BackendSnapshot | undefined;
+  let reads: BackendSnapshot[] = [];
+  const peekWindowMs = options.peekWindowMs ?? 0;
+  const remember = (snapshot: BackendSnapshot): void => {
+    // Enough to reach one window back: the latest at least that old, and everything newer.
+    const keepFrom = reads.filter((r) => r.at <= snapshot.at - peekWindowMs).at(-1);
+    reads = [...reads.filter((r) => r === keepFrom || r.at > snapshot.at - peekWindowMs), snapshot];
+  };
+  /** The latest read at least a window before `at`, else the oldest kept. */
+  const windowStart = (at: number): BackendSnapshot | undefined => reads.filter((r) => r.at <= at - peekWindowMs).at(-1) ?? reads[0];
 
-  async function read(listed: ListedReplicas | undefined, withCpu: boolean, since: BackendSnapshot | undefined): Promise<SampleSet & { readonly current: BackendSnapshot | undefined }> {
+  /** `from`: the earlier snapshot the rates are taken from, for a snapshot taken at `at`. */
+  async function read(listed: ListedReplicas | undefined, withCpu: boolean, from: (at: number) => BackendSnapshot | undefined): Promise<SampleSet & { readonly current: BackendSnapshot | undefined }> {
     const problems: string[] = [];
     const [scraped, cpu] = await Promise.all([
       options.scrape(),
@@ -65,6 +83,7 @@ export function createSampler(options: SamplerOptions): Sampler {
     const reading = (value: number) => ({ value, at });
     let requestRate: number | undefined;
     let inFlightGrowth: number | undefined;
+    const since = snapshot === undefined ? undefined : from(snapshot.at);
     if (snapshot !== undefined && since !== undefined && snapshot.at > since.at) {
       requestRate = counterRate({ value: since.httpRequestsTotal, at: since.at }, { value: snapshot.httpRequestsTotal, at: snapshot.at });
       // Not a counter: a reload that empties the old worker's sessions is a real fall.
@@ -93,16 +112,16 @@ export function createSampler(options: SamplerOptions): Sampler {
 
   return {
     async sample(listed) {
-      const { current, ...set } = await read(listed, true, previousSample);
+      const { current, ...set } = await read(listed, true, () => previousSample);
       if (current !== undefined) {
         previousSample = current;
-        previousRead = current;
+        remember(current);
       }
       return set;
     },
     async peek(listed) {
-      const { current, ...set } = await read(listed, false, previousRead ?? previousSample);
-      if (current !== undefined) previousRead = current;
+      const { current, ...set } = await read(listed, false, windowStart);
+      if (current !== undefined) remember(current);
       return set;
     },
   };

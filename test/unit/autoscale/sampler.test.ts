@@ -124,4 +124,28 @@ describe('sampler', () => {
     expect(evaluation.samples).toMatchObject({ requestRate: { value: 50 }, inFlightGrowth: { value: 13.333 }, cpu: { value: 0.5 } });
     expect(cpuCalls).toHaveLength(2);
   });
+
+  it('a peek looks one window back (the latest read at least peekWindowMs old), so one noisy second is not a breach', async () => {
+    let clock = 1_000_000;
+    // Reads 2 s apart; the request counter and the sessions at each.
+    const script: Array<[number, number]> = [[0, 0], [200, 0], [400, 0], [1000, 40], [1200, 40]];
+    const s = createSampler({
+      backend: 'be_app',
+      scrape: () => {
+        clock += 2_000;
+        const [requests, sessions] = script.shift() ?? [NaN, NaN];
+        return Promise.resolve({ ok: true, value: { samples: exposition(requests, 0, sessions), at: clock } });
+      },
+      cpu: () => Promise.resolve(0.5),
+      now: () => clock,
+      peekWindowMs: 4_000,
+    });
+    await s.sample(threeReplicas); // t = 2 s
+    expect((await s.peek(threeReplicas)).samples.requestRate?.value).toBe(100); // 4 s: only 2 s back so far
+    expect((await s.peek(threeReplicas)).samples.requestRate?.value).toBe(100); // 6 s: from 2 s
+    // 8 s: from 4 s, not 6 s: 800 in 4 s, and 40 more in flight.
+    expect((await s.peek(threeReplicas)).samples).toMatchObject({ requestRate: { value: 200 }, inFlightGrowth: { value: 10 } });
+    // 10 s: from 6 s.
+    expect((await s.peek(threeReplicas)).samples).toMatchObject({ requestRate: { value: 200 }, inFlightGrowth: { value: 10 } });
+  });
 });

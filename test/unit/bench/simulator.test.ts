@@ -108,7 +108,7 @@ describe('what the simulator models for the policies', () => {
     const run = simulate(step, oursReactive);
     const started = run.scaleUps.filter((u) => u.decidedAt >= LOAD_STEP.stepAt && u.decidedAt <= LOAD_STEP.stepAt + 4).reduce((sum, u) => sum + u.started, 0);
     // 2 instances serve 286 req/s of the 500: five at 100 req/s each, and more for the backlog
-    // that grows while they start (the first check's 2 s window still holds a second of rest).
+    // that grows while they start (the first checks' 4 s windows still hold seconds of rest).
     expect(2 + started).toBeGreaterThan(5);
   });
 
