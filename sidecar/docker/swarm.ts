@@ -33,9 +33,21 @@ import {
   type SwarmTask,
 } from './swarm-plan.js';
 
+/** The calls the Swarm edge makes; dockerode's client has them (tests pass their own). */
+export interface SwarmApi {
+  listServices(): Promise<unknown[]>;
+  listTasks(options: { filters: { service: string[] } }): Promise<unknown[]>;
+  listNodes(): Promise<unknown[]>;
+  getTask(id: string): { inspect(): Promise<unknown> };
+  getService(id: string): { inspect(): Promise<unknown>; update(options: { _query: { version: unknown }; _body: unknown }): Promise<unknown> };
+  getEvents(options: { filters: { type: Array<(typeof WATCHED_SWARM_TYPES)[number]> } }): Promise<NodeJS.ReadableStream>;
+}
+
 export interface SwarmEdgeOptions {
   /** A Swarm manager's API socket. */
   readonly socketPath: string;
+  /** Instead of a dockerode client on socketPath. */
+  readonly api?: SwarmApi;
   readonly logger?: Logger;
   /** How long a scale-down waits to see which task Swarm stopped (default 5 s). */
   readonly verifyTimeoutMs?: number;
@@ -99,7 +111,7 @@ export function parseService(raw: unknown): SwarmService | undefined {
 }
 
 export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
-  const docker = new Docker({ socketPath: options.socketPath });
+  const docker: SwarmApi = options.api ?? new Docker({ socketPath: options.socketPath });
   const logger = options.logger;
   const verifyTimeoutMs = options.verifyTimeoutMs ?? 5_000;
   const maxConflictRetries = options.maxConflictRetries ?? 5;
