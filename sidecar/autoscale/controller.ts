@@ -330,6 +330,8 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     const planned = pool.replicas === 0 ? [] : planActions(desired, pool);
     const drainable = options.canDrain?.() ?? true;
     const actions = drainable ? planned : planned.filter((a) => a.kind !== 'retire');
+    // A breach check whose scale-up is already under way (the replicas are starting) has nothing to do.
+    if (breachCheck && actions.length === 0) return undefined;
     const applied = apply_ && mode !== 'paused' && !options.dryRun;
     // A dry run changes nothing. Otherwise the forecast and the recommendations (observations)
     // move on, but only a change that acted counts against the rate limits: a decision held back
