@@ -55,7 +55,7 @@ export function doubleBurst(seed: number): Trace {
   });
   return {
     name: 'double-burst',
-    description: `held out: 90 req/s with 10 % noise, a 4-minute burst to 550 req/s at ${firstAt / 60} min and a 7-minute one to 950 req/s at ${secondAt / 60} min (seed ${seed})`,
+    description: `90 req/s with 10 % noise, a 4-minute burst to 550 req/s at ${firstAt / 60} min and a 7-minute one to 950 req/s at ${secondAt / 60} min (seed ${seed})`,
     rates,
     heldOut: true,
   };
@@ -74,7 +74,7 @@ export function noisyRamp(seed: number): Trace {
     const surge = t <= surgeUntil ? 1.4 : 1;
     return Math.max(0, base * surge * (1 + 0.15 * random.normal()));
   });
-  return { name: 'noisy-ramp', description: `held out: 60 to 700 req/s over 40 min and back over 20, 15 % noise, random +40 % surges of 30–90 s (seed ${seed})`, rates, heldOut: true };
+  return { name: 'noisy-ramp', description: `60 to 700 req/s over 40 min and back over 20, 15 % noise, random +40 % surges of 30–90 s (seed ${seed})`, rates, heldOut: true };
 }
 
 /**
@@ -90,7 +90,7 @@ export function staircase(seed: number): Trace {
     for (let k = 0; k < hold && rates.length < minutes(75); k++) rates.push(Math.max(0, level * (1 + 0.1 * random.normal())));
     level = Math.min(950, Math.max(60, level - 150 + random.next() * 400));
   }
-  return { name: 'staircase', description: `held out: random steps (−150 to +250 req/s) every 3–8 min between 60 and 950 req/s, 10 % noise, 75 min (seed ${seed})`, rates, heldOut: true };
+  return { name: 'staircase', description: `random steps (−150 to +250 req/s) every 3–8 min between 60 and 950 req/s, 10 % noise, 75 min (seed ${seed})`, rates, heldOut: true };
 }
 
 /**
