@@ -27,10 +27,12 @@ export interface NginxOptions {
   readonly waitHealthy?: boolean;
   /** Keep the image's Docker healthcheck (default true); false runs the container without one. */
   readonly healthcheck?: boolean;
+  /** Another Docker Engine than this machine's (a private daemon a test restarts). */
+  readonly client?: Docker;
 }
 
 export async function startNginx(options: NginxOptions = {}): Promise<TestContainer> {
-  const container = await docker.createContainer({
+  const container = await (options.client ?? docker).createContainer({
     Image: readPinnedVersions().NGINX_IMAGE,
     ...(options.name === undefined ? {} : { name: options.name }),
     Labels: { [OWNER_LABEL]: options.owner ?? 'test', ...options.labels },
