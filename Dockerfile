@@ -21,8 +21,13 @@ RUN printf '%s\n' "$EXTRA_CA_CERTS" >/tmp/extra-ca.pem \
 COPY tsconfig.json tsconfig.build.json ./
 COPY generated/ ./generated/
 COPY sidecar/ ./sidecar/
+# Production dependencies only, and none of what packages ship for their own tests: ssh2 (pulled in
+# by docker-modem, unused over a socket) carries private keys in its test fixtures, which have
+# no place in an image and would each be a finding for a secret scanner.
 RUN npm run build \
- && npm prune --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error
+ && npm prune --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error \
+ && rm -rf node_modules/ssh2/test \
+ && find node_modules -type f \( -name '*.pem' -o -name '*.key' -o -name '*.ppk' -o -name '*.p12' -o -name 'id_rsa*' -o -name 'id_dsa*' -o -name 'id_ecdsa*' -o -name 'id_ed25519*' \) -delete
 
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
@@ -34,8 +39,10 @@ COPY package.json ./package.json
 # Where the sidecar keeps its durable state (autoscale.stateFile: a scale-down in progress); a
 # volume mounted here starts with this directory's owner, so the non-root user can write to it.
 RUN install -d -o node -g node -m 700 /var/lib/hsc-sidecar
-# uid 1000, the `node` user of the official image and of stack/images/node.
-USER node
+# uid 1000, the `node` user of the official image and of stack/images/node; numeric, so that a
+# runtime that must prove the user is not root (Kubernetes' runAsNonRoot) can. The image runs with
+# a read-only root filesystem: it writes nothing outside the state volume above.
+USER 1000:1000
 EXPOSE 9180
 HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.HSC_HTTP_PORT||9180)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
