@@ -16,6 +16,15 @@
 # sidecar's policy: HSC_AUTOSCALE_{MIN,MAX,INTERVAL_MS,CPU_TARGET,CPU_DOWN,RPS_TARGET,RPS_DOWN,
 # DOWN_WINDOW_MS,FORECAST,DRY_RUN}, HSC_DRAIN_DEADLINE_MS (stack/compose.yaml has the defaults).
 set -euo pipefail
+# --build-only: install what is missing and build the images, start nothing (the image tests,
+# test/integration/security*.test.ts, use the images as this script builds them).
+build_only=""
+for arg in "$@"; do
+  case "$arg" in
+    --build-only) build_only=1 ;;
+    *) printf 'usage: %s [--build-only]\n' "$0" >&2; exit 2 ;;
+  esac
+done
 # shellcheck source=stack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=devenv/versions.env
@@ -36,8 +45,9 @@ fi
 # can break the configuration file it is rendered into.
 secret_names=(db_admin_password db_replication_password db_backup_password db_app_password db_exporter_password
               dataplane_password haproxy_stats_password haproxy_cookie_key sidecar_admin_token grafana_admin_password)
-install -d -m 700 "$HSC_SECRETS_DIR"
+[ -n "$build_only" ] || install -d -m 700 "$HSC_SECRETS_DIR"
 for name in "${secret_names[@]}"; do
+  [ -z "$build_only" ] || break
   file="$HSC_SECRETS_DIR/$name"
   if [ ! -s "$file" ]; then
     (umask 022 && head -c 64 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | head -c 32 >"$file.tmp" && mv "$file.tmp" "$file")
@@ -81,6 +91,7 @@ if [ "${HSC_GRAFANA:-0}" = 1 ]; then
   build hsc/grafana:local "$repo_root/grafana" . --
   services+=(grafana)
 fi
+[ -z "$build_only" ] || exit 0
 
 # --- start ----------------------------------------------------------------------------------
 # The Data Plane API where the image has it; without it, HAProxy's runtime API and the managed
