@@ -32,21 +32,21 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: the sidecar kille
     if (!skip) await world?.close();
   });
 
-  /** Restarts with `replicas` (gracefully), with one slow request on every replica so the next drain lasts. */
-  const restartScalingDown = async (replicas: number): Promise<Array<Promise<{ status: number }>>> => {
+  /**
+   * Restarts the sidecar (gracefully) with two replicas, one slow request on every replica so the
+   * drain lasts; once the victim drains, the sidecar is killed (SIGKILL) or stopped (SIGTERM) and
+   * started again, and must finish that scale-down.
+   */
+  const interruptScaleDown = async (fault: string, how: 'kill' | 'stop'): Promise<void> => {
+    const load = world.startLoad();
     const slow = Array.from({ length: 3 }, () => get(`${world.haproxy.frontendUrl}/slow?s=5`, { signal: AbortSignal.timeout(30_000) }));
     await new Promise((resolve) => setTimeout(resolve, 300));
     await world.stopSidecar();
-    await world.startSidecar(count(replicas));
-    return slow;
-  };
-
-  it.skipIf(skip)('1a. SIGKILL mid-drain: the restarted sidecar finishes the scale-down, no request fails', async () => {
-    const load = world.startLoad();
-    const slow = await restartScalingDown(2);
+    await world.startSidecar(count(2));
     expect(await eventually(async () => (await world.retirements()).some((r) => r.stage === 'draining'), 20_000, 50)).toBe(true);
     const [record] = await world.retirements();
-    await world.killSidecar();
+    if (how === 'kill') await world.killSidecar();
+    else await world.stopSidecar();
     const back = Date.now();
     await world.startSidecar(count(2));
     const { ms } = await world.converge(2, back, 60_000);
@@ -54,18 +54,21 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: the sidecar kille
     const report = await load.stop();
     const slowStatuses = (await Promise.all(slow)).map((a) => a.status);
     world.record({
-      fault: '1a sidecar SIGKILL mid-drain',
+      fault,
       requests: report.sent + slow.length,
       failed: failedCount(report) + slowStatuses.filter((s) => s !== 200).length,
       failedOnCrashed: 0,
       convergeMs: ms,
       problems,
-      notes: `killed at stage ${record?.stage ?? '?'} of ${record?.server ?? '?'}; converge includes the rest of its drain (a 5 s request)`,
+      notes: `${how === 'kill' ? 'killed' : 'restarted'} at stage ${record?.stage ?? '?'} of ${record?.server ?? '?'}; converge includes the rest of its drain (a 5 s request)`,
     });
     expect(problems).toEqual([]);
     expect(report.failures).toEqual({});
     expect(slowStatuses).toEqual([200, 200, 200]);
-  });
+  };
+
+  it.skipIf(skip)('1a. SIGKILL mid-drain: the restarted sidecar finishes the scale-down, no request fails', () =>
+    interruptScaleDown('1a sidecar SIGKILL mid-drain', 'kill'));
 
   it.skipIf(skip)('1b. SIGKILL mid-scale-up: the restarted sidecar adds the new replica and starts no other', async () => {
     const load = world.startLoad();
@@ -93,29 +96,6 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: the sidecar kille
     expect(report.failures).toEqual({});
   });
 
-  it.skipIf(skip)('9. restarted (SIGTERM) mid-scale-down: the retirement record completes it', async () => {
-    const load = world.startLoad();
-    const slow = await restartScalingDown(2);
-    expect(await eventually(async () => (await world.retirements()).some((r) => r.stage === 'draining'), 20_000, 50)).toBe(true);
-    const [record] = await world.retirements();
-    await world.stopSidecar();
-    const back = Date.now();
-    await world.startSidecar(count(2));
-    const { ms } = await world.converge(2, back, 60_000);
-    const problems = await world.finalCheck(2);
-    const report = await load.stop();
-    const slowStatuses = (await Promise.all(slow)).map((a) => a.status);
-    world.record({
-      fault: '9 sidecar restarted mid-scale-down',
-      requests: report.sent + slow.length,
-      failed: failedCount(report) + slowStatuses.filter((s) => s !== 200).length,
-      failedOnCrashed: 0,
-      convergeMs: ms,
-      problems,
-      notes: `restarted at stage ${record?.stage ?? '?'} of ${record?.server ?? '?'}; converge includes the rest of its drain`,
-    });
-    expect(problems).toEqual([]);
-    expect(report.failures).toEqual({});
-    expect(slowStatuses).toEqual([200, 200, 200]);
-  });
+  it.skipIf(skip)('9. restarted (SIGTERM) mid-scale-down: the retirement record completes it', () =>
+    interruptScaleDown('9 sidecar restarted mid-scale-down', 'stop'));
 });

@@ -6,6 +6,7 @@
 // HAProxy loads (runtime) or the Data Plane API's configuration (dataplane) holding the same
 // servers, and no transaction left open.
 import { randomBytes } from 'node:crypto';
+import type Docker from 'dockerode';
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +19,7 @@ import type { Retirement } from '../../sidecar/autoscale/retirement.js';
 import { isOwnedServerName } from '../../sidecar/discovery/index.js';
 import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE } from '../../sidecar/docker/labels.js';
 import { beginMarker, endMarker } from '../../sidecar/runtime/config-file.js';
+import { LOAD_BLIND_AUTOSCALER } from '../support/autoscale-env.js';
 import { dataplaneClientFor } from '../support/dataplane.js';
 import type { LoadReport } from '../support/load.js';
 import { startPacedLoad } from '../support/paced-load.js';
@@ -37,6 +39,11 @@ export interface WorldOptions {
   readonly autoscale?: { readonly min: number; readonly max: number };
   /** Reload delay of the Data Plane API (ms). */
   readonly reloadDelayMs?: number;
+  /**
+   * Another Docker Engine for the replicas and the sidecar (its client and socket), whose
+   * containers HAProxy reaches on its default bridge network (address mode "network").
+   */
+  readonly engine?: { readonly client: Docker; readonly socket: string };
 }
 
 export interface FaultLoad {
@@ -51,6 +58,8 @@ export interface ProjectContainer {
   readonly state: string;
   readonly healthy: boolean;
   readonly hostPort: number;
+  /** Its address on the default bridge network. */
+  readonly ip: string;
 }
 
 export interface World {
@@ -67,6 +76,13 @@ export interface World {
   /** SIGTERM, as an operator's restart does. */
   stopSidecar(): Promise<void>;
   addReplica(): Promise<TestContainer>;
+  /**
+   * One replica stopped (`docker stop`, behind the sidecar's back: no drain first) and removed,
+   * one started: the pool keeps its size. Returns the stop's window: from the stop until
+   * HAProxy's checks (every 500 ms, two to fail) see it gone, a request on one of its kept-alive
+   * connections may fail as on a crashed container, and is counted apart.
+   */
+  replaceOne(): Promise<{ readonly from: number; readonly to: number }>;
   containers(): Promise<ProjectContainer[]>;
   retirements(): Promise<Retirement[]>;
   startLoad(): FaultLoad;
@@ -118,20 +134,23 @@ export async function createWorld(options: WorldOptions): Promise<World> {
   let sidecar: SidecarProcess | undefined;
   let port: number | undefined;
   let nextNumber = 1;
+  const engine = options.engine?.client ?? docker;
 
   const addReplica = async (): Promise<TestContainer> => {
     const used = new Set((await containers()).map((c) => c.number));
     while (used.has(nextNumber)) nextNumber++;
     const number = nextNumber++;
     return startNginx({
+      ...(options.engine === undefined ? {} : { client: options.engine.client }),
       name: `${project}-${SERVICE}-${number}`,
       labels: { [COMPOSE_PROJECT]: project, [COMPOSE_SERVICE]: SERVICE, [COMPOSE_NUMBER]: String(number) },
     });
   };
 
   const containers = async (): Promise<ProjectContainer[]> => {
-    const listed = await docker.listContainers({ all: true, filters: { label: [`${COMPOSE_PROJECT}=${project}`] } });
+    const listed = await engine.listContainers({ all: true, filters: { label: [`${COMPOSE_PROJECT}=${project}`] } });
     return listed.map((c) => ({
+      ip: c.NetworkSettings.Networks.bridge?.IPAddress ?? '',
       id: c.Id,
       number: Number(c.Labels[COMPOSE_NUMBER]),
       state: c.State,
@@ -155,26 +174,19 @@ export async function createWorld(options: WorldOptions): Promise<World> {
             HSC_AUTOSCALE_SERVICE: SERVICE,
             HSC_AUTOSCALE_PROJECT: project,
             HSC_AUTOSCALE_STATE_FILE: stateFile,
-            HSC_AUTOSCALE_INTERVAL_MS: '1000',
+            // The fault's own load is never a reason to scale: the count is min/max's to set.
+            ...LOAD_BLIND_AUTOSCALER,
             HSC_AUTOSCALE_MIN: String(options.autoscale.min),
             HSC_AUTOSCALE_MAX: String(options.autoscale.max),
-            HSC_AUTOSCALE_DOWN_WINDOW_MS: '0',
-            HSC_AUTOSCALE_FORECAST: 'off',
             HSC_AUTOSCALE_STARTUP_MS: '5000',
-            // The fault's own load is never a reason to scale: the count is min/max's to set.
-            HSC_AUTOSCALE_RPS_TARGET: '1000000',
-            HSC_AUTOSCALE_RPS_DOWN: '1000000',
-            HSC_AUTOSCALE_QUEUE_TARGET: '1000',
-            HSC_AUTOSCALE_QUEUE_DOWN: '1000',
-            HSC_AUTOSCALE_RT_TARGET: '60',
-            HSC_AUTOSCALE_RT_DOWN: '60',
             HSC_AUTOSCALE_CPU_TARGET: '64',
             HSC_AUTOSCALE_CPU_DOWN: '64',
-            HSC_AUTOSCALE_STOP_TIMEOUT_S: '10',
           };
     return {
       ...haproxyEnv(haproxy, options.driver),
-      HSC_DOCKER_ADDRESS_MODE: 'published',
+      ...(options.engine === undefined
+        ? { HSC_DOCKER_ADDRESS_MODE: 'published' }
+        : { HSC_DOCKER_ADDRESS_MODE: 'network', HSC_DOCKER_NETWORK: 'bridge', HSC_DOCKER_SOCKET: options.engine.socket }),
       HSC_DOCKER_COMPOSE_SERVICE: SERVICE,
       HSC_DOCKER_COMPOSE_PROJECT: project,
       HSC_DOCKER_LABEL_PREFIX: `hsc-none-${run}`,
@@ -211,16 +223,17 @@ export async function createWorld(options: WorldOptions): Promise<World> {
     const stray = all.filter((c) => c.state !== 'running');
     if (stray.length > 0) problems.push(`containers not running: ${stray.map((c) => `#${c.number} ${c.state}`).join(', ')}`);
     if (running.length !== expected) problems.push(`${running.length} replicas running, expected ${expected}`);
-    const wanted = new Map(running.map((c) => [`hsc-${SERVICE}-${c.number}`, c.hostPort]));
+    // Published ports on the loopback, or the container's own address on the bridge network.
+    const wanted = new Map(running.map((c) => [`hsc-${SERVICE}-${c.number}`, options.engine === undefined ? `127.0.0.1:${c.hostPort}` : `${c.ip}:80`]));
     const foreign = new Set(check.foreignServers ?? []);
     const states = (await runtimeServerStates(haproxy)).filter((s) => !foreign.has(s.name));
     const strangers = states.filter((s) => !isOwnedServerName(s.name));
     if (strangers.length > 0) problems.push(`servers nobody owns: ${strangers.map((s) => s.name).join(', ')}`);
     const owned = states.filter((s) => isOwnedServerName(s.name));
     for (const s of owned) {
-      const hostPort = wanted.get(s.name);
-      if (hostPort === undefined) problems.push(`${s.name} is a server without a running replica`);
-      else if (s.port !== hostPort) problems.push(`${s.name} points at port ${s.port}, its replica publishes ${hostPort}`);
+      const target = wanted.get(s.name);
+      if (target === undefined) problems.push(`${s.name} is a server without a running replica`);
+      else if (`${s.address}:${s.port}` !== target) problems.push(`${s.name} points at ${s.address}:${s.port}, its replica is at ${target}`);
       if (s.admin !== 'ready') problems.push(`${s.name} left in ${s.admin}`);
       else if (s.operational !== 2) problems.push(`${s.name} not UP (${s.operational})`);
     }
@@ -270,6 +283,16 @@ export async function createWorld(options: WorldOptions): Promise<World> {
       sidecar = undefined;
     },
     addReplica,
+    async replaceOne() {
+      const [oldest] = (await containers()).filter((c) => c.state === 'running').sort((a, b) => a.number - b.number);
+      if (oldest === undefined) throw new Error('no replica to replace');
+      await addReplica();
+      const from = Date.now() - 100;
+      await engine.getContainer(oldest.id).stop({ t: 10 });
+      const to = Date.now() + 1_500;
+      await engine.getContainer(oldest.id).remove({ force: true });
+      return { from, to };
+    },
     containers,
     retirements,
     startLoad() {
@@ -330,8 +353,8 @@ export async function createWorld(options: WorldOptions): Promise<World> {
         await copyFile(join(haproxy.dir, 'dataplaneapi.log'), join(logDir, `fault-${options.driver}-${run}-dataplaneapi.log`)).catch(() => undefined);
       }
       await haproxy.stop();
-      const all = await docker.listContainers({ all: true, filters: { label: [`${COMPOSE_PROJECT}=${project}`] } });
-      await Promise.all(all.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+      const all = await engine.listContainers({ all: true, filters: { label: [`${COMPOSE_PROJECT}=${project}`] } });
+      await Promise.all(all.map((c) => engine.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -17,6 +17,7 @@ import { dataplaneApiBinary } from '../../devenv/versions.js';
 import type { Retirement } from '../../sidecar/autoscale/retirement.js';
 import type { HaproxyDriver } from '../../sidecar/driver/index.js';
 import { isOwnedServerName } from '../../sidecar/discovery/index.js';
+import { LOAD_BLIND_AUTOSCALER } from '../support/autoscale-env.js';
 import { eventually, get } from '../support/http.js';
 import { startLoad, type RunningLoad } from '../support/load.js';
 import { driverFor, runtimeServerNames } from '../support/runtime.js';
@@ -71,18 +72,9 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('a scale-down survives SIG
         HSC_AUTOSCALE_SERVICE: service,
         HSC_AUTOSCALE_PROJECT: project,
         HSC_AUTOSCALE_STATE_FILE: stateFile,
-        HSC_AUTOSCALE_INTERVAL_MS: '1000',
-        HSC_AUTOSCALE_MIN: '2',
-        HSC_AUTOSCALE_DOWN_WINDOW_MS: '0',
-        HSC_AUTOSCALE_FORECAST: 'off',
         // The test's own load must never look like a reason to scale up.
-        HSC_AUTOSCALE_RPS_TARGET: '1000000',
-        HSC_AUTOSCALE_RPS_DOWN: '1000000',
-        HSC_AUTOSCALE_QUEUE_TARGET: '1000',
-        HSC_AUTOSCALE_QUEUE_DOWN: '1000',
-        HSC_AUTOSCALE_RT_TARGET: '60',
-        HSC_AUTOSCALE_RT_DOWN: '60',
-        HSC_AUTOSCALE_STOP_TIMEOUT_S: '10',
+        ...LOAD_BLIND_AUTOSCALER,
+        HSC_AUTOSCALE_MIN: '2',
         HSC_DRAIN_POLL_MS: '200',
         HSC_DRAIN_DEADLINE_MS: '30000',
         HSC_RECONCILE_DEBOUNCE_MS: '100',
