@@ -19,7 +19,10 @@ declare module 'vitest' {
 
 export async function setup(project: TestProject): Promise<() => Promise<void>> {
   const dir = await mkdtemp(join(tmpdir(), 'hsc-test-faults-'));
-  const build = await buildSidecar('test');
+  const build = await buildSidecar('test').catch(async (error: unknown) => {
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  });
   project.provide('faultsSidecarBuild', build.dir);
   project.provide('faultsVerdictFile', join(dir, 'verdicts.jsonl'));
   return async () => {
