@@ -59,6 +59,11 @@ export interface PoolView {
 export interface ReplicaActions {
   /** Creates and starts `count` replicas like `templateId`; resolves with their IDs. */
   startLike(templateId: string, count: number): Promise<Result<string[]>>;
+  /**
+   * Stops and removes the replica. A `conflict` means it was not stopped because another one
+   * would have been instead (Swarm picks the task that stops: sidecar/docker/swarm.ts): the
+   * retirement is given up, the replica serves again, and the next evaluation plans anew.
+   */
   stopAndRemove(id: string, timeoutSeconds: number): Promise<Result<void>>;
 }
 
@@ -230,19 +235,22 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     return views;
   }
 
-  async function perform(effect: RetirementEffect, r: Retirement): Promise<string | undefined> {
+  /** What went wrong with an effect; `abandon`: the retirement cannot go on as planned. */
+  type Failure = { readonly message: string; readonly abandon: boolean };
+
+  async function perform(effect: RetirementEffect, r: Retirement): Promise<Failure | undefined> {
     switch (effect) {
       case 'set-drain':
       case 'set-maint': {
         const set = await options.haproxy.setAdminState(r.backend, r.server, effect === 'set-drain' ? 'drain' : 'maint');
-        return set.ok ? undefined : set.error.message;
+        return set.ok ? undefined : { message: set.error.message, abandon: false };
       }
       case 'request-removal':
         // Sent once the record says drained (below): the reconciler reads it to remove the server.
         return undefined;
       case 'stop-container': {
         const stopped = await options.scaler.stopAndRemove(r.containerId, options.stopTimeoutSeconds);
-        return stopped.ok ? undefined : stopped.error.message;
+        return stopped.ok ? undefined : { message: stopped.error.message, abandon: stopped.error.kind === 'conflict' };
       }
     }
   }
@@ -257,12 +265,23 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
       const view = views.get(r.containerId);
       if (view === undefined) continue;
       const step = advanceRetirement(r, view, options.now());
-      let failure: string | undefined;
+      let outcome: Failure | undefined;
       for (const effect of step.effects) {
-        failure = await perform(effect, r);
-        if (failure !== undefined) break;
+        outcome = await perform(effect, r);
+        if (outcome !== undefined) break;
       }
+      const failure = outcome?.message;
       const fields = { backend: r.backend, server: r.server, container: r.containerId.slice(0, 12), stage: step.next?.stage ?? 'done' };
+      if (outcome?.abandon === true) {
+        // Nothing was stopped: without its record the replica is an ordinary one again, so the
+        // reconciler puts its server back; the next evaluation decides again from what it sees.
+        const removed = await store.remove(r.containerId);
+        if (!removed.ok) continue;
+        lastReasons.delete(r.containerId);
+        logger.warn({ ...fields, stage: 'abandoned', error: outcome.message }, `scale-down of ${r.server} given up: ${outcome.message}; it serves again`);
+        options.requestReconcile(`scale-down of ${r.server} given up`);
+        continue;
+      }
       if (failure !== undefined) {
         // The record stays as it was: the next pass tries again from what it then observes.
         if (lastReasons.get(r.containerId) !== failure) logger.warn({ ...fields, error: failure }, `scale-down of ${r.server}: ${failure}; retrying`);

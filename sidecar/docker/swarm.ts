@@ -7,9 +7,9 @@
 //
 // A scale-down in Swarm cannot name the task that stops: the orchestrator picks it (swarm-plan.ts
 // says how). The autoscaler drains the replica Swarm will pick (its removalOrder is 1), and
-// stopAndRemove() lowers the count only if Swarm would still pick that one now; otherwise it does
-// nothing, the drained replica is a server again at the next pass and the next evaluation drains
-// Swarm's new pick. After the update it reads which task Swarm stopped and says so when it was
+// stopAndRemove() lowers the count only if Swarm would still pick that one now; otherwise it
+// scales nothing and answers `conflict`: the autoscaler gives that retirement up, the drained
+// replica is a server again at the next pass and the next evaluation drains Swarm's new pick. After the update it reads which task Swarm stopped and says so when it was
 // another (a prediction wrong beyond 12 replicas, or a task that changed in between).
 import Docker from 'dockerode';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -225,11 +225,9 @@ export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
           const plan = planScaleDown(before, taskId);
           if (plan.kind === 'gone') return ok(undefined);
           if (plan.kind === 'not-victim') {
-            logger?.warn(
-              { service: service.name, task: taskId.slice(0, 12), swarmWouldStop: plan.victim.map((id) => id.slice(0, 12)) },
-              `scale-down of ${service.name} not done: Swarm would now stop another replica; the drained one goes back into service and the next evaluation drains Swarm's pick`,
-            );
-            return ok(undefined);
+            // A conflict: the autoscaler gives this retirement up (the replica serves again) and
+            // its next evaluation drains Swarm's pick.
+            return fail(operation, 'conflict', `Swarm would now stop ${plan.victim.map((id) => id.slice(0, 12)).join(', ')}, not this task; nothing was scaled`);
           }
           if (!(await setReplicas(serviceId, raw, plan.replicas))) continue;
           await verify(service, before, taskId);
