@@ -2,7 +2,7 @@
 // become one validated, frozen object with defaults. A bad value stops start-up with a
 // message that names the key; secrets never appear in logs (see redactConfig).
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument } from 'yaml';
 import { DEFAULT_POLICY, validatePolicy, type ScalingPolicy } from '../autoscale/policy.js';
 import { parseSocketAddress } from '../runtime/index.js';
 
@@ -403,7 +403,12 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
   let fileTree: unknown = {};
   if (sources.fileText !== undefined) {
     try {
-      fileTree = parseYaml(sources.fileText) ?? {};
+      // Warnings are errors here: the parser would print them on stderr and go on with a value
+      // other than the one written (an unknown tag is dropped; found by a property test).
+      const document = parseDocument(sources.fileText, { logLevel: 'silent' });
+      const problem = document.errors[0] ?? document.warnings[0];
+      if (problem !== undefined) throw problem;
+      fileTree = (document.toJS() as unknown) ?? {};
     } catch (error) {
       throw new ConfigError(sources.fileName ?? 'file', `not valid YAML: ${(error as Error).message}`);
     }

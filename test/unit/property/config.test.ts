@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { parse, stringify } from 'yaml';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ConfigError, loadConfig, type SidecarConfig } from '../../../sidecar/config/index.js';
 
 // The loader's table of keys, read from its source so that a key added there is fuzzed here too.
@@ -165,5 +165,15 @@ describe('loadConfig, for any environment and file', () => {
 
   it.each(['42', '- a\n- b', 'just text', 'true'])('refuses a file whose top level is not a mapping (%j), naming the file', (text) => {
     expect(() => loadConfig({ env: BASE, fileText: text, fileName: 'sidecar.yaml' })).toThrow(/^configuration key sidecar.yaml: expected a mapping of keys at the top/);
+  });
+
+  it('refuses a YAML tag it cannot resolve, naming the file, instead of printing a warning and going on without the value', () => {
+    const warn = vi.spyOn(process, 'emitWarning');
+    try {
+      expect(() => loadConfig({ env: BASE, fileText: 'http:\n  port: !!float 80\n', fileName: 'sidecar.yaml' })).toThrow(/^configuration key sidecar.yaml: not valid YAML: .*Unresolved tag/);
+      expect(warn).not.toHaveBeenCalled();
+    } finally {
+      warn.mockRestore();
+    }
   });
 });
