@@ -196,16 +196,22 @@ export type ScaleDownPlan =
   | { readonly kind: 'scale'; readonly replicas: number }
   /** The task is already told to stop, or gone: the scale-down happened (or someone else's did). */
   | { readonly kind: 'gone' }
+  /**
+   * The spec already asks for fewer slots than Swarm has: a scale-down (this one, from an earlier
+   * pass) Swarm has not applied yet. Lowering the count again would stop one more task: wait.
+   */
+  | { readonly kind: 'pending' }
   /** Swarm would stop another replica: do not scale; the drained one goes back into service. */
   | { readonly kind: 'not-victim'; readonly victim: readonly string[] };
 
-export function planScaleDown(tasks: readonly SwarmTask[], taskId: string): ScaleDownPlan {
+export function planScaleDown(tasks: readonly SwarmTask[], taskId: string, specReplicas: number): ScaleDownPlan {
   const order = swarmRemovalOrder(tasks);
   const first = order[0];
   if (!order.some((ids) => ids.includes(taskId))) return { kind: 'gone' };
+  if (specReplicas < order.length) return { kind: 'pending' };
   if (first === undefined || !first.includes(taskId)) return { kind: 'not-victim', victim: first ?? [] };
   // One slot fewer than Swarm counts now (not the spec's count minus one: when the spec asks for
-  // more slots than exist, that would stop nothing, or when fewer, more than one).
+  // more slots than there are, that would stop nothing).
   return { kind: 'scale', replicas: order.length - 1 };
 }
 

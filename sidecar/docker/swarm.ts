@@ -222,16 +222,21 @@ export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
           const service = parseService(raw);
           if (service === undefined) return ok(undefined);
           const before = await tasksOf(serviceId);
-          const plan = planScaleDown(before, taskId);
-          if (plan.kind === 'gone') return ok(undefined);
+          const plan = planScaleDown(before, taskId, service.replicas ?? 0);
+          // Pending: asked at an earlier pass, not applied by Swarm yet; the next pass looks again.
+          if (plan.kind === 'gone' || plan.kind === 'pending') return ok(undefined);
           if (plan.kind === 'not-victim') {
             // A conflict: the autoscaler gives this retirement up (the replica serves again) and
             // its next evaluation drains Swarm's pick.
             return fail(operation, 'conflict', `Swarm would now stop ${plan.victim.map((id) => id.slice(0, 12)).join(', ')}, not this task; nothing was scaled`);
           }
           if (!(await setReplicas(serviceId, raw, plan.replicas))) continue;
-          await verify(service, before, taskId);
-          return ok(undefined);
+          const stoppedOther = await verify(service, before, taskId);
+          // Swarm stopped another task than the drained one: the scale-down is done (the count is
+          // down by one), and the drained task must serve again, not be scaled down as well.
+          return stoppedOther === undefined
+            ? ok(undefined)
+            : fail(operation, 'conflict', `Swarm stopped ${stoppedOther.map((id) => id.slice(0, 12)).join(', ')} instead of this task`);
         }
         return fail(operation, 'conflict', `the service's version kept changing (${maxConflictRetries + 1} attempts)`);
       } catch (error) {
@@ -245,13 +250,17 @@ export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
     },
   };
 
-  /** Reads which task the update stopped and says so when it was not the drained one. */
-  async function verify(service: SwarmService, before: readonly SwarmTask[], taskId: string): Promise<void> {
+  /**
+   * Reads which task the update stopped and says so when it was not the drained one; resolves with
+   * the tasks stopped instead of it, or undefined.
+   */
+  async function verify(service: SwarmService, before: readonly SwarmTask[], taskId: string): Promise<string[] | undefined> {
     for (const deadline = Date.now() + verifyTimeoutMs; Date.now() < deadline; await sleep(100)) {
       const stopped = stoppedBetween(before, await tasksOf(service.id));
       if (stopped.length === 0) continue;
       if (stopped.includes(taskId)) {
         logger?.info({ service: service.name, task: taskId.slice(0, 12) }, `Swarm stopped the drained task of ${service.name}, as predicted`);
+        return undefined;
       } else {
         // The safety net: that task is no longer live, so discovery drops its server at the next
         // pass, and HAProxy's retries with option redispatch resend a connection it refuses.
@@ -259,9 +268,11 @@ export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
           { service: service.name, drained: taskId.slice(0, 12), stopped: stopped.map((id) => id.slice(0, 12)) },
           `Swarm stopped another task of ${service.name} than the drained one; its server is removed now and the drained one goes back into service`,
         );
+        return stopped;
       }
-      return;
     }
+    // Not applied yet: the next pass sees the scale-down pending (and waits) or the task gone.
     logger?.warn({ service: service.name, task: taskId.slice(0, 12) }, `Swarm has not stopped a task of ${service.name} within ${verifyTimeoutMs} ms of the scale-down`);
+    return undefined;
   }
 }

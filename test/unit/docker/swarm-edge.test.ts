@@ -155,10 +155,19 @@ describe('the Swarm edge', () => {
     expect(w.warnings).toEqual([]);
   });
 
-  it('says so when Swarm stopped another task than the drained one', async () => {
+  it('Swarm stopped another task than the drained one: says so and answers conflict (the drained one serves again)', async () => {
     const w = world({ tasks: threeTasks(), replicas: 3, stops: () => 't1' });
-    expect((await edgeOf(w).stopAndRemove('t2', 30)).ok).toBe(true);
+    const result = await edgeOf(w).stopAndRemove('t2', 30);
+    expect(result.ok ? 'ok' : `${result.error.kind}: ${result.error.message}`).toBe('conflict: Swarm stopped t1 instead of this task');
     expect(w.warnings.join('\n')).toMatch(/Swarm stopped another task/);
+  });
+
+  it('Swarm slow to apply the update: the next pass waits, and never lowers the count twice', async () => {
+    const w = world({ tasks: threeTasks(), replicas: 3 });
+    const edge = edgeOf(w);
+    expect((await edge.stopAndRemove('t2', 30)).ok).toBe(true);
+    expect((await edge.stopAndRemove('t2', 30)).ok).toBe(true);
+    expect(w.updates.map((u) => (u.body.Mode as { Replicated: { Replicas: number } }).Replicated.Replicas)).toEqual([2]);
   });
 
   const ups: Array<{ name: string; replicas: number; tasks: () => RawTask[]; count: number; down?: string[]; expected: number[] }> = [

@@ -77,7 +77,7 @@ describe('swarmRemovalOrder (SwarmKit: replicated/services.go reconcile, slot.go
 
 describe('planScaleDown', () => {
   const tasks = [task(1, 'A'), task(2, 'A'), task(3, 'B')];
-  const cases: Array<{ name: string; tasks: SwarmTask[]; id: string; expected: ReturnType<typeof planScaleDown> }> = [
+  const cases: Array<{ name: string; tasks: SwarmTask[]; id: string; spec?: number; expected: ReturnType<typeof planScaleDown> }> = [
     { name: "Swarm's pick: one slot fewer", tasks, id: 't2A', expected: { kind: 'scale', replicas: 2 } },
     { name: 'another replica would be stopped: no scale-down', tasks, id: 't3B', expected: { kind: 'not-victim', victim: ['t2A'] } },
     { name: 'already told to stop: done', tasks: [task(1, 'A'), task(2, 'A', 'running', { id: 'tx', desiredState: 'remove' })], id: 'tx', expected: { kind: 'gone' } },
@@ -86,11 +86,19 @@ describe('planScaleDown', () => {
       name: 'the count follows the slots Swarm has, not a spec that asks for more',
       tasks: [task(1, 'A'), task(2, 'B'), task(3, 'C')],
       id: 't3C',
+      spec: 5,
       expected: { kind: 'scale', replicas: 2 },
     },
+    {
+      name: 'the spec already asks for fewer slots (an earlier pass’s update Swarm has not applied): wait, never lower it twice',
+      tasks,
+      id: 't2A',
+      spec: 2,
+      expected: { kind: 'pending' },
+    },
   ];
-  it.each(cases)('$name', ({ tasks: list, id, expected }) => {
-    expect(planScaleDown(list, id)).toEqual(expected);
+  it.each(cases)('$name', ({ tasks: list, id, spec, expected }) => {
+    expect(planScaleDown(list, id, spec ?? list.length)).toEqual(expected);
   });
 });
 
