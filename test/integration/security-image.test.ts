@@ -42,6 +42,20 @@ async function docker(...args: string[]): Promise<{ code: number; stdout: string
   }
 }
 
+/** A body sent exactly as written (or chunked), to try what a JSON encoder would not produce. */
+function overSocketRaw(socketPath: string, method: string, path: string, text: string, chunked = false): Promise<number> {
+  return new Promise((done, fail) => {
+    const headers = { host: 'docker', 'content-type': 'application/json', ...(chunked ? { 'transfer-encoding': 'chunked' } : { 'content-length': Buffer.byteLength(text) }) };
+    const req = request({ socketPath, method, path, headers, timeout: 10_000 }, (res) => {
+      res.resume();
+      res.on('end', () => done(res.statusCode ?? 0));
+    });
+    req.on('error', fail);
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)));
+    req.end(text);
+  });
+}
+
 /** One HTTP call over a unix socket (what the sidecar does with Docker's API). */
 function overSocket(socketPath: string, method: string, path: string, body?: unknown): Promise<number> {
   return new Promise((done, fail) => {
@@ -191,6 +205,15 @@ describe('the sidecar image and its way to Docker', () => {
       'host PID namespace': await overSocket(socket, 'POST', '/containers/create', { Image: 'hsc/debian-base:bookworm', HostConfig: { PidMode: 'host' } }),
       'Docker socket bind': await overSocket(socket, 'POST', '/containers/create', { Image: 'hsc/debian-base:bookworm', HostConfig: { Binds: ['/var/run/docker.sock:/s'] } }),
       'added capability': await overSocket(socket, 'POST', '/containers/create', { Image: 'hsc/debian-base:bookworm', HostConfig: { CapAdd: ['SYS_ADMIN'] } }),
+      // Ways around a check on the body as written, each of which reached Docker before.
+      'privileged, padded past the buffer': await overSocketRaw(socket, 'POST', '/containers/create', `{"Image":"hsc/debian-base:bookworm",${' '.repeat(70_000)}"HostConfig":{"Privileged":true}}`),
+      'privileged, spaced': await overSocketRaw(socket, 'POST', '/containers/create', '{"Image":"hsc/debian-base:bookworm","HostConfig":{"Privileged" : true}}'),
+      'privileged, escaped': await overSocketRaw(socket, 'POST', '/containers/create', '{"Image":"hsc/debian-base:bookworm","HostConfig":{"\\u0050rivileged":true}}'),
+      'create, chunked': await overSocketRaw(socket, 'POST', '/containers/create', '{"Image":"hsc/debian-base:bookworm"}', true),
+      'host root bind': await overSocket(socket, 'POST', '/containers/create', { Image: 'hsc/debian-base:bookworm', HostConfig: { Binds: ['/:/host'] } }),
+      'host root mount': await overSocket(socket, 'POST', '/containers/create', { Image: 'hsc/debian-base:bookworm', HostConfig: { Mounts: [{ Type: 'bind', Source: '/', Target: '/host' }] } }),
+      'unconfined seccomp': await overSocket(socket, 'POST', '/containers/create', { Image: 'hsc/debian-base:bookworm', HostConfig: { SecurityOpt: ['seccomp=unconfined'] } }),
+      'privileges at start (old API)': await overSocket(socket, 'POST', `/v1.23/containers/${web.id}/start`, { Privileged: true }),
       exec: await overSocket(socket, 'POST', `/containers/${web.id}/exec`, { Cmd: ['id'] }),
       logs: await overSocket(socket, 'GET', `/containers/${web.id}/logs?stdout=1`),
       kill: await overSocket(socket, 'POST', `/containers/${web.id}/kill`),
@@ -203,6 +226,13 @@ describe('the sidecar image and its way to Docker', () => {
     // Nothing was created by the refused calls.
     const created = await docker('ps', '-a', '--filter', 'ancestor=hsc/debian-base:bookworm', '--filter', 'since=' + web.id, '-q');
     expect(created.stdout.trim()).toBe('');
+    // What the sidecar sends to create a replica still passes (a named volume, an application
+    // path bound, a healthcheck naming /dev/null); created, never started, removed.
+    const replica = { Image: 'hsc/debian-base:bookworm', Cmd: ['true'], Labels: { 'hsc.owner': 'test' }, Healthcheck: { Test: ['CMD', 'curl', '-o', '/dev/null', 'http://127.0.0.1/'] }, HostConfig: { Binds: [`${prefix}-data:/data`, '/srv/app/static:/static:ro'] } };
+    expect(await overSocket(socket, 'POST', `/containers/create?name=${prefix}-replica`, replica)).toBe(201);
+    // Run in reverse: the container goes before its volume.
+    cleanups.push(() => docker('volume', 'rm', '-f', `${prefix}-data`));
+    cleanups.push(() => docker('rm', '-f', `${prefix}-replica`));
 
     // The sidecar itself, given only the proxy's socket, discovers the container and serves it.
     const haproxy: LocalHaproxy = await startLocalHaproxy({ withDataplane: false });
