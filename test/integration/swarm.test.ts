@@ -288,6 +288,44 @@ describe('Swarm mode on a three-node Swarm', () => {
     });
   }, 240_000);
 
+  it('a scale-up during a scale-down’s drain puts the drained server back instead of raising the count', async () => {
+    // A new sidecar whose pool may shrink to 1; paused before its first evaluation.
+    await sidecar?.stop();
+    await start({ HSC_AUTOSCALE_MIN: '1', HSC_AUTOSCALE_MAX: '6' }, 'swarm-undrain');
+    await admin('POST', '/v1/autoscaler/pause');
+    await converge(2);
+    // Long requests on both replicas keep the drain going (bounded: 6 requests of 8 s).
+    const slow = Promise.all(
+      Array.from({ length: 6 }, async () => {
+        try {
+          const response = await fetch(`${cluster.frontendUrl}/slow?s=8`, { signal: AbortSignal.timeout(30_000) });
+          await response.arrayBuffer();
+          return response.status;
+        } catch {
+          return 0;
+        }
+      }),
+    );
+    await sleep(1_000);
+    const specBefore = await specReplicas();
+    await admin('PUT', '/v1/autoscaler/replicas', { replicas: 1 });
+    const draining = await eventually(async () => ((await admin('GET', '/v1/autoscaler')).inFlight as string[]).some((s) => s.endsWith('draining')), 10_000, 100);
+    expect(draining, 'no retirement draining').toBe(true);
+    const drainedServer = ((await admin('GET', '/v1/autoscaler')).inFlight as string[])[0]?.split(' ')[0] ?? '';
+    expect((await servers()).find((s) => s.name === drainedServer)?.admin).toBe('drain');
+
+    const record = (await admin('PUT', '/v1/autoscaler/replicas', { replicas: 2 })) as { actions: Array<{ kind: string; server?: string }> };
+    expect(record.actions).toEqual([expect.objectContaining({ kind: 'undrain', server: drainedServer })]);
+    const back = await eventually(async () => (await servers()).some((s) => s.name === drainedServer && s.admin === 'ready' && s.up), 10_000, 100);
+    expect(back, `${drainedServer} not back in service`).toBe(true);
+    expect((await admin('GET', '/v1/autoscaler')).inFlight).toEqual([]);
+    // No task started or stopped: Swarm's count never moved.
+    expect(await specReplicas()).toBe(specBefore);
+    expect(await slow).toEqual([200, 200, 200, 200, 200, 200]);
+    await converge(2);
+    figures.push(`undrain: a scale-up during ${drainedServer}'s drain put it back; Swarm's count stayed ${specBefore}, the 6 long requests all 200`);
+  }, 120_000);
+
   it('replaces the servers of a worker lost outright with those of the tasks Swarm reschedules', async () => {
     const before = wanted(await tasks());
     const onWorker = cluster.workers.find((w) => before.some((t) => nodeNames.get(t.nodeId) === w.name));
@@ -295,6 +333,8 @@ describe('Swarm mode on a three-node Swarm', () => {
     const lostNode = onWorker as SwarmNode;
     const lostServers = before.filter((t) => nodeNames.get(t.nodeId) === lostNode.name).map(serverOf);
 
+    // The policy keeps 2 (the count set by hand holds while the node is lost).
+    await admin('PUT', '/v1/autoscaler/replicas', { replicas: 2 });
     const watched = watchLoad();
     await sleep(2_000);
     const killedAt = Date.now();
