@@ -60,7 +60,7 @@ const sizes = quick
 /** The capacity scenario: pool sizes, seconds per probe, probes per search, its time budget (s). */
 const capacitySizes = quick
   ? { sizes: [2, 4], probeSeconds: 3, maxProbes: 4, budgetSeconds: 120 }
-  : { sizes: [2, 4, 6, 8, 10], probeSeconds: 5, maxProbes: 5, budgetSeconds: 300 };
+  : { sizes: [2, 4, 6, 8, 10], probeSeconds: 5, maxProbes: 5, budgetSeconds: 330 };
 /** The autoscaler's interval and scale-down window in the load step (defaults: 30 s and 120 s). */
 const STEP_INTERVAL_MS = 5_000;
 const STEP_DOWN_WINDOW_MS = 10_000;

@@ -184,14 +184,17 @@ export function scalingRatios(points: ReadonlyArray<{ readonly instances: number
 
 /**
  * Where the curve bends: the first size whose step from the size before it added less than
- * `share` (default half) of what linear scaling from that size would add. Undefined: it did not bend.
+ * `share` (default half) of what linear scaling from that size would add (a size that sustained
+ * nothing counts as 0). Undefined: it did not bend.
  */
 export function bendAt(points: ReadonlyArray<{ readonly instances: number; readonly sustained: number | undefined }>, share = 0.5): number | undefined {
   for (let i = 1; i < points.length; i++) {
     const [before, here] = [points[i - 1], points[i]];
-    if (before?.sustained === undefined || here?.sustained === undefined || before.sustained === 0) continue;
-    const linear = (before.sustained * here.instances) / before.instances;
-    if (here.sustained - before.sustained < share * (linear - before.sustained)) return here.instances;
+    if (before === undefined || here === undefined) continue;
+    const [from, to] = [before.sustained ?? 0, here.sustained ?? 0];
+    if (from === 0) continue;
+    const linear = (from * here.instances) / before.instances;
+    if (to - from < share * (linear - from)) return here.instances;
   }
   return undefined;
 }

@@ -2,8 +2,10 @@
 // hsc/mariadb:local) and `nginx` (nginx + PHP-FPM, hsc/app:local) services, started by Compose
 // under a project of the benchmark's own (hsc-bench-capacity-<tag>) with secrets generated for the
 // run, exactly as stack/up.sh starts them, nothing else of the stack. An override file only adds
-// the benchmark's owner label (hsc.owner=bench), so the bench's sweep finds a crashed run's
-// containers; sweepCapacityLeftovers() also removes their networks and volumes.
+// an owner label (hsc.owner=bench-capacity): not `bench`, so that another bench run starting or
+// ending on this shared machine (its sweep removes every hsc.owner=bench container) does not take
+// this run's stack; sweepCapacityLeftovers(), at the start of every capacity run, removes a
+// crashed run's containers, networks and volumes by their project's prefix.
 //
 // Also here: what the scenario reads from that stack: the replicas' addresses, each container's
 // CPU time from its cgroup (cpuacct, v1 or v2), the database's status counters, and a timing of
@@ -25,6 +27,8 @@ const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const COMPOSE_FILE = join(repoRoot, 'stack', 'compose.yaml');
 /** Every Compose project, network, volume and temporary directory of this scenario starts with this. */
 export const CAPACITY_PREFIX = 'hsc-bench-capacity-';
+/** The owner label of the scenario's containers (see the top of this file). */
+export const CAPACITY_OWNER = 'bench-capacity';
 /** The services of stack/compose.yaml the scenario starts. */
 export const APP_SERVICE = 'nginx';
 export const DB_SERVICE = 'db1';
@@ -100,7 +104,7 @@ export async function startAppStack(replicas: number): Promise<AppStack> {
   const override = join(dir, 'owner.yaml');
   await writeFile(
     override,
-    `# The benchmark's owner label only (bench/lib/capacity-stack.ts).\nservices:\n  ${DB_SERVICE}:\n    labels:\n      ${OWNER_LABEL}: bench\n  ${APP_SERVICE}:\n    labels:\n      ${OWNER_LABEL}: bench\n`,
+    `# The capacity scenario's owner label only (bench/lib/capacity-stack.ts).\nservices:\n  ${DB_SERVICE}:\n    labels:\n      ${OWNER_LABEL}: ${CAPACITY_OWNER}\n  ${APP_SERVICE}:\n    labels:\n      ${OWNER_LABEL}: ${CAPACITY_OWNER}\n`,
   );
   const command = await compose();
   const composeRun = async (...args: string[]): Promise<string> => {

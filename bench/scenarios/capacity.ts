@@ -12,11 +12,11 @@
 // within the design's figure for that size, ≥ 95 % of the rate answered, no failures and no sends
 // held back for want of a free connection. The first probe of every size is the design's own rate.
 //
-// A replica of stack/compose.yaml has no CPU limit: on a 2-core machine one replica can use both
-// cores, so pool size alone cannot change capacity here. The scaling series therefore gives each
-// replica a fixed slice of CPU (a CFS quota, default 0.2 CPU: ten replicas are the machine's two
-// cores), so that an instance is a unit of capacity as a VM of the original design is; the series
-// without the limit, at the smallest and the largest size, shows the machine's own ceiling.
+// The series runs the replicas as stack/compose.yaml does, without a CPU limit: 2, 4, … replicas,
+// the ratios to 2 from this one run. On a 2-core machine two such replicas can already use every
+// core, so the series shows where the machine, not the pool, stops the curve. Once, at 2 replicas,
+// each replica also gets a fixed CPU slice (a CFS quota, default 0.2 CPU: ten are the machine's two
+// cores), which says what one instance of a fixed size carries, as a VM of the original design.
 // CPU of every part (replicas and MariaDB from their cgroups, HAProxy, wrk and the sidecar from
 // /proc, the machine from /proc/stat) is read over every probe, to say what limits each size.
 import { randomBytes } from 'node:crypto';
@@ -27,6 +27,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import { haproxyEnv } from '../../devenv/sidecar-env.js';
 import { runPaced, type PacedRun } from '../lib/capacity-load.js';
+import { enterPrivateTmp, sweepPrivateLeftovers } from '../lib/capacity-private.js';
 import {
   bendAt,
   designFigure,
@@ -64,9 +65,9 @@ export const CAPACITY_TITLE = "Capacity of the stack's application (nginx + PHP-
 
 export interface CapacityOptions {
   readonly build: SidecarBuild;
-  /** Pool sizes of the scaling series, ascending; the first is the design's 2. */
+  /** Pool sizes of the series, ascending; the first is the design's 2. */
   readonly sizes: readonly number[];
-  /** The CPU slice of one replica in the scaling series. */
+  /** The CPU slice of one replica in the fixed-size search at the first size. */
   readonly cpusPerInstance: number;
   /** Seconds of each constant-rate probe. */
   readonly probeSeconds: number;
@@ -137,13 +138,16 @@ export async function capacityScenario(options: CapacityOptions): Promise<Omit<S
   if (missing.length > 0) {
     return { id: 'capacity', title: CAPACITY_TITLE, status: 'not-measured', reason: `not measured here: no image ${missing.join(', ')} (devenv/setup.sh builds them)`, figures: [], notes: [] };
   }
-  const swept = await sweepCapacityLeftovers();
-  if (swept > 0) log(`capacity: removed ${swept} Compose project(s) a crashed run left`);
+  const swept = (await sweepCapacityLeftovers()) + (await sweepPrivateLeftovers());
+  if (swept > 0) log(`capacity: removed ${swept} Compose project(s) and process(es) a crashed capacity run left`);
 
   let stack: AppStack | undefined;
   let local: LocalHaproxy | undefined;
   let sidecar: SidecarProcess | undefined;
+  // Out of the reach of another bench run's sweep (capacity-private.ts).
+  const privateTmp = await enterPrivateTmp();
   try {
+    const build = await privateTmp.copyBuild(options.build);
     const smallest = options.sizes[0] ?? 2;
     log(`capacity: starting the application (Compose: db1 and ${smallest} × nginx) and HAProxy`);
     stack = await startAppStack(smallest);
@@ -152,7 +156,7 @@ export async function capacityScenario(options: CapacityOptions): Promise<Omit<S
     const haproxy = local;
     const tag = randomBytes(3).toString('hex');
     sidecar = await startSidecarProcess(
-      options.build,
+      build,
       {
         ...haproxyEnv(haproxy, 'runtime'),
         // Discovery as in the stack: the Compose service `nginx` of this project, addressed on
@@ -327,25 +331,22 @@ export async function capacityScenario(options: CapacityOptions): Promise<Omit<S
     const statusAfter = await dbStatus(app, counters);
     const answered = first.warmupRequests + first.probes.reduce((sum, p) => sum + p.requests, 0);
     const dbPerRequest = Object.fromEntries(counters.map((c) => [c, ((statusAfter[c] ?? NaN) - (statusBefore[c] ?? NaN)) / answered]));
-    // 2. The scaling series: every replica limited to the same CPU slice.
-    let reached = smallest;
-    for (const size of options.sizes) {
-      if (!fits(`${size} instances at ${options.cpusPerInstance} CPU each`)) break;
-      if (size > reached) {
-        log(`capacity: scaling the application to ${size} replicas (Compose), the sidecar adding them`);
-        await app.scaleTo(size);
-        reached = size;
-      }
+    // 2. The same 2 replicas, each limited to a fixed CPU slice: what one instance of that size carries.
+    if (fits(`${smallest} instances at ${options.cpusPerInstance} CPU each`)) {
       await setLimits(options.cpusPerInstance);
-      await waitForPool(size);
-      log(`capacity: ${size} instances at ${options.cpusPerInstance} CPU each`);
-      searches.push(await searchSize(size, options.cpusPerInstance, searches.filter((s) => s.cpusPerInstance !== undefined).at(-1)));
+      log(`capacity: ${smallest} instances at ${options.cpusPerInstance} CPU each`);
+      searches.push(await searchSize(smallest, options.cpusPerInstance));
+      await setLimits(undefined);
     }
-    // 3. The largest pool without the limit: the machine's own ceiling.
-    await setLimits(undefined);
-    if (reached > smallest && fits(`${reached} instances without a CPU limit`)) {
-      log(`capacity: ${reached} instances without a CPU limit`);
-      searches.push(await searchSize(reached, undefined, first));
+    // 3. The scaling series, the replicas as stack/compose.yaml runs them: 4, 6, … replicas.
+    for (const size of options.sizes.filter((n) => n > smallest)) {
+      if (!fits(`${size} instances`)) break;
+      log(`capacity: scaling the application to ${size} replicas (Compose), the sidecar adding them`);
+      await app.scaleTo(size);
+      await setLimits(undefined);
+      await waitForPool(size);
+      log(`capacity: ${size} instances without a CPU limit`);
+      searches.push(await searchSize(size, undefined, searches.filter((x) => x.cpusPerInstance === undefined).at(-1)));
     }
     const serversAtEnd = (await serverSnapshots(haproxy)).filter((s) => s.name.startsWith('hsc-') && s.state === 'UP').length;
     const sidecarErrors = (await side.logLines()).filter((line) => /"level":(50|60)/.test(line)).length;
@@ -354,6 +355,7 @@ export async function capacityScenario(options: CapacityOptions): Promise<Omit<S
     await sidecar?.stop().catch(() => undefined);
     await local?.stop().catch(() => undefined);
     await stack?.down().catch(() => undefined);
+    await privateTmp.release().catch(() => undefined);
   }
 }
 
@@ -384,22 +386,33 @@ function failedProbe(s: Search): Probe | undefined {
   return s.outcome.failed === undefined ? undefined : s.probes.find((p) => p.rate === s.outcome.failed && !p.verdict.sustained);
 }
 
+/** The series: the searches without a CPU limit, by size. */
+function seriesOf(searches: readonly Search[]): Search[] {
+  return searches.filter((s) => s.cpusPerInstance === undefined);
+}
+
+/** A size's ratio to the first size of the series, as text: "< x" when it sustained nothing it was offered. */
+function ratioText(s: Search, series: readonly Search[]): string {
+  const base = series[0]?.outcome.sustained;
+  if (s.cpusPerInstance !== undefined || base === undefined || base === 0) return '';
+  if (s.outcome.sustained !== undefined) return (s.outcome.sustained / base).toFixed(2);
+  return `< ${(Math.min(...s.probes.map((p) => p.rate)) / base).toFixed(2)}`;
+}
+
 /** The capacity table as text, one line per search. */
 export function capacityTable(searches: readonly Search[], cores: number): string {
-  const head = ['instances', 'CPU/inst.', 'p99 limit', 'design', 'sustained', '× 2 inst.', 'mean', 'p99', 'first failing rate', 'limited by'];
-  const base = searches.filter((s) => s.cpusPerInstance !== undefined);
-  const ratios = scalingRatios(base.map((s) => ({ instances: s.instances, sustained: s.outcome.sustained })));
+  const head = ['instances', 'CPU/inst.', 'p99 limit', 'design', 'sustained', '× 2 inst.', 'mean', 'p99', 'first failing rate', 'limited by (CPU, % of one core)'];
+  const series = seriesOf(searches);
   const rows = searches.map((s) => {
     const ok = sustainedProbe(s);
     const bad = failedProbe(s);
-    const ratio = s.cpusPerInstance === undefined ? undefined : ratios.find((r) => r.instances === s.instances)?.ratio;
     return [
       String(s.instances),
       s.cpusPerInstance === undefined ? 'no limit' : String(s.cpusPerInstance),
       `${fmt(s.p99LimitMs, 1)} ms`,
       `${fmt(s.designRate)} req/s`,
       s.outcome.sustained === undefined ? `< ${Math.min(...s.probes.map((p) => p.rate))} req/s` : `${s.outcome.sustained} req/s`,
-      ratio === undefined ? '' : ratio.toFixed(2),
+      ratioText(s, series),
       ok === undefined ? '' : `${fmt(ok.meanMs, 1)} ms`,
       ok === undefined ? '' : `${fmt(ok.p99Ms, 1)} ms`,
       bad === undefined ? `none up to ${s.outcome.stop === 'ceiling' ? SEARCH.ceiling : 'the last probe'}` : `${bad.rate} req/s (${bad.verdict.why})`,
@@ -408,26 +421,26 @@ export function capacityTable(searches: readonly Search[], cores: number): strin
   });
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
-  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), `(${cores} cores; CPU in % of one core)`].join('\n');
+  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), `(${cores} cores)`].join('\n');
 }
 
 function report(input: ReportInput): Omit<ScenarioResult, 'seconds'> {
   const { options, searches, dbTiming, cores } = input;
-  const capped = searches.filter((s) => s.cpusPerInstance !== undefined);
-  const uncapped = searches.filter((s) => s.cpusPerInstance === undefined);
-  const ratios = scalingRatios(capped.map((s) => ({ instances: s.instances, sustained: s.outcome.sustained })));
-  const bend = bendAt(capped.map((s) => ({ instances: s.instances, sustained: s.outcome.sustained })));
+  const series = seriesOf(searches);
+  const slice = searches.find((s) => s.cpusPerInstance !== undefined);
+  const points = series.map((s) => ({ instances: s.instances, sustained: s.outcome.sustained }));
+  const ratios = scalingRatios(points);
+  const bend = bendAt(points);
   const design2 = designFigure(2);
-  const uncapped2 = uncapped.find((s) => s.instances === 2);
-  const capped2 = capped.find((s) => s.instances === 2);
+  const first = series[0];
   const atDesign = (s: Search | undefined): Probe | undefined => s?.probes.find((p) => p.rate === design2.ratePerSecond);
-  const workProbe = uncapped2 === undefined ? undefined : (sustainedProbe(uncapped2) ?? uncapped2.probes[0]);
+  const workProbe = first === undefined ? undefined : (sustainedProbe(first) ?? first.probes[0]);
   const table = capacityTable(searches, cores);
   const chain = workProbe?.perRequestMs;
   const chainMs = chain === undefined ? NaN : (chain.app ?? NaN) + (chain.db ?? NaN) + (chain.haproxy ?? NaN) + (chain.wrk ?? NaN);
   options.log(`capacity table:\n${table}`);
 
-  const label = (s: Search): string => `${s.instances} instances${s.cpusPerInstance === undefined ? ', no CPU limit' : `, ${s.cpusPerInstance} CPU each`}`;
+  const label = (s: Search): string => `${s.instances} instances${s.cpusPerInstance === undefined ? '' : `, ${s.cpusPerInstance} CPU each`}`;
   const cpuLine = (p: Probe | undefined): string =>
     p === undefined
       ? ''
@@ -437,7 +450,7 @@ function report(input: ReportInput): Omit<ScenarioResult, 'seconds'> {
     const bad = failedProbe(s);
     const probes = s.probes.map((p) => `${p.rate}${p.verdict.sustained ? '✓' : '✗'}`).join(' ');
     return {
-      key: `capacity-${s.instances}${s.cpusPerInstance === undefined ? '-unlimited' : ''}`,
+      key: `capacity-${s.instances}${s.cpusPerInstance === undefined ? '' : '-slice'}`,
       metric: `${label(s)}: highest rate with p99 ≤ ${fmt(s.p99LimitMs, 1)} ms`,
       unit: 'req/s',
       value: s.outcome.sustained ?? 0,
@@ -449,23 +462,14 @@ function report(input: ReportInput): Omit<ScenarioResult, 'seconds'> {
       ].join('; '),
     };
   });
-  for (const r of ratios.slice(1)) {
+  for (const s of series.slice(1)) {
+    const r = ratios.find((x) => x.instances === s.instances);
     figures.push({
-      key: `capacity-ratio-${r.instances}`,
-      metric: `scaling ${r.instances} / ${capped[0]?.instances ?? 2} instances (${options.cpusPerInstance} CPU each), same run`,
+      key: `capacity-ratio-${s.instances}`,
+      metric: `scaling ${s.instances} / ${first?.instances ?? 2} instances, same run`,
       unit: 'ratio',
-      value: r.ratio ?? NaN,
-      note: `linear would be ${(r.instances / (capped[0]?.instances ?? 2)).toFixed(2)}; ${fmt(r.perInstance)} req/s per instance`,
-    });
-  }
-  if (uncapped.length === 2 && uncapped[0]?.outcome.sustained !== undefined && uncapped[1]?.outcome.sustained !== undefined) {
-    const [a, b] = uncapped as [Search, Search];
-    figures.push({
-      key: 'capacity-ratio-unlimited',
-      metric: `scaling ${b.instances} / ${a.instances} instances without a CPU limit, same run`,
-      unit: 'ratio',
-      value: (b.outcome.sustained ?? NaN) / (a.outcome.sustained ?? NaN),
-      note: `linear would be ${(b.instances / a.instances).toFixed(2)}`,
+      value: r?.ratio ?? NaN,
+      note: `linear would be ${(s.instances / (first?.instances ?? 2)).toFixed(2)}; ${r?.ratio === undefined ? `nothing sustained: ${ratioText(s, series)}` : `${fmt(r.perInstance)} req/s per instance`}`,
     });
   }
   const met = (s: Search | undefined): boolean => (s?.outcome.sustained ?? 0) >= design2.ratePerSecond;
@@ -473,11 +477,13 @@ function report(input: ReportInput): Omit<ScenarioResult, 'seconds'> {
     key: 'capacity-design-2',
     metric: `design figure at 2 instances (${design2.ratePerSecond} req/s, p99 ≤ ${design2.p99Ms} ms) met: 1 yes / 0 no`,
     unit: 'met',
-    value: met(uncapped2) ? 1 : 0,
+    value: met(first) ? 1 : 0,
     note: [
-      `without a CPU limit (as stack/compose.yaml runs the replicas): ${met(uncapped2) ? 'met' : 'not met'}${atDesign(uncapped2) === undefined ? '' : `, the ${design2.ratePerSecond} req/s probe had mean ${fmt(atDesign(uncapped2)?.meanMs, 1)} ms / p99 ${fmt(atDesign(uncapped2)?.p99Ms, 1)} ms (design: mean ${design2.meanMs} / p99 ${design2.p99Ms})`}`,
-      `at ${options.cpusPerInstance} CPU per replica: ${met(capped2) ? 'met' : 'not met'}${atDesign(capped2) === undefined ? '' : ` (the ${design2.ratePerSecond} req/s probe: p99 ${fmt(atDesign(capped2)?.p99Ms, 1)} ms${atDesign(capped2)?.verdict.sustained === true ? '' : `, ${atDesign(capped2)?.verdict.why ?? ''}`})`}`,
-    ].join('; '),
+      `as stack/compose.yaml runs the replicas (no CPU limit): ${met(first) ? 'met' : 'not met'}${atDesign(first) === undefined ? '' : `, the ${design2.ratePerSecond} req/s probe had mean ${fmt(atDesign(first)?.meanMs, 1)} ms / p99 ${fmt(atDesign(first)?.p99Ms, 1)} ms (design: mean ${design2.meanMs} / p99 ${design2.p99Ms})`}`,
+      slice === undefined ? '' : `with ${slice.cpusPerInstance} CPU per replica: ${met(slice) ? 'met' : 'not met'}${atDesign(slice) === undefined ? '' : ` (the ${design2.ratePerSecond} req/s probe: p99 ${fmt(atDesign(slice)?.p99Ms, 1)} ms${atDesign(slice)?.verdict.sustained === true ? '' : `, ${atDesign(slice)?.verdict.why ?? ''}`})`}`,
+    ]
+      .filter((x) => x !== '')
+      .join('; '),
   });
   if (workProbe !== undefined) {
     const per = workProbe.perRequestMs;
@@ -504,26 +510,29 @@ function report(input: ReportInput): Omit<ScenarioResult, 'seconds'> {
   });
   const q = input.dbPerRequest;
   const statusLine = `MariaDB's own counters over the first search, per answered request: ${fmt(q.Questions, 2)} statements (${fmt(q.Com_select, 2)} SELECT, ${fmt(q.Com_admin_commands, 2)} admin command: the connection reset).`;
-
-  const sizesDone = capped.map((s) => s.instances);
-  const complete = uncapped2 !== undefined && capped.length >= 2;
-  const firstCapped = capped[0];
+  const sliceProbe = slice === undefined ? undefined : sustainedProbe(slice);
+  const sizesDone = series.map((s) => s.instances);
+  const complete = first !== undefined && series.length >= 2;
   const notes = [
-    `What a request does (stack/images/app/src/index.php, GET /): reads the topology file (absent here: the writer and reader come from HSC_DB_WRITER_HOST / HSC_DB_READER_HOSTS = db1) and the database password file, takes the PHP-FPM worker's persistent mysqli connection to db1 (reused, and reset by mysqli with a COM_CHANGE_USER: one round trip), runs SELECT COUNT(*), COALESCE(MAX(id), 0) FROM items on a table of ${input.rows} rows (InnoDB, a scan of the primary key), and renders a small HTML page. No write, no sleep, no other I/O: its I/O wait is those two database round trips on the Docker network, ${fmt(dbTiming.meanMs, 2)} ms on average at rest (timed inside a replica with PHP doing the same calls), and FastCGI over nginx's unix socket. ${statusLine}`.trim(),
-    `So the application's request is far lighter than the original design's (mean 45 ms): here a request costs about ${fmt(workProbe?.perRequestMs.app, 2)} ms of CPU in nginx + PHP-FPM and ${fmt(workProbe?.perRequestMs.db, 2)} ms in MariaDB, and its latency at low load is ${fmt(workProbe?.p50Ms, 1)} ms (p50). The p99 limit is met until the pool is near saturation, so each size's figure is close to its CPU capacity.`,
-    `Path: wrk on 127.0.0.1 → HAProxy ${input.haproxyVersion} (haproxy.local.cfg, roundrobin, health checks on /healthz) → the replicas on the Compose project's app network, whose servers the sidecar (its own process, runtime driver) added from Docker discovery; HAProxy showed ${input.serversAtEnd} servers UP at the end; the sidecar logged ${input.sidecarErrors} error(s). The application's containers are stack/compose.yaml's db1 and nginx services (hsc/app:local, hsc/mariadb:local) under a Compose project of the benchmark's own, scaled with Compose (--scale nginx=N).`,
+    `What a request does (stack/images/app/src/index.php, GET /): reads the topology file (absent here: the writer and reader come from HSC_DB_WRITER_HOST / HSC_DB_READER_HOSTS = db1) and the database password file, takes the PHP-FPM worker's persistent mysqli connection to db1 (reused, and reset by mysqli with a COM_CHANGE_USER, which re-authenticates: one round trip), runs SELECT COUNT(*), COALESCE(MAX(id), 0) FROM items on a table of ${input.rows} rows (InnoDB, a scan of the primary key), and renders a small HTML page. No write, no sleep, no other I/O: its I/O wait is those two database round trips on the Docker network, ${fmt(dbTiming.meanMs, 2)} ms on average at rest (timed inside a replica with PHP doing the same calls), and FastCGI over nginx's unix socket. ${statusLine}`,
+    `So the application's request is far lighter than the original design's (mean 45 ms): here a request costs about ${fmt(workProbe?.perRequestMs.app, 2)} ms of CPU in nginx + PHP-FPM and ${fmt(workProbe?.perRequestMs.db, 2)} ms in MariaDB (${fmt(chainMs, 2)} ms with HAProxy and wrk), and its latency at low load is a few ms. The p99 limit holds until the machine's CPU runs out, so each size's figure is close to the CPU the chain gets.`,
+    `Path: wrk on 127.0.0.1 → HAProxy ${input.haproxyVersion} (haproxy.local.cfg, roundrobin, health checks on /healthz) → the replicas on the Compose project's app network, whose servers the sidecar (its own process, runtime driver) added from Docker discovery; HAProxy showed ${input.serversAtEnd} servers UP at the end; the sidecar logged ${input.sidecarErrors} error(s). The application's containers are stack/compose.yaml's db1 and nginx services (hsc/app:local, hsc/mariadb:local) under a Compose project of the benchmark's own, scaled with Compose (--scale nginx=N), as the stack runs them: no CPU limit.`,
     `Load: wrk paced to a constant rate (wrk2-style, a Lua schedule on a monotonic clock; ${THREADS} threads, connections = 0.3 s × rate), ${options.probeSeconds} s per probe, each bounded in time and count. A probe is sustained when p99 ≤ the limit, ≥ 95 % of the rate is answered, ≤ 0.1 % fail and ≤ 1 % of the sends leave more than 10 ms late (a late send means every connection was waiting: the pool was not keeping up). After each probe the pool drains (HAProxy shows no session) before the next.`,
-    `Search per size (bounded): the first probe is the design's rate for that size, or less where the size before it in the same series sustained less than linear scaling to the design would need (then that linear projection); then ×1.6 up after a sustained probe or ÷1.6 down after a failed one (down to 0.8 × what a saturated pool answered, when that is lower) until the rate is bracketed, then bisection (geometric) until the lowest failing rate is within 12 % of the highest sustained one; at most ${options.maxProbes} probes, rates between ${SEARCH.floor} and ${SEARCH.ceiling} req/s in steps of ${SEARCH.step}. The figure is the highest sustained rate: the true limit lies between it and the first failing rate.`,
+    `Search per size (bounded): the first probe is the design's rate for that size, or the linear projection from the size before it when that is lower; then ×1.6 up after a sustained probe or ÷1.6 down after a failed one (down to 0.8 × what a saturated pool answered, when that is lower) until the rate is bracketed, then bisection (geometric) until the lowest failing rate is within 12 % of the highest sustained one; at most ${options.maxProbes} probes, rates between ${SEARCH.floor} and ${SEARCH.ceiling} req/s in steps of ${SEARCH.step}. The figure is the highest sustained rate: the true limit lies between it and the first failing rate.`,
     `p99 limits: 120 ms at 2 instances and 145 ms at 10, the design's own; between them linear in the pool size (120 + 3.125 ms per instance above 2: 126.25 at 4, 132.5 at 6, 138.75 at 8). The design's rate: 250 req/s per instance (500 at 2, 2500 at 10).`,
-    `A replica of stack/compose.yaml has no CPU limit, so on this ${cores}-core machine one replica can use every core and the pool size alone does not change capacity (the searches without a limit show it). The scaling series gives every replica the same slice, a CFS quota of ${options.cpusPerInstance} CPU per 10 ms period (docker update; ${options.cpusPerInstance} × 10 replicas = ${fmt(options.cpusPerInstance * 10, 1)} CPUs, the machine's ${cores} cores), so that an instance is a unit of capacity as a VM of the original design is; wrk, HAProxy, MariaDB and the sidecar are not limited.`,
-    ...(firstCapped === undefined
+    ...(first === undefined
       ? []
       : [
-          `Scaling from ${firstCapped.instances} instances, measured in this one run: ${ratios.map((r) => `${r.instances}: ×${fmt(r.ratio, 2)} (${fmt(r.perInstance)} req/s per instance)`).join(', ')}. ${bend === undefined ? 'The curve did not bend within the sizes measured.' : `The curve bends at ${bend} instances (that step added less than half of what linear scaling would).`} What held each size back at its first failing rate is in the table ("limited by", from the CPU of each part over that probe: the replicas' limit when they used ≥ 85 % of it, else the machine when ≥ 85 % busy).`,
+          `Scaling from ${first.instances} instances, measured in this one run: ${series.map((s) => `${s.instances}: ×${ratioText(s, series) || '1.00'}`).join(', ')}. ${bend === undefined ? 'The curve did not bend within the sizes measured.' : `The curve bends at ${bend} instances (that step added less than half of what linear scaling would).`} A replica of stack/compose.yaml has no CPU limit, so on this ${cores}-core machine two replicas can already use every core: the pool's size does not add CPU, and what holds each size back at its first failing rate is the machine's CPU ("limited by" in the table, from the CPU of each part over that probe), not the number of instances.`,
+        ]),
+    ...(slice === undefined
+      ? []
+      : [
+          `One instance as a fixed unit of capacity (a VM of the original design): the same 2 replicas, each limited to ${slice.cpusPerInstance} CPU (a CFS quota per 10 ms period, docker update; ${slice.cpusPerInstance} × 10 replicas = the machine's ${cores} cores), sustained ${slice.outcome.sustained ?? 0} req/s, ${fmt((slice.outcome.sustained ?? 0) / slice.instances)} per instance${sliceProbe === undefined ? '' : ` (replicas at ${fmt(sliceProbe.cpu.app)} % of one core of their ${fmt(slice.instances * (slice.cpusPerInstance ?? 0) * 100)} %)`}. Linear from there, 10 such instances would carry ${fmt(((slice.outcome.sustained ?? 0) / slice.instances) * 10)} req/s: arithmetic, which needs ${fmt(((slice.outcome.sustained ?? 0) / slice.instances) * 10 * chainMs / 10)} % of one core for the whole chain at this machine's cost per request, against the ${cores * 100} % this machine has and shares.`,
         ]),
     `${cores} cores shared with other sessions running tests (load average ${fmt(input.loadAtStart, 2)} at the start; ${fmt(input.restBusy)} % of one core busy at rest before the first probe, none of it this scenario's load): "the rest of the machine" in the CPU figures is them, dockerd and the kernel's own work (the bridge network's packets among it); absolute rates move from run to run; the ratios come from one run. 10 instances' worth of the design (2500 req/s) needs about ${fmt((chainMs * 2500) / 10, 0)} % of one core for the replicas, MariaDB, HAProxy and wrk together at this machine's cost per request, against ${cores * 100} % here.`,
     ...(input.skipped.length > 0 ? [`Left out for the time budget (${options.budgetSeconds} s): ${input.skipped.join(', ')}.`] : []),
-    `Verdict: measured when the 2-instance searches and at least two sizes of the scaling series completed (here: sizes ${sizesDone.join(', ') || 'none'}); the design figure at 2 instances is a figure of its own (1 met, 0 not), never the verdict.`,
+    `Verdict: measured when the 2-instance search and at least one more size of the series completed (here: sizes ${sizesDone.join(', ') || 'none'}); the design figure at 2 instances is a figure of its own (1 met, 0 not), never the verdict.`,
   ];
   return {
     id: 'capacity',

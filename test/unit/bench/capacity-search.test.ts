@@ -194,6 +194,11 @@ describe('scalingRatios and bendAt', () => {
     expect(bendAt(linear)).toBeUndefined();
   });
 
+  it('counts a size that sustained nothing as 0', () => {
+    expect(bendAt([{ instances: 2, sustained: 300 }, { instances: 4, sustained: undefined }, { instances: 6, sustained: 900 }])).toBe(4);
+    expect(bendAt([{ instances: 2, sustained: undefined }, { instances: 4, sustained: 600 }])).toBeUndefined();
+  });
+
   it('finds the first step that added less than half of linear', () => {
     // 4: +280 of +300 linear; 6: +120 of +290 linear (< half).
     expect(bendAt(bent)).toBe(6);
