@@ -12,6 +12,7 @@
 //     requests failing only while HAProxy could still send them to the lost node.
 // The figures (failed requests per event, times to converge) are printed at the end.
 import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -287,6 +288,40 @@ describe('Swarm mode on a three-node Swarm', () => {
       await start({ HSC_AUTOSCALE_MIN: '2', HSC_AUTOSCALE_MAX: '2' }, 'swarm-restarted');
     });
   }, 240_000);
+
+  it('the Docker API proxy’s Swarm allowlist passes the sidecar’s calls (every step above) and refuses the rest', async () => {
+    const call = (method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const request = httpRequest({ socketPath: cluster.proxySocket, method, path, headers: { host: 'docker', ...headers } }, (response) => {
+          response.resume();
+          resolve(response.statusCode ?? 0);
+        });
+        request.on('error', reject);
+        request.setTimeout(10_000, () => request.destroy(new Error('timeout')));
+        request.end(body);
+      });
+    const service = (await cluster.api.getService(SERVICE).inspect()) as { Version: { Index: number }; Spec: Record<string, unknown> };
+    const update = (spec: Record<string, unknown>) => JSON.stringify(spec);
+    const withMount = { ...service.Spec, TaskTemplate: { ContainerSpec: { Image: 'hsc/nginx:local', Mounts: [{ Type: 'bind', Source: '/', Target: '/host' }] } } };
+    const withCapability = { ...service.Spec, TaskTemplate: { ContainerSpec: { Image: 'hsc/nginx:local', CapabilityAdd: ['CAP_SYS_ADMIN'] } } };
+    const escaped = update(withMount).replace('"bind"', '"\\u0062ind"');
+    const cases: Array<[string, string, string, string | undefined, Record<string, string>?]> = [
+      ['a container create', 'POST', '/v1.41/containers/create', '{}'],
+      ['the secrets', 'GET', '/v1.41/secrets', undefined],
+      ['an exec', 'POST', '/v1.41/containers/abc/exec', '{}'],
+      ['a service removal', 'DELETE', `/v1.41/services/${SERVICE}`, undefined],
+      ['an update binding the node’s root', 'POST', `/v1.41/services/${SERVICE}/update?version=${service.Version.Index}`, update(withMount), { 'content-type': 'application/json' }],
+      ['an update adding a capability', 'POST', `/v1.41/services/${SERVICE}/update?version=${service.Version.Index}`, update(withCapability), { 'content-type': 'application/json' }],
+      ['an update hiding "bind" in a JSON escape', 'POST', `/v1.41/services/${SERVICE}/update?version=${service.Version.Index}`, escaped, { 'content-type': 'application/json' }],
+      ['a chunked update', 'POST', `/v1.41/services/${SERVICE}/update?version=${service.Version.Index}`, update(service.Spec), { 'content-type': 'application/json', 'transfer-encoding': 'chunked' }],
+    ];
+    for (const [name, method, path, body, headers] of cases) {
+      expect(await call(method, path, body, headers), name).toBe(403);
+    }
+    expect(await call('GET', '/v1.41/tasks')).toBe(200);
+    // Nothing above reached Swarm: the spec's version is unchanged.
+    expect(((await cluster.api.getService(SERVICE).inspect()) as { Version: { Index: number } }).Version.Index).toBe(service.Version.Index);
+  }, 60_000);
 
   it('a scale-up during a scale-down’s drain puts the drained server back instead of raising the count', async () => {
     // A new sidecar whose pool may shrink to 1; paused before its first evaluation.
