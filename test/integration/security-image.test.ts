@@ -17,10 +17,11 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { startNginx, type TestContainer } from '../../devenv/containers.js';
+import { docker as dockerApi, startNginx, type TestContainer } from '../../devenv/containers.js';
 import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import { haproxyEnv } from '../../devenv/sidecar-env.js';
 import { loadConfig } from '../../sidecar/config/index.js';
+import { cloneSpec } from '../../sidecar/docker/index.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.js';
 import { silentLogger } from '../../sidecar/telemetry/logger.js';
 import { eventually } from '../support/http.js';
@@ -230,6 +231,11 @@ describe('the sidecar image and its way to Docker', () => {
     // path bound, a healthcheck naming /dev/null); created, never started, removed.
     const replica = { Image: 'hsc/debian-base:bookworm', Cmd: ['true'], Labels: { 'hsc.owner': 'test' }, Healthcheck: { Test: ['CMD', 'curl', '-o', '/dev/null', 'http://127.0.0.1/'] }, HostConfig: { Binds: [`${prefix}-data:/data`, '/srv/app/static:/static:ro'] } };
     expect(await overSocket(socket, 'POST', `/containers/create?name=${prefix}-replica`, replica)).toBe(201);
+    // And the very body the sidecar builds to scale up, from a real container's inspect (on a
+    // cgroup v1 host it says CgroupnsMode "host", Docker's default there).
+    const spec = cloneSpec(await dockerApi.getContainer(web.id).inspect(), 99);
+    expect(await overSocket(socket, 'POST', `/containers/create?name=${prefix}-clone`, { ...spec.create, Labels: { ...spec.create.Labels, 'hsc.owner': 'test' } })).toBe(201);
+    cleanups.push(() => docker('rm', '-f', `${prefix}-clone`));
     // Run in reverse: the container goes before its volume.
     cleanups.push(() => docker('volume', 'rm', '-f', `${prefix}-data`));
     cleanups.push(() => docker('rm', '-f', `${prefix}-replica`));
