@@ -231,7 +231,8 @@ describe('Swarm mode on a three-node Swarm', () => {
   }
 
   beforeAll(async () => {
-    await sweepSwarmLeftovers();
+    // Another run's Swarm on this machine is left alone when sweeping is off, as the suite's own sweep is.
+    if (process.env.HSC_TEST_SWEEP !== '0') await sweepSwarmLeftovers();
     const t0 = Date.now();
     cluster = await startSwarmCluster();
     const nodes = await cluster.api.listNodes();
