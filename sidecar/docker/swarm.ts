@@ -186,6 +186,8 @@ export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
         for (let attempt = 0; attempt <= maxConflictRetries; attempt++) {
           const found = await findService(ref);
           if (typeof found === 'string') return fail(operation, 'not-found', found);
+          // Setting a count would turn a global service into a replicated one.
+          if (found.service.replicas === undefined) return fail(operation, 'unsupported', `${found.service.name} is a global service: one task per node, no count to raise`);
           const [before, nodes] = await Promise.all([tasksOf(found.service.id), nodeList()]);
           const replicas = scaleUpReplicas(found.service.replicas ?? 0, before, count, nodes.down);
           if (replicas === found.service.replicas) return ok([]);
@@ -221,6 +223,8 @@ export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
           const raw = record(await docker.getService(serviceId).inspect());
           const service = parseService(raw);
           if (service === undefined) return ok(undefined);
+          // A conflict, so the autoscaler gives the retirement up and the task serves again.
+          if (service.replicas === undefined) return fail(operation, 'conflict', `${service.name} is a global service: one task per node, no count to lower`);
           const before = await tasksOf(serviceId);
           const plan = planScaleDown(before, taskId, service.replicas ?? 0);
           // Pending: asked at an earlier pass, not applied by Swarm yet; the next pass looks again.

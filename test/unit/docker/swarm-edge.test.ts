@@ -182,6 +182,20 @@ describe('the Swarm edge', () => {
     expect(w.updates.map((u) => (u.body.Mode as { Replicated: { Replicas: number } }).Replicated.Replicas)).toEqual(expected);
   });
 
+  it('a global service is never given a count: no update either way', async () => {
+    const w = world({ tasks: threeTasks(), replicas: 3 });
+    const globalApi: SwarmApi = {
+      ...w.api,
+      listServices: async () => (await w.api.listServices()).map((s) => ({ ...(s as object), Spec: { Name: 'web', Mode: { Global: {} } } })),
+      getService: (id) => ({ ...w.api.getService(id), inspect: () => Promise.resolve({ ID: 's1', Version: { Index: 10 }, Spec: { Name: 'web', Mode: { Global: {} } } }) }),
+    };
+    const edge = createSwarmEdge({ socketPath: '/nonexistent', api: globalApi, logger: logger(w.warnings), verifyTimeoutMs: 300 });
+    const up = await edge.startLike({ service: 'web', project: '' }, 't1', 1);
+    const down = await edge.stopAndRemove('t2', 30);
+    expect([up.ok ? 'ok' : up.error.kind, down.ok ? 'ok' : down.error.kind]).toEqual(['unsupported', 'conflict']);
+    expect(w.updates).toEqual([]);
+  });
+
   it('scale-up of a service Swarm does not have: not found', async () => {
     const w = world({ tasks: threeTasks(), replicas: 3 });
     const started = await edgeOf(w).startLike({ service: 'api', project: '' }, 't1', 1);
