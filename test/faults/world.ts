@@ -18,6 +18,7 @@ import { haproxyEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
 import type { Retirement } from '../../sidecar/autoscale/retirement.js';
 import { isOwnedServerName } from '../../sidecar/discovery/index.js';
 import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE } from '../../sidecar/docker/labels.js';
+import { parsePrometheusText } from '../../sidecar/haproxy-metrics/index.js';
 import { beginMarker, endMarker } from '../../sidecar/runtime/config-file.js';
 import { LOAD_BLIND_AUTOSCALER } from '../support/autoscale-env.js';
 import { dataplaneClientFor } from '../support/dataplane.js';
@@ -78,11 +79,17 @@ export interface World {
   addReplica(): Promise<TestContainer>;
   /**
    * One replica stopped (`docker stop`, behind the sidecar's back: no drain first) and removed,
-   * one started: the pool keeps its size. Returns the stop's window: from the stop until
-   * HAProxy's checks (every 500 ms, two to fail) see it gone, a request on one of its kept-alive
-   * connections may fail as on a crashed container, and is counted apart.
+   * one started: the pool keeps its size. Returns the stop's window: from the stop until HAProxy
+   * stops sending to it (crashWindow), a request on it may fail as on a crashed container, and
+   * is counted apart.
    */
   replaceOne(): Promise<{ readonly from: number; readonly to: number }>;
+  /**
+   * For a replica that just died (`at`): the window in which requests may have been on it, until
+   * HAProxy's exporter shows its server not UP or gone (its checks: every 500 ms, two to fail;
+   * longer on a loaded machine), plus the requests already sent by then.
+   */
+  crashWindow(number: number, at: number): Promise<{ readonly from: number; readonly to: number }>;
   containers(): Promise<ProjectContainer[]>;
   retirements(): Promise<Retirement[]>;
   startLoad(): FaultLoad;
@@ -259,6 +266,22 @@ export async function createWorld(options: WorldOptions): Promise<World> {
     return problems;
   };
 
+  /** Whether HAProxy's exporter shows the server UP; undefined when it cannot be read. */
+  const serving = async (server: string): Promise<boolean | undefined> => {
+    const text = await fetch(haproxy.metricsUrl, { signal: AbortSignal.timeout(2_000) }).then((r) => r.text(), () => undefined);
+    if (text === undefined) return undefined;
+    return parsePrometheusText(text).some(
+      (m) => m.name === 'haproxy_server_status' && m.labels.proxy === haproxy.backend && m.labels.server === server && m.labels.state === 'UP' && m.value === 1,
+    );
+  };
+  const crashWindow = async (number: number, at: number): Promise<{ from: number; to: number }> => {
+    const server = `hsc-${SERVICE}-${number}`;
+    const deadline = at + 20_000;
+    while (Date.now() < deadline && (await serving(server)) !== false) await new Promise((resolve) => setTimeout(resolve, 50));
+    // Requests sent just before are still answered (or not) after.
+    return { from: at - 100, to: Date.now() + 300 };
+  };
+
   const world: World = {
     driver: options.driver,
     haproxy,
@@ -287,12 +310,12 @@ export async function createWorld(options: WorldOptions): Promise<World> {
       const [oldest] = (await containers()).filter((c) => c.state === 'running').sort((a, b) => a.number - b.number);
       if (oldest === undefined) throw new Error('no replica to replace');
       await addReplica();
-      const from = Date.now() - 100;
+      const from = Date.now();
       await engine.getContainer(oldest.id).stop({ t: 10 });
-      const to = Date.now() + 1_500;
       await engine.getContainer(oldest.id).remove({ force: true });
-      return { from, to };
+      return crashWindow(oldest.number, from);
     },
+    crashWindow,
     containers,
     retirements,
     startLoad() {
