@@ -10,11 +10,10 @@
 // LuaJIT; plain Lua has no sub-second clock). Every run is bounded in time (-d) and in count (the
 // script stops a thread at its share), and only the loopback is a target. wrk runs under a shell
 // that prints its own /proc stat after wrk ended: the children's CPU time there is wrk's.
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseWrkOutput, type WrkResult } from './wrk.js';
+import { parseWrkOutput, runToEnd, type WrkResult } from './wrk.js';
 
 const PACED_SCRIPT = `local ffi = require("ffi")
 ffi.cdef[[
@@ -140,24 +139,7 @@ export async function runPaced(options: PacedOptions): Promise<PacedRun> {
     ];
     // The shell waits for wrk, then prints its own stat line: its children's CPU is wrk's.
     const shell = 'wrk "$@"; code=$?; echo "capacity-stat: $(cat /proc/$$/stat)"; exit $code';
-    const output = await new Promise<string>((resolve, reject) => {
-      const child = spawn('/bin/sh', ['-c', shell, 'sh', ...wrkArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      // wrk stops by itself after -d; this only guards against one that hangs.
-      const guard = setTimeout(() => child.kill('SIGKILL'), (options.durationSeconds + 20) * 1000);
-      child.on('error', (error) => {
-        clearTimeout(guard);
-        reject(error);
-      });
-      child.on('close', (code) => {
-        clearTimeout(guard);
-        if (code === 0) resolve(stdout);
-        else reject(new Error(`wrk exited with ${code}: ${stderr || stdout}`));
-      });
-    });
+    const output = await runToEnd('/bin/sh', ['-c', shell, 'sh', ...wrkArgs], options.durationSeconds);
     const parsed = parseWrkOutput(output);
     const statLine = /^capacity-stat: (.*)$/m.exec(output)?.[1];
     return {

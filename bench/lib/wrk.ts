@@ -91,6 +91,30 @@ function response(status, headers, body)
 end
 `;
 
+/**
+ * Runs a wrk command line to its end and answers its standard output. wrk stops by itself after
+ * its -d; the guard only kills one that hangs past it.
+ */
+export function runToEnd(command: string, args: readonly string[], durationSeconds: number): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const guard = setTimeout(() => child.kill('SIGKILL'), (durationSeconds + 20) * 1000);
+    child.on('error', (error) => {
+      clearTimeout(guard);
+      reject(error);
+    });
+    child.on('close', (code) => {
+      clearTimeout(guard);
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`wrk exited with ${code}: ${stderr || stdout}`));
+    });
+  });
+}
+
 export async function runWrk(options: WrkOptions): Promise<WrkRun> {
   const host = new URL(options.url).hostname;
   if (host !== '127.0.0.1' && host !== '[::1]') throw new Error(`wrk may only target the loopback, not ${host}`);
@@ -109,24 +133,7 @@ export async function runWrk(options: WrkOptions): Promise<WrkRun> {
       options.url,
       String(perThread),
     ];
-    const output = await new Promise<string>((resolve, reject) => {
-      const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      // wrk stops by itself after -d; this only guards against a wrk that hangs.
-      const guard = setTimeout(() => child.kill('SIGKILL'), (options.durationSeconds + 20) * 1000);
-      child.on('error', (error) => {
-        clearTimeout(guard);
-        reject(error);
-      });
-      child.on('close', (code) => {
-        clearTimeout(guard);
-        if (code === 0) resolve(stdout);
-        else reject(new Error(`wrk exited with ${code}: ${stderr || stdout}`));
-      });
-    });
+    const output = await runToEnd('wrk', args, options.durationSeconds);
     const parsed = parseWrkOutput(output);
     return { ...parsed, hitRequestLimit: parsed.requests >= perThread * options.threads };
   } finally {
