@@ -26,22 +26,13 @@ import { startSidecar, type RunningSidecar } from '../../sidecar/main.js';
 import { silentLogger } from '../../sidecar/telemetry/logger.js';
 import { eventually } from '../support/http.js';
 import { runtimeServerNames } from '../support/runtime.js';
+import { dockerCli as docker } from '../support/docker-cli.js';
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '../..');
 const IMAGE = 'hsc/sidecar:local';
 const PROXY_IMAGE = 'hsc/docker-api-proxy:local';
 const OWNER = ['--label', 'hsc.owner=test'];
-
-async function docker(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run('docker', args, { maxBuffer: 64 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof failed.code === 'number' ? failed.code : 1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
-  }
-}
 
 /** A body sent exactly as written (or chunked), to try what a JSON encoder would not produce. */
 function overSocketRaw(socketPath: string, method: string, path: string, text: string, chunked = false): Promise<number> {
