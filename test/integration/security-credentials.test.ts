@@ -1,10 +1,11 @@
 // Credentials never leave the sidecar: the admin token, the Data Plane API's password and the
 // HAProxy stats page's password, all generated for this run, are looked for in everything the
 // sidecar process printed (stdout and stderr, at debug level), in its /metrics, and in every
-// answer body of a realistic session that includes errors: a runtime-driver sidecar against a real
-// HAProxy and a real container (drain, undrain, wrong tokens, bad bodies, HAProxy stopped under
-// it), and a Data Plane API-driver sidecar against an API that refuses its credentials, fails and
-// answers garbage. Also: the admin API refuses to start beyond the loopback without a token, and
+// answer body of a realistic session that includes errors: a sidecar against a real HAProxy and a
+// real container, once per driver (drain, undrain, wrong tokens, bad bodies, HAProxy stopped under
+// it; the Data Plane API one where its binary is), and a Data Plane API-driver sidecar against an
+// API that refuses its credentials, fails and answers garbage (failures a real one will not
+// produce on demand). Also: the admin API refuses to start beyond the loopback without a token, and
 // a credential put into a URL is refused at start-up without being shown.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNginx, type TestContainer } from '../../devenv/containers.js';
 import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
-import { haproxyEnv } from '../../devenv/sidecar-env.js';
+import { availableDrivers, haproxyEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
 import { eventually } from '../support/http.js';
 import { runtimeServerNames } from '../support/runtime.js';
 
@@ -110,8 +111,12 @@ describe('the sidecar never shows a credential', () => {
     container = await startNginx({ name: `${prefix}-web`, labels: { [`${prefix}.enable`]: 'true' } });
   });
 
+  /** The sessions' own HAProxy instances (stopped again if a session failed before it did). */
+  const owned: LocalHaproxy[] = [];
+
   afterAll(async () => {
     for (const sidecar of sidecars) await sidecar.stop();
+    for (const instance of owned) await instance.stop();
     await new Promise<void>((done) => (fake === undefined ? done() : fake.close(() => done())));
     await haproxy?.stop();
     await container?.remove();
@@ -151,53 +156,61 @@ describe('the sidecar never shows a credential', () => {
     expectNoneIn('the start-up error', output, forms({ stats: haproxy?.statsPassword ?? '' }, []));
   }, 60_000);
 
-  it('runtime driver, real HAProxy: drains, undrains, wrong tokens, bad bodies, HAProxy gone; no credential anywhere', async () => {
-    if (haproxy === undefined) throw new Error('no HAProxy');
-    const sidecar = await runSidecar({
-      ...haproxyEnv(haproxy, 'runtime'),
-      ...RUNTIME_BASE,
-      HSC_DOCKER_LABEL_PREFIX: prefix,
-      HSC_DOCKER_COMPOSE_SERVICE: `none-${prefix}`,
-      HSC_DEFAULT_BACKEND: haproxy.backend,
-      HSC_DRAIN_DEADLINE_MS: '1000',
-      HSC_DRAIN_POLL_MS: '100',
-      HSC_ADMIN_TOKEN: adminToken,
-    });
-    sidecars.push(sidecar);
-    const server = `hsc-${prefix}-web`;
-    const h = haproxy;
-    expect(await eventually(async () => (await runtimeServerNames(h)).includes(server), 30_000, 200)).toBe(true);
-    const bearer = `Bearer ${adminToken}`;
-    const path = `/v1/backends/${haproxy.backend}/servers/${server}`;
-    expect((await call(sidecar.port, 'GET', '/v1/backends')).status).toBe(200);
-    expect((await call(sidecar.port, 'POST', `${path}/drain`, bearer, '{"force":true,"wait":true}')).status).toBe(200);
-    expect((await call(sidecar.port, 'POST', `${path}/undrain`, bearer, '{}')).status).toBe(200);
-    for (const wrong of [`Bearer ${adminToken}x`, `Bearer ${adminToken.slice(0, -1)}`, `Basic ${Buffer.from(`admin:${adminToken}`).toString('base64')}`, adminToken, `Bearer  ${adminToken}`]) {
-      expect((await call(sidecar.port, 'POST', '/v1/resync', wrong, '{}')).status).toBe(401);
-    }
-    expect((await call(sidecar.port, 'POST', `${path}/drain`, bearer, '{not json')).status).toBe(400);
-    expect((await call(sidecar.port, 'POST', `${path}/drain`, bearer, `{"token":"${adminToken}"}`)).status).toBe(400);
-    expect((await call(sidecar.port, 'POST', '/v1/backends/be_nope/servers/x/drain', bearer, '{}')).status).toBe(404);
-    expect((await call(sidecar.port, 'PUT', '/v1/autoscaler/replicas', bearer, '{"replicas":3}')).status).toBe(404);
-    // HAProxy gone: every pass fails, the admin API answers 502.
-    await haproxy.stop();
-    haproxy = undefined;
-    expect((await call(sidecar.port, 'POST', '/v1/resync', bearer, '{}')).status).toBe(202);
-    expect((await call(sidecar.port, 'GET', '/v1/backends')).status).toBe(502);
-    expect((await call(sidecar.port, 'POST', `${path}/drain`, bearer, '{}')).status).toBe(502);
-    await new Promise((done) => setTimeout(done, 3_000));
-    const metrics = (await call(sidecar.port, 'GET', '/metrics')).text;
-    expect(metrics).toContain('hsc_reconcile_runs_total');
-    expect(await sidecar.stop()).toBe(0);
-    const output = sidecar.output();
-    // A realistic session: it started, worked, and logged the failures.
-    expect(output).toContain('sidecar started');
-    expect(output).toMatch(/"level":50/);
-    const secrets = forms({ 'admin token': adminToken, 'stats password': h.statsPassword, 'Data Plane API password': h.dataplanePassword }, [['stats', h.statsPassword]]);
-    expectNoneIn('stdout/stderr', output, secrets);
-    expectNoneIn('/metrics', metrics, secrets);
-    expectNoneIn('the answers', bodies.join('\n'), secrets);
-  }, 180_000);
+  const drivers: readonly DriverChoice[] = ['dataplane', 'runtime'];
+  for (const driver of drivers) {
+    it.skipIf(!availableDrivers().includes(driver))(`${driver} driver, real HAProxy: drains, undrains, wrong tokens, bad bodies, HAProxy gone; no credential anywhere`, async () => {
+      // Its own HAProxy: the session ends by stopping it under the sidecar.
+      let own: LocalHaproxy | undefined = await startLocalHaproxy({ withDataplane: driver === 'dataplane' });
+      owned.push(own);
+      const h = own;
+      const sidecar = await runSidecar({
+        ...haproxyEnv(h, driver),
+        ...RUNTIME_BASE,
+        HSC_DOCKER_LABEL_PREFIX: prefix,
+        HSC_DOCKER_COMPOSE_SERVICE: `none-${prefix}`,
+        HSC_DEFAULT_BACKEND: h.backend,
+        HSC_DRAIN_DEADLINE_MS: '1000',
+        HSC_DRAIN_POLL_MS: '100',
+        HSC_ADMIN_TOKEN: adminToken,
+      });
+      sidecars.push(sidecar);
+      const server = `hsc-${prefix}-web`;
+      expect(await eventually(async () => (await runtimeServerNames(h)).includes(server), 30_000, 200)).toBe(true);
+      const bearer = `Bearer ${adminToken}`;
+      const path = `/v1/backends/${h.backend}/servers/${server}`;
+      expect((await call(sidecar.port, 'GET', '/v1/backends')).status).toBe(200);
+      expect((await call(sidecar.port, 'POST', `${path}/drain`, bearer, '{"force":true,"wait":true}')).status).toBe(200);
+      expect((await call(sidecar.port, 'POST', `${path}/undrain`, bearer, '{}')).status).toBe(200);
+      for (const wrong of [`Bearer ${adminToken}x`, `Bearer ${adminToken.slice(0, -1)}`, `Basic ${Buffer.from(`admin:${adminToken}`).toString('base64')}`, adminToken, `Bearer  ${adminToken}`]) {
+        expect((await call(sidecar.port, 'POST', '/v1/resync', wrong, '{}')).status).toBe(401);
+      }
+      expect((await call(sidecar.port, 'POST', `${path}/drain`, bearer, '{not json')).status).toBe(400);
+      expect((await call(sidecar.port, 'POST', `${path}/drain`, bearer, `{"token":"${adminToken}"}`)).status).toBe(400);
+      expect((await call(sidecar.port, 'POST', '/v1/backends/be_nope/servers/x/drain', bearer, '{}')).status).toBe(404);
+      expect((await call(sidecar.port, 'PUT', '/v1/autoscaler/replicas', bearer, '{"replicas":3}')).status).toBe(404);
+      // HAProxy gone: every pass fails, the admin API answers 502.
+      await own.stop();
+      own = undefined;
+      expect((await call(sidecar.port, 'POST', '/v1/resync', bearer, '{}')).status).toBe(202);
+      expect((await call(sidecar.port, 'GET', '/v1/backends')).status).toBe(502);
+      expect((await call(sidecar.port, 'POST', `${path}/drain`, bearer, '{}')).status).toBe(502);
+      await new Promise((done) => setTimeout(done, 3_000));
+      const metrics = (await call(sidecar.port, 'GET', '/metrics')).text;
+      expect(metrics).toContain('hsc_reconcile_runs_total');
+      expect(await sidecar.stop()).toBe(0);
+      const output = sidecar.output();
+      // A realistic session: it started, worked, and logged the failures.
+      expect(output).toContain('sidecar started');
+      expect(output).toMatch(/"level":50/);
+      const secrets = forms({ 'admin token': adminToken, 'stats password': h.statsPassword, 'Data Plane API password': h.dataplanePassword }, [
+        ['stats', h.statsPassword],
+        [h.dataplaneUser, h.dataplanePassword],
+      ]);
+      expectNoneIn('stdout/stderr', output, secrets);
+      expectNoneIn('/metrics', metrics, secrets);
+      expectNoneIn('the answers', bodies.join('\n'), secrets);
+    }, 180_000);
+  }
 
   it('Data Plane API driver against an API that refuses, fails and answers garbage: no credential anywhere', async () => {
     const fakePort = await freePort();
