@@ -18,7 +18,7 @@ import { readPinnedVersions } from '../../devenv/versions.js';
 import { eventually } from '../support/http.js';
 import { startDockerProxy, type DockerProxy } from './docker-proxy.js';
 import { privateDockerdPossible, startPrivateDockerd, type PrivateDockerd } from './private-dockerd.js';
-import { createWorld, splitFailures, type World } from './world.js';
+import { createWorld, type World } from './world.js';
 
 describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: the Docker Engine (%s driver)', (driver) => {
   const skip = !availableDrivers().includes(driver);
@@ -55,24 +55,22 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: the Docker Engine
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, cutAt + 6_000 - Date.now())));
     proxy.refuse(false);
     const back = Date.now();
-    const { ms } = await world.converge(3, back, 60_000);
-    const reopened = await eventually(async () => (await streamUp()) === 1, 10_000);
-    const problems = await world.finalCheck(3);
-    const report = await load.stop();
-    const { inside, outside } = splitFailures(load.failureTimes(), stop.from, stop.to);
-    world.record({
+    let reopened = false;
+    const { problems, failed, report } = await world.conclude({
       fault: '4a Docker event stream cut, socket refusing',
-      requests: report.sent,
-      failed: outside,
-      failedOnCrashed: inside,
-      convergeMs: ms,
-      problems,
-      notes: `Docker unreachable ${((back - cutAt) / 1000).toFixed(1)} s while a replica was replaced; stream-up gauge 0 meanwhile: ${sawDown}, 1 again: ${reopened}; ${proxy.broken} connections cut or refused`,
+      expected: 3,
+      since: back,
+      load,
+      window: stop,
+      notes: async () => {
+        reopened = await eventually(async () => (await streamUp()) === 1, 10_000);
+        return `Docker unreachable ${((back - cutAt) / 1000).toFixed(1)} s while a replica was replaced; stream-up gauge 0 meanwhile: ${sawDown}, 1 again: ${reopened}; ${proxy.broken} connections cut or refused`;
+      },
     });
     expect(sawDown).toBe(true);
     expect(reopened).toBe(true);
     expect(problems).toEqual([]);
-    expect(outside, JSON.stringify(report.failures)).toBe(0);
+    expect(failed, JSON.stringify(report.failures)).toBe(0);
   });
 });
 
@@ -107,21 +105,17 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: dockerd restarted
     const reopened = await eventually(async () => (await streamUp()) === 1, 15_000, 100);
     const reopenedMs = Date.now() - back;
     const stop = await world.replaceOne();
-    const { ms } = await world.converge(3, back, 60_000);
-    const problems = await world.finalCheck(3);
-    const report = await load.stop();
-    const { inside, outside } = splitFailures(load.failureTimes(), stop.from, stop.to);
-    world.record({
+    const { problems, failed, report } = await world.conclude({
       fault: '4b dockerd restarted',
-      requests: report.sent,
-      failed: outside,
-      failedOnCrashed: inside,
-      convergeMs: ms,
-      problems,
-      notes: `private dockerd down ${(downMs / 1000).toFixed(1)} s; event stream open again ${(reopenedMs / 1000).toFixed(1)} s after; then a replica replaced (converge counted from the restart, includes it)`,
+      expected: 3,
+      since: back,
+      load,
+      window: stop,
+      notes: () =>
+        `private dockerd down ${(downMs / 1000).toFixed(1)} s; event stream open again ${(reopenedMs / 1000).toFixed(1)} s after; then a replica replaced (converge counted from the restart, includes it)`,
     });
     expect(reopened).toBe(true);
     expect(problems).toEqual([]);
-    expect(outside, JSON.stringify(report.failures)).toBe(0);
+    expect(failed, JSON.stringify(report.failures)).toBe(0);
   });
 });

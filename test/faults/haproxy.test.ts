@@ -23,7 +23,7 @@ import { applyInTransaction } from '../../sidecar/dataplane/index.js';
 import { dataplaneClientFor } from '../support/dataplane.js';
 import { eventually } from '../support/http.js';
 import { runtimeServerNames } from '../support/runtime.js';
-import { createWorld, splitFailures, type FaultLoad, type World } from './world.js';
+import { createWorld, type World } from './world.js';
 
 /** The pid of the process whose command line names `marker` (a file of the instance's directory). */
 function pidOf(marker: string): number {
@@ -50,8 +50,6 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: HAProxy and its w
   const replaceOne = async (): Promise<void> => {
     stopWindow = await world.replaceOne();
   };
-  /** Failures outside and inside that window. */
-  const split = (load: FaultLoad): { inside: number; outside: number } => splitFailures(load.failureTimes(), stopWindow.from, stopWindow.to);
   const errors = async (): Promise<number> => metricSum((await world.sidecar?.metrics()) ?? [], 'hsc_reconcile_runs_total', { result: 'error' });
 
   beforeAll(async () => {
@@ -106,20 +104,16 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: HAProxy and its w
       back = Date.now();
     }
     const errorsDuring = (await errors()) - errorsBefore;
-    const { ms } = await world.converge(3, back, 60_000);
-    const problems = await world.finalCheck(3);
-    const report = await load.stop();
-    world.record({
+    const { problems, failed, report } = await world.conclude({
       fault: driver === 'runtime' ? '2 runtime socket refusing' : '2 Data Plane API stopped (SIGSTOP)',
-      requests: report.sent,
-      failed: split(load).outside,
-      failedOnCrashed: split(load).inside,
-      convergeMs: ms,
-      problems,
-      notes: `outage ${((back - cut) / 1000).toFixed(1)} s with a replica replaced; ${errorsDuring} failed reconcile passes reported meanwhile`,
+      expected: 3,
+      since: back,
+      load,
+      window: stopWindow,
+      notes: () => `outage ${((back - cut) / 1000).toFixed(1)} s with a replica replaced; ${errorsDuring} failed reconcile passes reported meanwhile`,
     });
     expect(problems).toEqual([]);
-    expect(split(load).outside, JSON.stringify(report.failures)).toBe(0);
+    expect(failed, JSON.stringify(report.failures)).toBe(0);
     expect(errorsDuring).toBeGreaterThan(0);
   });
 
@@ -162,23 +156,19 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: HAProxy and its w
       });
       expect(posted.status, await posted.text()).toBeLessThan(300);
     }
-    const { ms } = await world.converge(3, fixed, 60_000);
-    const problems = await world.finalCheck(3);
-    const report = await load.stop();
-    world.record({
+    const { problems, failed, report } = await world.conclude({
       fault: '3 reload refused (bad config)',
-      requests: report.sent,
-      failed: split(load).outside,
-      failedOnCrashed: split(load).inside,
-      convergeMs: ms,
-      problems,
-      notes:
+      expected: 3,
+      since: fixed,
+      load,
+      window: stopWindow,
+      notes: async () =>
         `${reloadsDuring} reloads in 6 s with the bad file (the operator's refused one counted by the master), ` +
         `${failedReloads} failed reloads and ${errorsDuring} failed passes reported by the sidecar; ` +
         `${(await world.haproxy.reloadCount()) - reloadsAtFix} reload(s) after the fix`,
     });
     expect(problems).toEqual([]);
-    expect(split(load).outside, JSON.stringify(report.failures)).toBe(0);
+    expect(failed, JSON.stringify(report.failures)).toBe(0);
     // Not a loop: a handful of attempts at most while the file stays broken.
     expect(reloadsDuring).toBeLessThanOrEqual(4);
   });
@@ -218,22 +208,20 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: HAProxy and its w
       await writer;
       ended = Date.now();
     }
-    const { ms } = await world.converge(3, ended, 60_000, { foreignServers: [name] });
-    const problems = await world.finalCheck(3);
-    const report = await load.stop();
-    const conflicts = metricSum((await world.sidecar?.metrics()) ?? [], 'hsc_reconcile_conflicts_total');
-    world.record({
+    const { problems, failed, report } = await world.conclude({
       fault: '6 concurrent writer',
-      requests: report.sent,
-      failed: split(load).outside,
-      failedOnCrashed: split(load).inside,
-      convergeMs: ms,
-      problems,
-      notes: `${writes} writes by the other writer while a replica was replaced; ${conflicts} conflicts re-planned by the sidecar so far`,
+      expected: 3,
+      since: ended,
+      load,
+      window: stopWindow,
+      check: { foreignServers: [name] },
+      notes: async () =>
+        `${writes} writes by the other writer while a replica was replaced; ` +
+        `${metricSum((await world.sidecar?.metrics()) ?? [], 'hsc_reconcile_conflicts_total')} conflicts re-planned by the sidecar so far`,
     });
     expect(writes).toBeGreaterThan(0);
     expect(problems).toEqual([]);
-    expect(split(load).outside, JSON.stringify(report.failures)).toBe(0);
+    expect(failed, JSON.stringify(report.failures)).toBe(0);
   });
 
   it.skipIf(skip || driver !== 'dataplane')('8. a transaction left open by a crashed writer: the sidecar commits its own, the stale one changes nothing', async () => {
@@ -249,24 +237,21 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: HAProxy and its w
     expect(change.ok).toBe(true);
     const start = Date.now();
     await replaceOne();
-    const { ms } = await world.converge(3, start, 60_000, { foreignTransactions: [stale] });
-    const problems = await world.finalCheck(3, { foreignTransactions: [stale] });
-    const report = await load.stop();
+    const { problems, failed, report } = await world.conclude({
+      fault: '8 transaction left open by a crashed writer',
+      expected: 3,
+      since: start,
+      load,
+      window: stopWindow,
+      check: { foreignTransactions: [stale] },
+      notes: () => `a replica replaced after the stale transaction opened; converge counted from the replacement's start`,
+    });
     const configured = await client.listServers(world.haproxy.backend);
     const names = configured.ok ? configured.value.map((s) => s.name) : [];
-    world.record({
-      fault: '8 transaction left open by a crashed writer',
-      requests: report.sent,
-      failed: split(load).outside,
-      failedOnCrashed: split(load).inside,
-      convergeMs: ms,
-      problems,
-      notes: `a replica replaced after the stale transaction opened; converge counted from the replacement's start`,
-    });
     await client.deleteTransaction(stale);
     expect(problems).toEqual([]);
     expect(names).not.toContain('crashed-writer');
-    expect(split(load).outside, JSON.stringify(report.failures)).toBe(0);
+    expect(failed, JSON.stringify(report.failures)).toBe(0);
   });
 
   it.skipIf(skip)('10. HAProxy reloaded, then restarted, by an operator while the sidecar runs', async () => {
@@ -282,9 +267,14 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: HAProxy and its w
       child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`reload exited ${code}`))));
     });
     await replacing;
-    const afterReload = await world.converge(3, reloaded, 60_000);
-    const reloadReport = await load.stop();
-    const reloadFailures = split(load);
+    const afterReload = await world.conclude({
+      fault: '10a operator reload',
+      expected: 3,
+      since: reloaded,
+      load,
+      window: stopWindow,
+      notes: () => 'seamless reload while a replica was replaced',
+    });
 
     // A restart: the master stopped, then started again over the same file and sockets. The
     // requests sent while nothing listened are the restart's, not the sidecar's.
@@ -310,31 +300,17 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: HAProxy and its w
     if (restarted.pid !== undefined) restartedMasters.push(restarted.pid);
     expect(await eventually(async () => (await world.haproxy.runtime('show info').catch(() => '')).includes('Version'), 10_000, 50)).toBe(true);
     const up = Date.now();
-    const { ms } = await world.converge(3, up, 60_000);
-    const problems = await world.finalCheck(3);
-    const report = await load2.stop();
-    const { inside, outside } = splitFailures(load2.failureTimes(), down - 100, up + 500);
-    world.record({
-      fault: '10a operator reload',
-      requests: reloadReport.sent,
-      failed: reloadFailures.outside,
-      failedOnCrashed: reloadFailures.inside,
-      convergeMs: afterReload.ms,
-      problems: afterReload.problems,
-      notes: 'seamless reload while a replica was replaced',
-    });
-    world.record({
+    const afterRestart = await world.conclude({
       fault: '10b operator restart',
-      requests: report.sent,
-      failed: outside,
-      failedOnCrashed: inside,
-      convergeMs: ms,
-      problems,
-      notes: `HAProxy down ${up - down} ms (failures then counted as on the crashed component)`,
+      expected: 3,
+      since: up,
+      load: load2,
+      window: { from: down - 100, to: up + 500 },
+      notes: () => `HAProxy down ${up - down} ms (failures then counted as on the crashed component)`,
     });
-    expect(afterReload.ms).not.toBeNull();
-    expect(reloadFailures.outside, JSON.stringify(reloadReport.failures)).toBe(0);
-    expect(problems).toEqual([]);
-    expect(outside).toBe(0);
+    for (const { problems, failed, report } of [afterReload, afterRestart]) {
+      expect(problems).toEqual([]);
+      expect(failed, JSON.stringify(report.failures)).toBe(0);
+    }
   });
 });

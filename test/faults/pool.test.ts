@@ -12,7 +12,7 @@ import { docker } from '../../devenv/containers.js';
 import { startLocalPrometheus, STACK_RULE_FILES, type LocalPrometheus } from '../../devenv/prometheus.js';
 import { availableDrivers, type DriverChoice } from '../../devenv/sidecar-env.js';
 import { eventually, get } from '../support/http.js';
-import { createWorld, failedCount, SERVICE, splitFailures, type World } from './world.js';
+import { createWorld, SERVICE, type World } from './world.js';
 
 describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: the pool the autoscaler scales (%s driver)', (driver) => {
   const skip = !availableDrivers().includes(driver);
@@ -54,18 +54,12 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: the pool the auto
     const recordsWhileDown = await world.retirements();
 
     expect((await world.haproxy.runtime('enable frontend fe_stats')).trim()).toBe('');
-    const back = Date.now();
-    const { ms } = await world.converge(2, back, 60_000);
-    const problems = await world.finalCheck(2);
-    const report = await load.stop();
-    world.record({
+    const { problems, failed, report } = await world.conclude({
       fault: '5 metrics endpoint down',
-      requests: report.sent,
-      failed: failedCount(report),
-      failedOnCrashed: 0,
-      convergeMs: ms,
-      problems,
-      notes:
+      expected: 2,
+      since: Date.now(),
+      load,
+      notes: () =>
         `while down: ${runningWhileDown} replicas kept, ${recordsWhileDown.length} retirements, frozen=${frozen}, source_up=${sourceUp}, ` +
         `alerts pending: ${[...alerts].sort().join(', ')}; back: scale-down 3 → 2 within the converge time`,
     });
@@ -75,7 +69,7 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: the pool the auto
     expect(sourceUp).toBe(0);
     expect(pending, [...alerts].join(', ')).toBe(true);
     expect(problems).toEqual([]);
-    expect(report.failures).toEqual({});
+    expect(failed, JSON.stringify(report.failures)).toBe(0);
   });
 
   it.skipIf(skip)('7. a replica killed under load: its server goes, a replacement joins, only its own requests may fail', async () => {
@@ -94,26 +88,20 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: the pool the auto
     await docker.getContainer(victim.id).kill();
     // What a crashed replica leaves is the operator's (or Compose's) to remove, not the sidecar's.
     await docker.getContainer(victim.id).remove({ force: true });
-    const window = await world.crashWindow(victim.number, killed);
-    const { ms } = await world.converge(2, killed, 60_000);
-    const problems = await world.finalCheck(2);
-    const report = await load.stop();
-    const slowStatuses = (await Promise.all(slow)).map((a) => a.status);
     // Until HAProxy's checks took the server out, requests may have been on the killed container.
-    const { inside, outside } = splitFailures(load.failureTimes(), window.from, window.to);
-    const slowFailed = slowStatuses.filter((s) => s !== 200).length;
-    world.record({
+    const window = await world.crashWindow(victim.number, killed);
+    const slowFailed = (await Promise.all(slow)).filter((a) => a.status !== 200).length;
+    const { problems, failed, report } = await world.conclude({
       fault: '7 replica killed under load',
-      requests: report.sent + slow.length,
-      failed: outside,
-      failedOnCrashed: inside + slowFailed,
-      convergeMs: ms,
-      problems,
-      notes: `killed #${victim.number}, out of HAProxy's rotation ${window.to - 300 - killed} ms later; converge = its server removed, a replacement started and UP`,
+      expected: 2,
+      since: killed,
+      load,
+      window,
+      extra: { requests: slow.length, failed: 0, onCrashed: slowFailed },
+      notes: () => `killed #${victim.number}, out of HAProxy's rotation ${window.to - 300 - killed} ms later; converge = its server removed, a replacement started and UP`,
     });
     expect(problems).toEqual([]);
-    expect(outside).toBe(0);
-    expect(failedCount(report)).toBe(inside);
+    expect(failed, JSON.stringify(report.failures)).toBe(0);
     expect(slowFailed).toBeLessThanOrEqual(1);
   });
 });

@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { availableDrivers, type DriverChoice } from '../../devenv/sidecar-env.js';
 import { eventually, get } from '../support/http.js';
-import { createWorld, failedCount, type World } from './world.js';
+import { createWorld, type World } from './world.js';
 
 const count = (n: number): Record<string, string> => ({ HSC_AUTOSCALE_MIN: String(n), HSC_AUTOSCALE_MAX: String(n) });
 
@@ -49,21 +49,17 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: the sidecar kille
     else await world.stopSidecar();
     const back = Date.now();
     await world.startSidecar(count(2));
-    const { ms } = await world.converge(2, back, 60_000);
-    const problems = await world.finalCheck(2);
-    const report = await load.stop();
     const slowStatuses = (await Promise.all(slow)).map((a) => a.status);
-    world.record({
+    const { problems, failed } = await world.conclude({
       fault,
-      requests: report.sent + slow.length,
-      failed: failedCount(report) + slowStatuses.filter((s) => s !== 200).length,
-      failedOnCrashed: 0,
-      convergeMs: ms,
-      problems,
-      notes: `${how === 'kill' ? 'killed' : 'restarted'} at stage ${record?.stage ?? '?'} of ${record?.server ?? '?'}; converge includes the rest of its drain (a 5 s request)`,
+      expected: 2,
+      since: back,
+      load,
+      extra: { requests: slow.length, failed: slowStatuses.filter((s) => s !== 200).length, onCrashed: 0 },
+      notes: () => `${how === 'kill' ? 'killed' : 'restarted'} at stage ${record?.stage ?? '?'} of ${record?.server ?? '?'}; converge includes the rest of its drain (a 5 s request)`,
     });
     expect(problems).toEqual([]);
-    expect(report.failures).toEqual({});
+    expect(failed).toBe(0);
     expect(slowStatuses).toEqual([200, 200, 200]);
   };
 
@@ -80,20 +76,15 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('faults: the sidecar kille
     const fresh = (await world.containers()).filter((c) => !before.has(c.id));
     const back = Date.now();
     await world.startSidecar(count(3));
-    const { ms } = await world.converge(3, back, 60_000);
-    const problems = await world.finalCheck(3);
-    const report = await load.stop();
-    world.record({
+    const { problems, failed } = await world.conclude({
       fault: '1b sidecar SIGKILL mid-scale-up',
-      requests: report.sent,
-      failed: failedCount(report),
-      failedOnCrashed: 0,
-      convergeMs: ms,
-      problems,
-      notes: `killed with the new replica ${fresh.map((c) => `#${c.number} ${c.state}${c.healthy ? ' healthy' : ', not healthy yet'}`).join(', ')}`,
+      expected: 3,
+      since: back,
+      load,
+      notes: () => `killed with the new replica ${fresh.map((c) => `#${c.number} ${c.state}${c.healthy ? ' healthy' : ', not healthy yet'}`).join(', ')}`,
     });
     expect(problems).toEqual([]);
-    expect(report.failures).toEqual({});
+    expect(failed).toBe(0);
   });
 
   it.skipIf(skip)('9. restarted (SIGTERM) mid-scale-down: the retirement record completes it', () =>

@@ -100,7 +100,35 @@ export interface World {
   /** After convergence and one resync: disagreements plus the sidecar's own account (drift, readiness, states). */
   finalCheck(expected: number, options?: CheckOptions): Promise<string[]>;
   record(verdict: Omit<Verdict, 'driver' | 'haproxy'>): void;
+  /**
+   * Ends a fault: converge(), finalCheck(), the load stopped, its failures split by `window`
+   * (those on a dead or stopped replica), and the verdict recorded; the test asserts on the result.
+   */
+  conclude(fault: Conclude): Promise<Conclusion>;
   close(): Promise<void>;
+}
+
+export interface Conclude {
+  readonly fault: string;
+  readonly expected: number;
+  /** When the fault ended: convergence is timed from here. */
+  readonly since: number;
+  readonly load: FaultLoad;
+  /** Failures sent in this window were on a replica that died or was stopped (counted apart). */
+  readonly window?: { readonly from: number; readonly to: number };
+  readonly check?: CheckOptions;
+  /** Requests of the test's own beside the load (slow ones), and how many of them failed. */
+  readonly extra?: { readonly requests: number; readonly failed: number; readonly onCrashed: number };
+  readonly notes: (conclusion: Conclusion) => string | Promise<string>;
+}
+
+export interface Conclusion {
+  readonly convergeMs: number | null;
+  readonly problems: string[];
+  readonly report: LoadReport;
+  /** Failed requests, not counting those in the window. */
+  readonly failed: number;
+  readonly failedOnCrashed: number;
 }
 
 export interface CheckOptions {
@@ -365,6 +393,30 @@ export async function createWorld(options: WorldOptions): Promise<World> {
     record(verdict) {
       recordVerdict(inject('faultsVerdictFile'), { ...verdict, driver: options.driver, haproxy: haproxy.haproxyVersion });
     },
+    async conclude(fault) {
+      const { ms } = await world.converge(fault.expected, fault.since, 60_000, fault.check);
+      const problems = await world.finalCheck(fault.expected, fault.check);
+      const report = await fault.load.stop();
+      const window = fault.window ?? { from: 0, to: 0 };
+      const { inside, outside } = splitFailures(fault.load.failureTimes(), window.from, window.to);
+      const conclusion: Conclusion = {
+        convergeMs: ms,
+        problems,
+        report,
+        failed: outside + (fault.extra?.failed ?? 0),
+        failedOnCrashed: inside + (fault.extra?.onCrashed ?? 0),
+      };
+      world.record({
+        fault: fault.fault,
+        requests: report.sent + (fault.extra?.requests ?? 0),
+        failed: conclusion.failed,
+        failedOnCrashed: conclusion.failedOnCrashed,
+        convergeMs: ms,
+        problems,
+        notes: await fault.notes(conclusion),
+      });
+      return conclusion;
+    },
     async close() {
       await sidecar?.stop();
       sidecar = undefined;
@@ -385,12 +437,7 @@ export async function createWorld(options: WorldOptions): Promise<World> {
 }
 
 /** Failures sent in [from, to) and the rest. */
-export function splitFailures(times: readonly number[], from: number, to: number): { inside: number; outside: number } {
+function splitFailures(times: readonly number[], from: number, to: number): { inside: number; outside: number } {
   const inside = times.filter((t) => t >= from && t < to).length;
   return { inside, outside: times.length - inside };
-}
-
-/** The count of failed requests in a report (every non-2xx answer and every request without one). */
-export function failedCount(report: LoadReport): number {
-  return Object.values(report.failures).reduce((sum, n) => sum + n, 0);
 }
