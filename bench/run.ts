@@ -36,8 +36,23 @@ const { values } = parseArgs({
     out: { type: 'string', default: 'bench/results' },
     // Keep the sidecars' debug logs after a run that passed too (a failed run always keeps them).
     'keep-logs': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
+if (values.help) {
+  process.stdout.write(
+    [
+      'usage: npm run bench [-- --only id,id] [--quick] [--out dir] [--keep-logs]',
+      `  --only       scenarios to run, of: ${SCENARIOS.join(', ')} (default: all)`,
+      '  --quick      a smoke run: fewer rounds, trials and probes',
+      '  --out        where latest.json and latest.md go (default: bench/results)',
+      "  --keep-logs  keep the sidecars' debug logs after a run that passed too",
+      'The Data Plane API scenarios run where HSC_DATAPLANEAPI_BIN (or a dataplaneapi on PATH) is; HSC_HAPROXY_BIN chooses HAProxy.',
+      '',
+    ].join('\n'),
+  );
+  process.exit(0);
+}
 const selected = new Set(values.only.split(',').map((s) => s.trim()).filter((s) => s !== ''));
 for (const id of selected) {
   if (!(SCENARIOS as readonly string[]).includes(id)) {
