@@ -10,10 +10,7 @@
 // LuaJIT; plain Lua has no sub-second clock). Every run is bounded in time (-d) and in count (the
 // script stops a thread at its share), and only the loopback is a target. wrk runs under a shell
 // that prints its own /proc stat after wrk ended: the children's CPU time there is wrk's.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parseWrkOutput, runToEnd, type WrkResult } from './wrk.js';
+import { assertLoopback, parseWrkOutput, runToEnd, withScript, wrkArgs, type WrkResult } from './wrk.js';
 
 const PACED_SCRIPT = `local ffi = require("ffi")
 ffi.cdef[[
@@ -114,32 +111,15 @@ export interface PacedOptions {
 }
 
 export async function runPaced(options: PacedOptions): Promise<PacedRun> {
-  const host = new URL(options.url).hostname;
-  if (host !== '127.0.0.1' && host !== '[::1]') throw new Error(`wrk may only target the loopback, not ${host}`);
+  assertLoopback(options.url);
   if (!(options.ratePerSecond > 0) || options.connections < options.threads) throw new Error('a paced run needs a positive rate and at least one connection per thread');
   const maxRequests = options.maxRequests ?? Math.ceil(options.ratePerSecond * options.durationSeconds * 2) + 100;
   const perThread = Math.max(1, Math.floor(maxRequests / options.threads));
-  const dir = await mkdtemp(join(tmpdir(), 'hsc-bench-capacity-wrk-'));
-  const script = join(dir, 'paced.lua');
-  await writeFile(script, PACED_SCRIPT);
-  try {
-    const wrkArgs = [
-      '-t', String(options.threads),
-      '-c', String(options.connections),
-      '-d', `${options.durationSeconds}s`,
-      '--timeout', `${options.timeoutSeconds ?? 5}s`,
-      '--latency',
-      '-s', script,
-      options.url,
-      '--',
-      String(options.ratePerSecond),
-      String(options.threads),
-      String(perThread),
-      String(options.lateAfterMs ?? 10),
-    ];
+  return withScript('hsc-bench-capacity-wrk-', PACED_SCRIPT, async (script) => {
+    const args = [...wrkArgs(options, script), '--', String(options.ratePerSecond), String(options.threads), String(perThread), String(options.lateAfterMs ?? 10)];
     // The shell waits for wrk, then prints its own stat line: its children's CPU is wrk's.
     const shell = 'wrk "$@"; code=$?; echo "capacity-stat: $(cat /proc/$$/stat)"; exit $code';
-    const output = await runToEnd('/bin/sh', ['-c', shell, 'sh', ...wrkArgs], options.durationSeconds);
+    const output = await runToEnd('/bin/sh', ['-c', shell, 'sh', ...args], options.durationSeconds);
     const parsed = parseWrkOutput(output);
     const statLine = /^capacity-stat: (.*)$/m.exec(output)?.[1];
     return {
@@ -150,7 +130,5 @@ export async function runPaced(options: PacedOptions): Promise<PacedRun> {
       wrkCpuSeconds: statLine === undefined ? undefined : parseChildrenCpuTicks(statLine) / options.ticksPerSecond,
       hitRequestLimit: parsed.requests >= perThread * options.threads,
     };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 }

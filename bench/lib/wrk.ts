@@ -116,26 +116,44 @@ export function runToEnd(command: string, args: readonly string[], durationSecon
 }
 
 export async function runWrk(options: WrkOptions): Promise<WrkRun> {
-  const host = new URL(options.url).hostname;
-  if (host !== '127.0.0.1' && host !== '[::1]') throw new Error(`wrk may only target the loopback, not ${host}`);
+  assertLoopback(options.url);
   const perThread = Math.max(1, Math.floor(options.maxRequests / options.threads));
-  const dir = await mkdtemp(join(tmpdir(), 'hsc-bench-wrk-'));
-  const script = join(dir, 'limit.lua');
-  await writeFile(script, LIMIT_SCRIPT);
-  try {
-    const args = [
-      '-t', String(options.threads),
-      '-c', String(options.connections),
-      '-d', `${options.durationSeconds}s`,
-      '--timeout', `${options.timeoutSeconds ?? 5}s`,
-      '--latency',
-      '-s', script,
-      options.url,
-      String(perThread),
-    ];
-    const output = await runToEnd('wrk', args, options.durationSeconds);
+  return withScript('hsc-bench-wrk-', LIMIT_SCRIPT, async (script) => {
+    const output = await runToEnd('wrk', [...wrkArgs(options, script), String(perThread)], options.durationSeconds);
     const parsed = parseWrkOutput(output);
     return { ...parsed, hitRequestLimit: parsed.requests >= perThread * options.threads };
+  });
+}
+
+/** Loads go to the loopback only. */
+export function assertLoopback(url: string): void {
+  const host = new URL(url).hostname;
+  if (host !== '127.0.0.1' && host !== '[::1]') throw new Error(`wrk may only target the loopback, not ${host}`);
+}
+
+/** wrk's own arguments up to the URL; the script's arguments follow. */
+export function wrkArgs(
+  options: { readonly threads: number; readonly connections: number; readonly durationSeconds: number; readonly timeoutSeconds?: number; readonly url: string },
+  script: string,
+): string[] {
+  return [
+    '-t', String(options.threads),
+    '-c', String(options.connections),
+    '-d', `${options.durationSeconds}s`,
+    '--timeout', `${options.timeoutSeconds ?? 5}s`,
+    '--latency',
+    '-s', script,
+    options.url,
+  ];
+}
+
+/** Runs `use` with a Lua script written to a temporary file, removed afterwards. */
+export async function withScript<T>(prefix: string, lua: string, use: (script: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const script = join(dir, 'script.lua');
+  await writeFile(script, lua);
+  try {
+    return await use(script);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
