@@ -28,3 +28,18 @@ export function haproxyEnv(haproxy: LocalHaproxy, driver: DriverChoice): Record<
     HSC_DATAPLANE_PASSWORD: haproxy.dataplanePassword,
   };
 }
+
+/**
+ * A sidecar that manages only the containers labelled `<prefix>.enable=true`, on their published
+ * ports, in the instance's backend: the Compose-service rule names a service that does not exist,
+ * so a test's sidecar never takes another run's containers on the same host.
+ */
+export function labelledContainersEnv(haproxy: LocalHaproxy, driver: DriverChoice, prefix: string): Record<string, string> {
+  return {
+    ...haproxyEnv(haproxy, driver),
+    HSC_DOCKER_ADDRESS_MODE: 'published',
+    HSC_DOCKER_LABEL_PREFIX: prefix,
+    HSC_DOCKER_COMPOSE_SERVICE: `none-${prefix}`,
+    HSC_DEFAULT_BACKEND: haproxy.backend,
+  };
+}

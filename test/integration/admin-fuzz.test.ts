@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNginx, type TestContainer } from '../../devenv/containers.js';
 import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
-import { haproxyEnv } from '../../devenv/sidecar-env.js';
+import { labelledContainersEnv } from '../../devenv/sidecar-env.js';
 import { cacheDirectory } from '../../devenv/versions.js';
 import { loadConfig } from '../../sidecar/config/index.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.js';
@@ -61,11 +61,7 @@ describe('the admin API under schemathesis, against a real sidecar', () => {
     }
     const config = loadConfig({
       env: {
-        ...haproxyEnv(haproxy, 'runtime'),
-        HSC_DOCKER_ADDRESS_MODE: 'published',
-        HSC_DOCKER_LABEL_PREFIX: prefix,
-        HSC_DOCKER_COMPOSE_SERVICE: `none-${prefix}`,
-        HSC_DEFAULT_BACKEND: haproxy.backend,
+        ...labelledContainersEnv(haproxy, 'runtime', prefix),
         HSC_RESYNC_INTERVAL_MS: '2000',
         HSC_RECONCILE_DEBOUNCE_MS: '100',
         HSC_DRAIN_DEADLINE_MS: '1000',

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNginx, type TestContainer } from '../../devenv/containers.js';
 import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
-import { haproxyEnv } from '../../devenv/sidecar-env.js';
+import { labelledContainersEnv } from '../../devenv/sidecar-env.js';
 import { loadConfig } from '../../sidecar/config/index.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.js';
 import type { Logger } from '../../sidecar/telemetry/logger.js';
@@ -78,11 +78,7 @@ describe('containers with broken labels beside healthy ones, against the real si
     containers.push(...started);
     const config = loadConfig({
       env: {
-        ...haproxyEnv(haproxy, 'runtime'),
-        HSC_DOCKER_ADDRESS_MODE: 'published',
-        HSC_DOCKER_LABEL_PREFIX: prefix,
-        HSC_DOCKER_COMPOSE_SERVICE: `none-${prefix}`,
-        HSC_DEFAULT_BACKEND: haproxy.backend,
+        ...labelledContainersEnv(haproxy, 'runtime', prefix),
         HSC_RESYNC_INTERVAL_MS: '1000',
         HSC_RECONCILE_DEBOUNCE_MS: '100',
         HSC_AUTOSCALE_ENABLED: 'false',

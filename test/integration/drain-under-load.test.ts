@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, startNginx, type TestContainer } from '../../devenv/containers.js';
 import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
-import { haproxyEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
+import { labelledContainersEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
 import { dataplaneApiBinary } from '../../devenv/versions.js';
 import { loadConfig } from '../../sidecar/config/index.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.js';
@@ -72,12 +72,7 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('draining under load throu
     sidecar = await startSidecar(
       loadConfig({
         env: {
-          ...haproxyEnv(haproxy, driver),
-          HSC_DOCKER_ADDRESS_MODE: 'published',
-          HSC_DOCKER_LABEL_PREFIX: prefix,
-          // Only the labelled containers: no Compose service of that name exists.
-          HSC_DOCKER_COMPOSE_SERVICE: `none-${prefix}`,
-          HSC_DEFAULT_BACKEND: haproxy.backend,
+          ...labelledContainersEnv(haproxy, driver, prefix),
           HSC_AUTOSCALE_ENABLED: 'false',
           HSC_ADMIN_TOKEN: token,
           HSC_DRAIN_POLL_MS: '100',

@@ -10,7 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, startNginx, type TestContainer } from '../../devenv/containers.js';
 import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
-import { haproxyEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
+import { labelledContainersEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
 import { dataplaneApiBinary } from '../../devenv/versions.js';
 import { loadConfig } from '../../sidecar/config/index.js';
 import { applyInTransaction, type DataplaneClient } from '../../sidecar/dataplane/index.js';
@@ -35,11 +35,7 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('reconciliation through th
   const config = () =>
     loadConfig({
       env: {
-        ...haproxyEnv(haproxy, driver),
-        HSC_DOCKER_ADDRESS_MODE: 'published',
-        HSC_DOCKER_LABEL_PREFIX: prefix,
-        HSC_DOCKER_COMPOSE_SERVICE: `none-${prefix}`,
-        HSC_DEFAULT_BACKEND: haproxy.backend,
+        ...labelledContainersEnv(haproxy, driver, prefix),
         HSC_RESYNC_INTERVAL_MS: '2000',
         HSC_RECONCILE_DEBOUNCE_MS: '100',
         HSC_AUTOSCALE_ENABLED: 'false',

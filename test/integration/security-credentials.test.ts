@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNginx, type TestContainer } from '../../devenv/containers.js';
 import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
-import { availableDrivers, haproxyEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
+import { availableDrivers, labelledContainersEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
 import { eventually } from '../support/http.js';
 import { runtimeServerNames } from '../support/runtime.js';
 
@@ -164,11 +164,8 @@ describe('the sidecar never shows a credential', () => {
       owned.push(own);
       const h = own;
       const sidecar = await runSidecar({
-        ...haproxyEnv(h, driver),
+        ...labelledContainersEnv(h, driver, prefix),
         ...RUNTIME_BASE,
-        HSC_DOCKER_LABEL_PREFIX: prefix,
-        HSC_DOCKER_COMPOSE_SERVICE: `none-${prefix}`,
-        HSC_DEFAULT_BACKEND: h.backend,
         HSC_DRAIN_DEADLINE_MS: '1000',
         HSC_DRAIN_POLL_MS: '100',
         HSC_ADMIN_TOKEN: adminToken,

@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { docker as dockerApi, startNginx, type TestContainer } from '../../devenv/containers.js';
 import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
-import { haproxyEnv } from '../../devenv/sidecar-env.js';
+import { labelledContainersEnv } from '../../devenv/sidecar-env.js';
 import { loadConfig } from '../../sidecar/config/index.js';
 import { cloneSpec } from '../../sidecar/docker/index.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.js';
@@ -237,12 +237,8 @@ describe('the sidecar image and its way to Docker', () => {
     const sidecar: RunningSidecar = await startSidecar(
       loadConfig({
         env: {
-          ...haproxyEnv(haproxy, 'runtime'),
+          ...labelledContainersEnv(haproxy, 'runtime', prefix),
           HSC_DOCKER_SOCKET: socket,
-          HSC_DOCKER_ADDRESS_MODE: 'published',
-          HSC_DOCKER_LABEL_PREFIX: prefix,
-          HSC_DOCKER_COMPOSE_SERVICE: `none-${prefix}`,
-          HSC_DEFAULT_BACKEND: haproxy.backend,
           HSC_AUTOSCALE_ENABLED: 'false',
           HSC_RESYNC_INTERVAL_MS: '1000',
           HSC_HTTP_PORT: String(await freePort()),
