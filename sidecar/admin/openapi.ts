@@ -5,7 +5,7 @@
 // document calls valid is one the sidecar accepts.
 
 const error = { $ref: '#/components/schemas/Error' };
-const json = (schema: object): object => ({ 'application/json': { schema } });
+const json = (schema: object, example?: object): object => ({ 'application/json': example === undefined ? { schema } : { schema, example } });
 const errors = (...codes: number[]): Record<string, object> =>
   Object.fromEntries(codes.map((code) => [String(code), { description: ERROR_TEXT[code] ?? 'error', content: json(error) }]));
 const ERROR_TEXT: Record<number, string> = {
@@ -15,9 +15,11 @@ const ERROR_TEXT: Record<number, string> = {
   409: 'refused: e.g. draining the last ready server of a backend without force',
   502: 'HAProxy or the Data Plane API did not answer as expected',
 };
+// Examples make a fuzzer's examples phase send requests an operator would (schemathesis runs it
+// before generating its own).
 const serverPath = [
-  { name: 'backend', in: 'path', required: true, schema: { type: 'string' } },
-  { name: 'server', in: 'path', required: true, schema: { type: 'string' } },
+  { name: 'backend', in: 'path', required: true, schema: { type: 'string' }, example: 'be_app' },
+  { name: 'server', in: 'path', required: true, schema: { type: 'string' }, example: 'hsc-web-1' },
 ];
 const bearer = [{ bearer: [] }];
 const replicasBody = (minimum: number, maximum: number): object => ({
@@ -75,7 +77,7 @@ export const ADMIN_OPENAPI = {
               force: { type: 'boolean', description: 'drain even the last ready server of the backend' },
               deadlineSeconds: { type: 'number', minimum: 1, maximum: 86400 },
             },
-          }),
+          }, { wait: false, force: false, deadlineSeconds: 60 }),
         },
         responses: {
           '200': { description: 'drain ended (wait)', content: json({ $ref: '#/components/schemas/DrainAnswer' }), links: serverLinks(fromRequest) },
@@ -113,7 +115,7 @@ export const ADMIN_OPENAPI = {
         operationId: 'setReplicas',
         summary: 'Set the replica count by hand, within min and max; the policy pauses until resume',
         security: bearer,
-        requestBody: { required: true, content: json(replicasBody(0, 1000)) },
+        requestBody: { required: true, content: json(replicasBody(0, 1000), { replicas: 2 }) },
         responses: { '200': { description: 'the decision applied', content: json({ $ref: '#/components/schemas/Decision' }) }, ...errors(400, 401, 404) },
       },
     },
@@ -187,7 +189,7 @@ export function adminOpenApi(replicas?: { readonly min: number; readonly max: nu
     ...ADMIN_OPENAPI,
     paths: {
       ...paths,
-      '/v1/autoscaler/replicas': { put: { ...put, requestBody: { ...put.requestBody, content: json(replicasBody(replicas.min, replicas.max)) } } },
+      '/v1/autoscaler/replicas': { put: { ...put, requestBody: { ...put.requestBody, content: json(replicasBody(replicas.min, replicas.max), { replicas: replicas.min }) } } },
     },
   };
 }

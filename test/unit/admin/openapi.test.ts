@@ -45,6 +45,10 @@ describe('the admin API document', () => {
       additionalProperties: false,
       properties: { replicas: { type: 'integer', minimum: 2, maximum: 10 } },
     });
+    // Its example (what a fuzzer's examples phase sends) is a count the sidecar takes.
+    const example = (paths['/v1/autoscaler/replicas']?.put?.requestBody.content['application/json'] as { example?: unknown } | undefined)?.example;
+    expect(example).toEqual({ replicas: 2 });
+    expect(await call('PUT', '/v1/autoscaler/replicas', example)).toMatchObject({ status: 200 });
     expect(await call('PUT', '/v1/autoscaler/replicas', { replicas: 3, extra: true })).toMatchObject({ status: 400, body: { error: 'bad-request', message: expect.stringMatching(/unknown field\(s\): extra/) as unknown } });
     expect(await call('PUT', '/v1/autoscaler/replicas', [3])).toMatchObject({ status: 400, body: { error: 'bad-request' } });
     expect(await call('PUT', '/v1/autoscaler/replicas', 'null')).toMatchObject({ status: 400, body: { error: 'bad-request' } });
