@@ -22,7 +22,8 @@ import { createAdminRoutes } from './admin/routes.js';
 import { createAutoscaler, isRemovableRetiree, type Autoscaler, type PoolView } from './autoscale/controller.js';
 import { ok, type Result } from './edge/result.js';
 import { createControlLoop } from './autoscale/loop.js';
-import { openRetirementStore } from './autoscale/retirement.js';
+import { openStateStore, recordedAdminState, retirementsOf, type StateStore } from './state/store.js';
+import type { TransactionLedger } from './dataplane/index.js';
 import { BREACH_WINDOW_CHECKS, createSampler } from './autoscale/sampler.js';
 import { createDockerEdge, type DockerEdge } from './docker/index.js';
 import { createSwarmEdge } from './docker/swarm.js';
@@ -68,18 +69,20 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   const logger = deps.logger ?? createLogger(config.logLevel);
   const metrics = createMetrics({ version: packageVersion(), processMetrics: true });
   initialiseBackendSeries(metrics, config.backends.managedBackends);
-  const haproxy = createHaproxyDriver(config, logger, deps.fetch);
+  // Drains, scale-downs, the autoscaler's mode and open transactions in progress when the
+  // sidecar last stopped are in this file: they carry on.
+  const opened = await openStateStore(config.autoscale.stateFile);
+  if (!opened.ok) throw new Error(`autoscale.stateFile: ${opened.error.operation}: ${opened.error.message}`);
+  const state = opened.value;
+  if (config.autoscale.stateFile === '') {
+    logger.warn({}, 'autoscale.stateFile is not set: drains and scale-downs in progress do not survive a restart of the sidecar');
+  }
+  const haproxy = createHaproxyDriver(config, logger, deps.fetch, transactionLedger(state));
   const docker =
     deps.docker ??
     (config.docker.mode === 'swarm' ? createSwarmEdge({ socketPath: config.docker.socketPath, logger }) : createDockerEdge(config.docker.socketPath));
   const discovery = createDiscovery(docker, discoveryOptions(config), logger);
-  // Scale-downs in progress when the sidecar last stopped are in this record: they carry on.
-  const opened = await openRetirementStore(config.autoscale.enabled ? config.autoscale.stateFile : '');
-  if (!opened.ok) throw new Error(`autoscale.stateFile: ${opened.error.operation}: ${opened.error.message}`);
-  const retirements = opened.value;
-  if (config.autoscale.enabled && config.autoscale.stateFile === '') {
-    logger.warn({}, 'autoscale.stateFile is not set: a scale-down in progress does not survive a restart of the sidecar');
-  }
+  const retirements = retirementsOf(state);
   const reconciler = createReconciler({
     discovery,
     driver: haproxy,
@@ -90,6 +93,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     metrics,
     now: () => Date.now(),
     isRemovable: (containerId) => isRemovableRetiree(retirements, containerId),
+    adminStateOf: (backend, server) => recordedAdminState(state.read(), backend, server),
   });
 
   let lastOutcome: ReconcileOutcome | undefined;
@@ -116,12 +120,12 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
       listRuntimeServers: (backend) => haproxy.listRuntimeServers(backend),
       readLoad: createServerLoadReader(exporter),
     },
-    pollMs: config.drain.pollMs,
+    store: state,
     deadlineMs: config.drain.deadlineMs,
     now: () => Date.now(),
-    sleep: (ms) => sleep(ms),
     logger,
     recorder: drainRecorder(metrics),
+    retiring: (backend, server) => retirements.list().some((r) => r.backend === backend && r.server === server),
   });
   const admin = createAdminService({
     haproxy,
@@ -166,11 +170,19 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
       scaler: {
         startLike: (templateId, count) => docker.startLike(ref, templateId, count),
         stopAndRemove: (id, timeoutSeconds) => docker.stopAndRemove(id, timeoutSeconds),
+        removeNeverStarted: (minAgeSeconds) => docker.removeNeverStarted(ref, minAgeSeconds, Date.now() / 1000),
       },
       drainer,
       haproxy,
       readLoad: createServerLoadReader(exporter),
       store: retirements,
+      modeStore: {
+        read: () => state.read().autoscaler,
+        write: (setting) => state.update((s) => {
+          const { autoscaler: _previous, ...rest } = s;
+          return setting === undefined ? rest : { ...rest, autoscaler: setting };
+        }),
+      },
       drainDeadlineMs: config.drain.deadlineMs,
       requestReconcile: (reason) => loop.trigger(reason),
       dryRun,
@@ -231,25 +243,21 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     logger.warn({ error: report.error }, `cannot inspect HAProxy yet: ${report.error.message}`);
   }
 
+  // A drain HAProxy shows without a record (a sidecar that ran without a state file) is the
+  // operator's: recorded, so the reconciler keeps it instead of setting the server ready.
+  await drainer.adopt(config.backends.managedBackends, isOwnedServerName);
   loop.start();
-  const scaling =
-    autoscaler === undefined
-      ? undefined
-      : createControlLoop({
-          evaluate: () => autoscaler.evaluate(),
-          breachCheck: () => autoscaler.checkBreach(),
-          breachCheckMs: config.autoscale.breachCheckMs,
-          progress: () => autoscaler.progress(),
-          intervalMs: config.autoscale.intervalMs,
-          pollMs: config.drain.pollMs,
-          timers: realTimers,
-          logger,
-        });
-  scaling?.start();
-  // An operator's drains in progress when the sidecar stopped are still drains in HAProxy: watch
-  // them again. Scale-downs have their own record and are carried on by the control loop.
-  const retiring = (server: string): boolean => retirements.list().some((r) => r.server === server);
-  void drainer.resume(config.backends.managedBackends, (server) => isOwnedServerName(server) && !retiring(server));
+  const scaling = createControlLoop({
+    ...(autoscaler === undefined
+      ? {}
+      : { evaluate: () => autoscaler.evaluate(), breachCheck: () => autoscaler.checkBreach(), breachCheckMs: config.autoscale.breachCheckMs }),
+    progress: async () => (await drainer.tick()) + (autoscaler === undefined ? 0 : await autoscaler.progress()),
+    intervalMs: config.autoscale.intervalMs,
+    pollMs: config.drain.pollMs,
+    timers: realTimers,
+    logger,
+  });
+  scaling.start();
   logger.info({ port, config: redactConfig(config) }, 'sidecar started');
 
   return {
@@ -258,7 +266,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
     async stop() {
       // A scale-down in progress is not waited for: its drain lives in HAProxy and is resumed by
       // the next start, and a drain may take up to its deadline, longer than a stop should.
-      await scaling?.stop();
+      await scaling.stop();
       watching.abort();
       await watcher;
       await loop.stop();
@@ -269,7 +277,20 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
 }
 
 /** The driver the configuration names; the only place that knows both adapters. */
-function createHaproxyDriver(config: SidecarConfig, logger: Logger, fetchImpl: typeof fetch | undefined): HaproxyDriver {
+/** The transaction ids the Data Plane API driver keeps while a transaction is open, in the state file. */
+function transactionLedger(state: StateStore): TransactionLedger {
+  const change = async (edit: (ids: readonly string[]) => string[]): Promise<void> => {
+    // A failed write only loses the trace of one transaction: nothing to stop a pass for.
+    await state.update((s) => ({ ...s, transactions: edit(s.transactions) }));
+  };
+  return {
+    opened: (id) => change((ids) => [...ids.filter((x) => x !== id), id]),
+    closed: (id) => change((ids) => ids.filter((x) => x !== id)),
+    list: () => state.read().transactions,
+  };
+}
+
+function createHaproxyDriver(config: SidecarConfig, logger: Logger, fetchImpl: typeof fetch | undefined, ledger: TransactionLedger): HaproxyDriver {
   const { haproxy } = config;
   if (haproxy.driver === 'runtime') {
     return createRuntimeDriver({
@@ -296,6 +317,8 @@ function createHaproxyDriver(config: SidecarConfig, logger: Logger, fetchImpl: t
     client,
     healthCheck: haproxy.check,
     reloadTimeoutMs: dataplane.reloadTimeoutMs,
+    ledger,
+    logger,
     ...(haproxy.runtimeSocket === '' ? {} : { socket: createRuntimeSocketOps({ address: haproxy.runtimeSocket, timeoutMs: haproxy.socketTimeoutMs }) }),
   });
 }

@@ -74,8 +74,8 @@ export function createAdminRoutes(options: AdminRoutesOptions): RouteHandler {
       case '/v1/autoscaler/resume':
         if (!allow('POST')) return;
         await readBody(request);
-        if (path.endsWith('pause')) controller.pause();
-        else controller.resume();
+        if (path.endsWith('pause')) await controller.pause();
+        else await controller.resume();
         sendJson(response, 200, controller.state());
         return;
       case '/v1/autoscaler/replicas': {

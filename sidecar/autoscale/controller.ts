@@ -13,6 +13,7 @@ import type { Result } from '../edge/result.js';
 import { planActions, type Action, type PoolState, type ServingReplica } from './actions.js';
 import { decide, EMPTY_HISTORY, type Decision, type History, type ScalingPolicy } from './policy.js';
 import { advanceRetirement, type Retirement, type RetirementEffect, type RetirementStore, type RetirementView } from './retirement.js';
+import type { AutoscalerSetting } from '../state/store.js';
 import type { Sampler, SampleSet } from './sampler.js';
 
 /**
@@ -65,6 +66,18 @@ export interface ReplicaActions {
    * retirement is given up, the replica serves again, and the next evaluation plans anew.
    */
   stopAndRemove(id: string, timeoutSeconds: number): Promise<Result<void>>;
+  /**
+   * Removes the service's containers that were created but never started and are older than
+   * `minAgeSeconds`: a scale-up cut between create and start (the sidecar killed) leaves one.
+   * Resolves with how many were removed.
+   */
+  removeNeverStarted?(minAgeSeconds: number): Promise<Result<number>>;
+}
+
+/** Where the operator's choice of mode (paused, a count set by hand) is kept across restarts. */
+export interface ModeStore {
+  read(): AutoscalerSetting | undefined;
+  write(setting: AutoscalerSetting | undefined): Promise<Result<void>>;
 }
 
 export interface AutoscalerOptions {
@@ -84,6 +97,8 @@ export interface AutoscalerOptions {
   /** Sessions and queue of one server from HAProxy's exporter; undefined when unreadable. */
   readonly readLoad: (backend: string, server: string) => Promise<{ sessions: number; queue: number } | undefined>;
   readonly store: RetirementStore;
+  /** The mode an operator chose; absent keeps it in memory only. */
+  readonly modeStore?: ModeStore;
   /** A scale-down drain still going after this is forced (the server goes to maintenance). */
   readonly drainDeadlineMs: number;
   /** Asks the reconciler for a pass (a drained replica's server is then removed). */
@@ -112,9 +127,11 @@ export interface Autoscaler {
   checkBreach(): Promise<DecisionRecord | undefined>;
   /** The decision and actions now, without applying anything. */
   dryRun(): Promise<DecisionRecord>;
-  pause(): void;
-  resume(): void;
-  /** Sets the count by hand (within min/max) and pauses the policy until resume(). */
+  /** Pauses the policy (stored, so a restarted sidecar stays paused); rejects when it cannot be stored. */
+  pause(): Promise<void>;
+  /** Back to automatic mode (stored). */
+  resume(): Promise<void>;
+  /** Sets the count by hand (within min/max) and pauses the policy until resume(); stored like pause(). */
   setReplicas(replicas: number): Promise<DecisionRecord>;
   state(): { readonly mode: 'auto' | 'paused' | 'manual'; readonly manualReplicas: number | undefined; readonly inFlight: readonly string[] };
   recent(): readonly DecisionRecord[];
@@ -130,14 +147,27 @@ export interface Autoscaler {
 }
 
 const KEEP_DECISIONS = 50;
+/** A container created but never started is left alone this long: Compose starts its own within seconds. */
+const NEVER_STARTED_GRACE_SECONDS = 120;
 /** A running replica not serving yet counts as starting for this long after its creation. */
 const STARTING_TIMEOUT_MS = 120_000;
 
 export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
   const { logger, backend, store } = options;
   let history: History = EMPTY_HISTORY;
-  let mode: 'auto' | 'paused' | 'manual' = 'auto';
-  let manualReplicas: number | undefined;
+  // The mode an operator chose before a restart holds: a count set by hand is not undone by one.
+  const stored = options.modeStore?.read();
+  let mode: 'auto' | 'paused' | 'manual' = stored?.mode ?? 'auto';
+  let manualReplicas: number | undefined = stored?.mode === 'manual' ? stored.replicas : undefined;
+  if (stored !== undefined) logger.info({ backend, mode, manualReplicas: manualReplicas ?? null }, `autoscaler: ${mode === 'manual' ? `count set by hand to ${manualReplicas ?? '?'}` : 'paused'} since ${new Date(stored.since).toISOString()} (from the state file)`);
+
+  async function storeMode(next: 'auto' | 'paused' | 'manual', replicas: number | undefined): Promise<void> {
+    const setting: AutoscalerSetting | undefined = next === 'auto' ? undefined : { mode: next, ...(replicas === undefined ? {} : { replicas }), since: options.now() };
+    const written = await options.modeStore?.write(setting);
+    if (written !== undefined && !written.ok) throw new Error(`cannot store the autoscaler's mode: ${written.error.message}`);
+    mode = next;
+    manualReplicas = replicas;
+  }
   const recent: DecisionRecord[] = [];
   let evaluating: Promise<DecisionRecord | undefined> | undefined;
 
@@ -310,8 +340,9 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
   async function apply(actions: readonly Action[], view: PoolView): Promise<void> {
     for (const action of actions) {
       if (action.kind === 'undrain') {
+        // The record first, so no pass in between sets the drain again from it.
+        await store.remove(action.containerId);
         const result = await options.drainer.undrain(backend, action.server);
-        if (result.ok) await store.remove(action.containerId);
         logger.info({ backend, server: action.server, ok: result.ok }, `scale-up: ${action.server} put back in service instead of starting a container`);
         options.recorder?.acted('up', result.ok);
       } else if (action.kind === 'start') {
@@ -383,9 +414,17 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
       }
     }
     if (applied) await apply(actions, view);
+    if (applied && !actions.some((a) => a.kind === 'start')) await sweepNeverStarted();
     // A retirement just recorded gets its drain at once, not at the next pass.
     if (applied && actions.some((a) => a.kind === 'retire')) await progress();
     return record;
+  }
+
+  async function sweepNeverStarted(): Promise<void> {
+    const removed = await options.scaler.removeNeverStarted?.(NEVER_STARTED_GRACE_SECONDS);
+    if (removed === undefined) return;
+    if (!removed.ok) logger.warn({ backend, error: removed.error.message }, 'autoscaler: cannot remove containers that were created but never started');
+    else if (removed.value > 0) logger.warn({ backend, removed: removed.value }, `autoscaler: removed ${removed.value} container(s) created but never started (a scale-up cut short)`);
   }
 
   const serialised = <T extends DecisionRecord | undefined>(run: () => Promise<T>): Promise<T> => {
@@ -421,20 +460,13 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
       }
     },
     dryRun: () => serialised(() => recorded(evaluateOnce(false, 'dry-run'))),
-    pause() {
-      mode = 'paused';
-      manualReplicas = undefined;
-    },
-    resume() {
-      mode = 'auto';
-      manualReplicas = undefined;
-    },
-    setReplicas(replicas) {
+    pause: () => storeMode('paused', undefined),
+    resume: () => storeMode('auto', undefined),
+    async setReplicas(replicas) {
       if (!Number.isInteger(replicas) || replicas < options.policy.minReplicas || replicas > options.policy.maxReplicas) {
-        return Promise.reject(new RangeError(`replicas must be a whole number from ${options.policy.minReplicas} to ${options.policy.maxReplicas}`));
+        throw new RangeError(`replicas must be a whole number from ${options.policy.minReplicas} to ${options.policy.maxReplicas}`);
       }
-      mode = 'manual';
-      manualReplicas = replicas;
+      await storeMode('manual', replicas);
       return serialised(() => recorded(evaluateOnce(true)));
     },
     state: () => ({ mode, manualReplicas, inFlight: store.list().map((r) => `${r.server} ${r.stage}`) }),

@@ -1,5 +1,6 @@
-// The autoscaler's schedule: an evaluation every interval; between them a pass over the
-// scale-downs in progress every poll period (a pass with none in progress reads nothing) and a
+// The control loop's schedule: a pass over the records in progress (scale-down retirements,
+// operator drains) every poll period (a pass with none in progress reads nothing), and, where
+// the autoscaler runs, an evaluation every interval and between evaluations a
 // breach check every breachCheckMs (HAProxy's figures only, acting only on a scale-up for a
 // breach), so a load step waits seconds for its decision, not up to a whole interval.
 // One pass at a time; a failure is logged and the schedule goes on. Timers are injected, the same
@@ -9,8 +10,9 @@ import type { Timers } from '../reconcile/loop.js';
 import type { Logger } from '../telemetry/logger.js';
 
 export interface ControlLoopOptions {
-  readonly evaluate: () => Promise<unknown>;
-  /** Moves scale-downs on; resolves with how many are still in progress. */
+  /** The autoscaler's evaluation; absent when autoscaling is off (records still move on). */
+  readonly evaluate?: () => Promise<unknown>;
+  /** Moves the records on (drains, scale-downs); resolves with how many are still in progress. */
   readonly progress: () => Promise<unknown>;
   readonly intervalMs: number;
   /** A breach check between evaluations (it decides whether to act itself); optional. */
@@ -53,10 +55,10 @@ export function createControlLoop(options: ControlLoopOptions): ControlLoop {
     try {
       await options.progress();
     } catch (error) {
-      logger.error({ error: errorMessage(error) }, 'scale-down progress failed');
+      logger.error({ error: errorMessage(error) }, 'progress of drains and scale-downs failed');
     }
     if (stopped) return;
-    if (timers.now() >= nextEvaluationAt) {
+    if (options.evaluate !== undefined && timers.now() >= nextEvaluationAt) {
       nextEvaluationAt = timers.now() + options.intervalMs;
       nextBreachCheckAt = breachCheckMs > 0 ? timers.now() + breachCheckMs : Infinity;
       try {
@@ -86,7 +88,7 @@ export function createControlLoop(options: ControlLoopOptions): ControlLoop {
       if (!stopped) return;
       stopped = false;
       // The first evaluation one interval after start: the sampler needs two scrapes for a rate.
-      nextEvaluationAt = timers.now() + options.intervalMs;
+      nextEvaluationAt = options.evaluate === undefined ? Infinity : timers.now() + options.intervalMs;
       nextBreachCheckAt = breachCheckMs > 0 ? timers.now() + breachCheckMs : Infinity;
       schedule(0);
     },

@@ -10,26 +10,12 @@
 // stage finds the record at its next start and carries on from what it observes. Why a record
 // of our own: Docker labels cannot change on a running container, and HAProxy's drain state
 // cannot tell a scale-down from an operator's `hsc drain` (which must never stop a container).
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import type { AdminState } from '../driver/index.js';
-import { errorMessage, fail, ok, type Result } from '../edge/result.js';
+import type { Retirement } from '../state/store.js';
+import { drainProgress, type ServerLoad } from '../drain/record.js';
 
-export type RetirementStage = 'draining' | 'drained' | 'removed';
-
-export interface Retirement {
-  readonly containerId: string;
-  readonly backend: string;
-  readonly server: string;
-  readonly stage: RetirementStage;
-  /** When the scale-down was decided (ms since the epoch). */
-  readonly startedAt: number;
-  /** When a drain still going becomes forced: the server goes to maintenance. */
-  readonly deadlineAt: number;
-  /** Consecutive reads of no session and no queue: two end the drain. */
-  readonly quietReads: number;
-}
+export type { Retirement, RetirementStage, RetirementStore } from '../state/store.js';
+export { retirementStore } from '../state/store.js';
 
 /** What HAProxy and Docker show of one retirement now. */
 export interface RetirementView {
@@ -38,7 +24,7 @@ export interface RetirementView {
   readonly serverPresent: boolean;
   readonly adminState: AdminState | undefined;
   /** Sessions and queue from HAProxy's exporter; undefined when they cannot be read now. */
-  readonly load: { readonly sessions: number; readonly queue: number } | undefined;
+  readonly load: ServerLoad | undefined;
 }
 
 export type RetirementEffect = 'set-drain' | 'set-maint' | 'request-removal' | 'stop-container';
@@ -52,8 +38,6 @@ export interface RetirementStep {
   /** Set on the pass that ended the drain. */
   readonly drain?: 'drained' | 'forced';
 }
-
-const QUIET_READS = 2;
 
 /** One pure step of a retirement from what is observed now. */
 export function advanceRetirement(retirement: Retirement, view: RetirementView, now: number): RetirementStep {
@@ -74,13 +58,13 @@ export function advanceRetirement(retirement: Retirement, view: RetirementView, 
         // without its state file: (re)apply it. An operator's undrain deletes the record instead.
         return { next: { ...r, quietReads: 0 }, effects: ['set-drain'], reason: `${r.server} put in drain for scale-down` };
       }
-      const quiet = view.load !== undefined && view.load.sessions === 0 && view.load.queue === 0 ? r.quietReads + 1 : 0;
-      if (quiet >= QUIET_READS) {
+      const { quietReads: quiet, verdict } = drainProgress(r.quietReads, view.load, r.deadlineAt, now);
+      if (verdict === 'drained') {
         return { next: { ...r, stage: 'drained', quietReads: quiet }, effects: ['request-removal'], reason: `${r.server} drained`, drain: 'drained' };
       }
-      if (now >= r.deadlineAt) {
+      if (verdict === 'deadline') {
         return {
-          next: { ...r, stage: 'drained', quietReads: quiet },
+          next: { ...r, stage: 'drained', quietReads: quiet, forced: true },
           effects: ['set-maint', 'request-removal'],
           reason: `${r.server} still busy at its drain deadline (${view.load?.sessions ?? '?'} session(s), ${view.load?.queue ?? '?'} queued): forced to maintenance`,
           drain: 'forced',
@@ -88,91 +72,14 @@ export function advanceRetirement(retirement: Retirement, view: RetirementView, 
       }
       return { next: { ...r, quietReads: quiet }, effects: [], reason: `${r.server} draining` };
     }
-    case 'drained':
-      return view.serverPresent
-        ? { next: r, effects: ['request-removal'], reason: `waiting for the removal of ${r.server}` }
-        : { next: { ...r, stage: 'removed' }, effects: ['stop-container'], reason: `${r.server} removed from HAProxy` };
+    case 'drained': {
+      if (!view.serverPresent) return { next: { ...r, stage: 'removed' }, effects: ['stop-container'], reason: `${r.server} removed from HAProxy` };
+      // Out of rotation until it is removed, even if a reload in between set it back to ready.
+      const lost = r.forced === true ? view.adminState !== 'maint' : view.adminState !== 'drain' && view.adminState !== 'maint';
+      const restore: RetirementEffect[] = lost ? [r.forced === true ? 'set-maint' : 'set-drain'] : [];
+      return { next: r, effects: [...restore, 'request-removal'], reason: `waiting for the removal of ${r.server}` };
+    }
     case 'removed':
       return { next: r, effects: ['stop-container'], reason: `stopping the container of ${r.server}` };
   }
-}
-
-/** The retirement records, kept in one small JSON file (or in memory when no file is set). */
-export interface RetirementStore {
-  list(): readonly Retirement[];
-  put(retirement: Retirement): Promise<Result<void>>;
-  remove(containerId: string): Promise<Result<void>>;
-}
-
-const FORMAT = 1;
-
-function isRetirement(value: unknown): value is Retirement {
-  if (value === null || typeof value !== 'object') return false;
-  const v = value as Record<string, unknown>;
-  return (
-    typeof v.containerId === 'string' &&
-    typeof v.backend === 'string' &&
-    typeof v.server === 'string' &&
-    (v.stage === 'draining' || v.stage === 'drained' || v.stage === 'removed') &&
-    typeof v.startedAt === 'number' &&
-    typeof v.deadlineAt === 'number' &&
-    typeof v.quietReads === 'number'
-  );
-}
-
-/**
- * Loads the records from `file` ('' keeps them in memory only). A missing file is an empty
- * store; an unreadable or malformed one is an error, so start-up says so instead of forgetting
- * a scale-down in progress.
- */
-export async function openRetirementStore(file: string): Promise<Result<RetirementStore>> {
-  let records: Retirement[] = [];
-  if (file !== '') {
-    let text: string | undefined;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return fail(`read ${file}`, 'unavailable', errorMessage(error));
-    }
-    if (text !== undefined) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch (error) {
-        return fail(`read ${file}`, 'malformed', `not JSON: ${errorMessage(error)}`);
-      }
-      const list = (parsed as { retirements?: unknown } | null)?.retirements;
-      if (!Array.isArray(list) || !list.every(isRetirement)) return fail(`read ${file}`, 'malformed', 'expected {"retirements": [...]} of retirement records');
-      records = list;
-    }
-  }
-
-  return ok(retirementStore(records, file));
-}
-
-/** A store over `records`, written to `file` on every change ('' keeps it in memory only). */
-export function retirementStore(initial: readonly Retirement[] = [], file = ''): RetirementStore {
-  let records = [...initial];
-
-  async function save(next: Retirement[]): Promise<Result<void>> {
-    if (file !== '') {
-      // Temp file and rename: a crash leaves the old record or the new one, never half of one.
-      const temp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-      try {
-        await mkdir(dirname(file), { recursive: true });
-        await writeFile(temp, `${JSON.stringify({ format: FORMAT, retirements: next }, null, 2)}\n`, { mode: 0o600, flush: true });
-        await rename(temp, file);
-      } catch (error) {
-        return fail(`write ${file}`, 'unavailable', errorMessage(error));
-      }
-    }
-    records = next;
-    return ok(undefined);
-  }
-
-  return {
-    list: () => records,
-    put: (retirement) => save([...records.filter((r) => r.containerId !== retirement.containerId), retirement]),
-    remove: (containerId) => save(records.filter((r) => r.containerId !== containerId)),
-  };
 }

@@ -25,7 +25,8 @@ import type {
 } from '../driver/index.js';
 import { fail, ok, type Result } from '../edge/result.js';
 import type { DesiredServer, Operation } from '../reconcile/plan.js';
-import { applyInTransaction, type DataplaneClient, type ServerSpec } from './index.js';
+import { applyInTransaction, type DataplaneClient, type ServerSpec, type TransactionLedger } from './index.js';
+import type { Logger } from '../telemetry/logger.js';
 
 /** What the driver needs from HAProxy's runtime socket where the Data Plane API falls short. */
 export interface RuntimeSocketOps {
@@ -48,11 +49,14 @@ export interface DataplaneDriverOptions {
    * server added at run time then needs its cookie computed.
    */
   readonly dynamicCookies?: boolean;
+  /** The ids of transactions the sidecar opened (the state file): those a crash left are deleted. */
+  readonly ledger?: TransactionLedger;
+  readonly logger?: Logger;
 }
 
 const NO_RUNTIME_DATA = /no data for/i;
 
-export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyDriver & { readonly runtimeAdds: boolean } {
+export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyDriver {
   const { client, socket } = options;
   // Until inspect() says otherwise, the API's runtime endpoints are assumed to work (HAProxy 3.0).
   let apiRuntimeWorks = true;
@@ -69,8 +73,52 @@ export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyD
     check: options.healthCheck,
   });
 
+  /** Foreign transactions already reported, so each is logged once. */
+  const reported = new Set<string>();
+  /** Transactions this process has open now: a sweep from another caller must not take them. */
+  const live = new Set<string>();
+  const ledger: TransactionLedger = {
+    async opened(id) {
+      live.add(id);
+      await options.ledger?.opened(id);
+    },
+    async closed(id) {
+      live.delete(id);
+      await options.ledger?.closed(id);
+    },
+    list: () => options.ledger?.list() ?? [],
+  };
+
+  /**
+   * Deletes the transactions the sidecar opened and never closed (a crash between opening and
+   * committing one leaves it in_progress, then outdated, for ever); another writer's are left
+   * alone and reported once. Failures are left to the next pass.
+   */
+  async function sweepTransactions(): Promise<void> {
+    const listed = await client.listTransactions();
+    if (!listed.ok) return;
+    const ours = new Set(ledger.list());
+    for (const t of listed.value) {
+      if (live.has(t.id)) continue;
+      if (ours.has(t.id)) {
+        const deleted = await client.deleteTransaction(t.id);
+        if (deleted.ok || deleted.error.kind === 'not-found') {
+          await options.ledger?.closed(t.id);
+          options.logger?.warn({ transaction: t.id, status: t.status ?? null, version: t.version }, `deleted transaction ${t.id}, left open by an earlier run of the sidecar`);
+        }
+      } else if (t.status === 'in_progress' || t.status === 'outdated' || t.status === 'failed') {
+        if (!reported.has(t.id)) options.logger?.warn({ transaction: t.id, status: t.status, version: t.version }, `transaction ${t.id} (${t.status}, version ${t.version}) was opened by another writer; left alone`);
+        reported.add(t.id);
+      }
+    }
+    // Ids the API no longer holds are closed already.
+    const held = new Set(listed.value.map((t) => t.id));
+    for (const id of ours) if (!held.has(id) && !live.has(id)) await options.ledger?.closed(id);
+  }
+
   async function readServers(backends: readonly string[]): Promise<Result<ServerSnapshot>> {
     if (!inspected) await inspect(backends);
+    await sweepTransactions();
     // The version first: a write between the two reads then makes the plan's commit conflict.
     const version = await client.configurationVersion();
     if (!version.ok) return version;
@@ -90,9 +138,16 @@ export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyD
   }
 
   async function listRuntimeServers(backend: string): Promise<Result<readonly RuntimeServer[]>> {
-    if (apiRuntimeWorks) return client.listRuntimeServers(backend);
+    // The socket where there is one: it also tells whether a server's health checks run, which
+    // the API does not, and it answers on HAProxy 2.6 too.
     if (socket !== undefined) return socket.listRuntimeServers(backend);
+    if (apiRuntimeWorks) return client.listRuntimeServers(backend);
     return fail(`list runtime servers of backend ${backend}`, 'unsupported', UNSUPPORTED_RUNTIME);
+  }
+
+  function enableChecks(backend: string, server: string): Promise<Result<void>> {
+    if (socket !== undefined) return socket.enableHealth(backend, server);
+    return Promise.resolve(fail(`enable health ${backend}/${server}`, 'unsupported', 'the Data Plane API cannot turn on health checks at run time, and no runtime socket is configured (haproxy.runtimeSocket)'));
   }
 
   /** One server into the running HAProxy without a reload, then enabled with its checks on. */
@@ -138,7 +193,7 @@ export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyD
       else runtimeChanges++;
     }
     if (rest.length === 0) return ok({ reloads, transactions: 0, runtimeChanges });
-    const committed = await applyInTransaction(client, (id) => applyInOneTransaction(rest, id), options.reloadTimeoutMs, version);
+    const committed = await applyInTransaction(client, (id) => applyInOneTransaction(rest, id), options.reloadTimeoutMs, version, ledger);
     if (!committed.ok) return committed;
     return ok({ reloads: reloads + (committed.value.reloadId === undefined ? 0 : 1), transactions: 1, runtimeChanges });
   }
@@ -196,14 +251,12 @@ export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyD
 
   return {
     kind: 'dataplane',
-    get runtimeAdds() {
-      return socket !== undefined;
-    },
     inspect,
     readServers,
     apply,
     listRuntimeServers,
     setAdminState,
+    enableChecks,
   };
 }
 

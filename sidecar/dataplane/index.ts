@@ -39,6 +39,21 @@ export interface Transaction {
   readonly version: number;
 }
 
+export interface ListedTransaction extends Transaction {
+  readonly status: 'failed' | 'outdated' | 'in_progress' | 'success' | undefined;
+}
+
+/**
+ * Where the ids of the transactions the sidecar opened are kept until they are committed or
+ * deleted (the state file), so that one a crash left behind is deleted after the restart and
+ * never mistaken for another writer's.
+ */
+export interface TransactionLedger {
+  opened(id: string): Promise<void>;
+  closed(id: string): Promise<void>;
+  list(): readonly string[];
+}
+
 export interface CommitOutcome {
   /** Set when the commit scheduled a reload; absent when HAProxy took it without one. */
   readonly reloadId: string | undefined;
@@ -66,6 +81,8 @@ export interface DataplaneClient {
   startTransaction(version: number): Promise<Result<Transaction>>;
   commitTransaction(id: string): Promise<Result<CommitOutcome>>;
   deleteTransaction(id: string): Promise<Result<void>>;
+  /** The transactions the API holds, whoever opened them. */
+  listTransactions(): Promise<Result<readonly ListedTransaction[]>>;
   listServers(backend: string, transactionId?: string): Promise<Result<readonly ConfiguredServer[]>>;
   addServer(backend: string, server: ServerSpec, transactionId: string): Promise<Result<void>>;
   /**
@@ -205,6 +222,16 @@ export function createDataplaneClient(options: DataplaneClientOptions): Dataplan
         () => ({ ok: true, value: undefined }),
       ),
 
+    listTransactions: () =>
+      call(
+        'list transactions',
+        () => api.GET('/services/haproxy/transactions'),
+        (data) =>
+          Array.isArray(data) && data.every((t) => typeof t.id === 'string')
+            ? { ok: true, value: data.map((t) => ({ id: t.id ?? '', version: t._version ?? 0, status: t.status })) }
+            : fail('list transactions', 'malformed', `expected a list of transactions, got ${JSON.stringify(data)}`),
+      ),
+
     listServers: (backend, transactionId) =>
       call(
         `list servers of backend ${backend}`,
@@ -289,7 +316,7 @@ export function createDataplaneClient(options: DataplaneClientOptions): Dataplan
             if (typeof item.name !== 'string') {
               return fail(`list runtime servers of backend ${backend}`, 'malformed', `runtime server without a name: ${JSON.stringify(item)}`);
             }
-            servers.push({ name: item.name, adminState: item.admin_state, operationalState: item.operational_state });
+            servers.push({ name: item.name, adminState: item.admin_state, operationalState: item.operational_state, checks: undefined });
           }
           return { ok: true, value: servers };
         },
@@ -346,6 +373,8 @@ export async function applyInTransaction(
    * applying a plan made from stale state. Without it, the current version is read.
    */
   plannedAtVersion?: number,
+  /** Keeps the id while the transaction is open, so a crash in between leaves a deletable trace. */
+  ledger?: TransactionLedger,
 ): Promise<Result<CommitOutcome>> {
   let version = plannedAtVersion;
   if (version === undefined) {
@@ -356,17 +385,23 @@ export async function applyInTransaction(
   const transaction = await client.startTransaction(version);
   if (!transaction.ok) return transaction;
   const id = transaction.value.id;
+  await ledger?.opened(id);
+  const close = async (): Promise<void> => {
+    await client.deleteTransaction(id);
+    await ledger?.closed(id);
+  };
   const changed = await change(id);
   if (!changed.ok) {
-    await client.deleteTransaction(id);
+    await close();
     return changed;
   }
   const commit = await client.commitTransaction(id);
   if (!commit.ok) {
     // A commit that failed leaves the transaction in the API's store; a successful one does not.
-    await client.deleteTransaction(id);
+    await close();
     return commit;
   }
+  await ledger?.closed(id);
   if (commit.value.reloadId !== undefined) {
     const reload = await client.waitForReload(commit.value.reloadId, reloadTimeoutMs);
     if (!reload.ok) return reload;

@@ -28,6 +28,8 @@ export interface DockerEdge {
   stopAndRemove(id: string, timeoutSeconds: number): Promise<Result<void>>;
   /** Mean CPU of the containers, as a fraction of one core; undefined if none could be read. */
   cpu(ids: readonly string[]): Promise<Result<number | undefined>>;
+  /** Removes the containers of `ref` created but never started, older than `minAgeSeconds`; how many. */
+  removeNeverStarted(ref: ServiceRef, minAgeSeconds: number, nowSeconds: number): Promise<Result<number>>;
 }
 
 /** The events that can change which containers are ready. */
@@ -94,6 +96,20 @@ export function createDockerEdge(socketPath: string): DockerEdge {
         // The ones already started stay: they are replicas like the others, and the next
         // evaluation counts them.
         return fail(operation, statusOf(error) === 404 ? 'not-found' : 'unavailable', `${errorMessage(error)} (started ${started.length} of ${count})`);
+      }
+    },
+
+    async removeNeverStarted(ref, minAgeSeconds, nowSeconds) {
+      try {
+        const created = await docker.listContainers({ all: true, filters: { ...serviceFilters(ref), status: ['created'] } });
+        let removed = 0;
+        for (const c of created.filter((x) => nowSeconds - x.Created >= minAgeSeconds)) {
+          const gone = await docker.getContainer(c.Id).remove({ force: true }).then(() => true, (error: unknown) => statusOf(error) === 404);
+          if (gone) removed++;
+        }
+        return ok(removed);
+      } catch (error) {
+        return fail(`remove never-started containers of ${ref.service}`, 'unavailable', errorMessage(error));
       }
     },
 

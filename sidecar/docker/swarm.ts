@@ -179,6 +179,9 @@ export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
       return readEvents(stream, signal) as AsyncIterable<ContainerEvent>;
     },
 
+    // Swarm creates and starts its tasks itself: nothing is left half-started by the sidecar.
+    removeNeverStarted: () => Promise.resolve(ok(0)),
+
     async startLike(ref, _templateId, count) {
       const operation = `scale the Swarm service ${ref.service} up by ${count}`;
       if (count <= 0) return ok([]);

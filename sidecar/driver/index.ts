@@ -25,6 +25,12 @@ export interface RuntimeServer {
   readonly name: string;
   readonly adminState: AdminState | undefined;
   readonly operationalState: 'up' | 'down' | 'stopping' | undefined;
+  /**
+   * Whether its health checks run: `off` is a server with `check` whose checks were never turned
+   * on (a runtime-added server before `enable health`); `none` one without `check`; undefined
+   * where the driver cannot read it (the Data Plane API without the runtime socket).
+   */
+  readonly checks?: 'on' | 'off' | 'none' | undefined;
 }
 
 /** Health checks every server the sidecar adds gets. */
@@ -86,4 +92,6 @@ export interface HaproxyDriver {
   listRuntimeServers(backend: string): Promise<Result<readonly RuntimeServer[]>>;
   /** Sets a server's admin state in the running HAProxy (drain, maint, ready); never reloads. */
   setAdminState(backend: string, server: string, state: AdminState): Promise<Result<void>>;
+  /** Turns on the health checks of a server configured with them (`enable health`); never reloads. */
+  enableChecks(backend: string, server: string): Promise<Result<void>>;
 }

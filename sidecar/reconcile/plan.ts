@@ -1,6 +1,8 @@
 // The reconciler's pure core: what must change so that the servers the sidecar owns in each
-// managed backend equal the ready containers. No I/O, no clock; the same inputs give the same
-// operations in the same order, and a converged state gives none.
+// managed backend equal the ready containers (plan), and so that each of them is in the admin
+// state its records ask, with its health checks on (planStates). No I/O, no clock; the same
+// inputs give the same operations in the same order, and a converged state gives none.
+import type { AdminState, RuntimeServer } from '../driver/index.js';
 
 /** A server the sidecar wants, derived from a ready container. */
 export interface DesiredServer {
@@ -9,6 +11,8 @@ export interface DesiredServer {
   readonly address: string;
   readonly port: number;
   readonly weight: number;
+  /** The admin state it must have: drain/maint where a record (a drain, a scale-down) says so; absent: ready. */
+  readonly adminState?: AdminState;
   /** The container it stands for, for logs. */
   readonly containerId: string;
 }
@@ -77,4 +81,50 @@ export function plan(input: PlanInput): Operation[] {
     }
   }
   return [...removals, ...changes];
+}
+
+/** A change to a server's running state: never a reload, never a rewrite of the configuration. */
+export type StateOperation =
+  | { readonly op: 'enable-checks'; readonly backend: string; readonly name: string; readonly reason: string }
+  | { readonly op: 'set-state'; readonly backend: string; readonly name: string; readonly state: AdminState; readonly reason: string };
+
+export interface StatePlanInput {
+  readonly desired: readonly DesiredServer[];
+  /** The running servers by `backend/name`, as HAProxy shows them now. */
+  readonly running: ReadonlyMap<string, RuntimeServer>;
+  /** Servers the structural plan adds, replaces or removes in this pass: left to it. */
+  readonly changing: ReadonlySet<string>;
+}
+
+export const serverKey = key;
+
+/**
+ * The admin state and health checks of every wanted server that HAProxy runs already. Checks
+ * first, so a server comes back into rotation only under their watch. A server whose state
+ * cannot be read (not running yet, a driver without runtime reads) is left alone.
+ */
+export function planStates(input: StatePlanInput): StateOperation[] {
+  const operations: StateOperation[] = [];
+  for (const server of [...input.desired].sort(byBackendAndName)) {
+    const id = key(server.backend, server.name);
+    const running = input.running.get(id);
+    if (running === undefined || input.changing.has(id)) continue;
+    if (running.checks === 'off') {
+      operations.push({ op: 'enable-checks', backend: server.backend, name: server.name, reason: 'its health checks are off (a start interrupted between adding and enabling it)' });
+    }
+    const have = running.adminState;
+    const want = server.adminState ?? 'ready';
+    // Maintenance satisfies a drain: both keep new traffic away, and a forced drain ends in it.
+    const holds = have === want || (want === 'drain' && have === 'maint');
+    if (have !== undefined && !holds) {
+      operations.push({
+        op: 'set-state',
+        backend: server.backend,
+        name: server.name,
+        state: want,
+        reason: want === 'ready' ? `in ${have} without a record asking for it` : `in ${have} where its record asks for ${want}`,
+      });
+    }
+  }
+  return operations;
 }

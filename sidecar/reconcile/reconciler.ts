@@ -5,11 +5,11 @@
 // and HAProxy show now, so a restart, a lost event or a failed reload heals on the next pass.
 import type { Candidate, Discovery, Probe } from '../discovery/index.js';
 import { isOwnedServerName, selectReady } from '../discovery/index.js';
-import type { AdminState, HaproxyDriver } from '../driver/index.js';
+import type { AdminState, HaproxyDriver, RuntimeServer } from '../driver/index.js';
 import { isReplanKind, type EdgeError } from '../edge/result.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { SidecarMetrics } from '../telemetry/metrics.js';
-import { plan, type DesiredServer, type Operation } from './plan.js';
+import { plan, planStates, serverKey, type DesiredServer, type Operation, type StateOperation } from './plan.js';
 
 export interface ReconcilerOptions {
   readonly discovery: Discovery;
@@ -27,6 +27,11 @@ export interface ReconcilerOptions {
    * drain is over. Until then its server stays (in drain), so it is never removed mid-request.
    */
   readonly isRemovable?: (containerId: string) => boolean;
+  /**
+   * The admin state the sidecar's records ask of a server (drain, maint); undefined for ready.
+   * Read at every pass, so a state lost to a reload or changed by someone else is set again.
+   */
+  readonly adminStateOf?: (backend: string, server: string) => AdminState | undefined;
 }
 
 export type ReconcileOutcome =
@@ -34,6 +39,8 @@ export type ReconcileOutcome =
       readonly status: 'converged';
       /** What was applied; empty when HAProxy already matched Docker (nothing was written). */
       readonly operations: readonly Operation[];
+      /** Admin states and health checks set to what the records ask. */
+      readonly stateOperations: readonly StateOperation[];
       readonly transactions: number;
       /** HAProxy reloads the writes caused. */
       readonly reloads: number;
@@ -55,6 +62,8 @@ export interface Reconciler {
 
 export function createReconciler(options: ReconcilerOptions): Reconciler {
   const { driver, metrics, logger } = options;
+  /** Last failure logged per server, so a state HAProxy keeps refusing is not logged every pass. */
+  const stateFailures = new Map<string, string>();
 
   return {
     async reconcile() {
@@ -109,19 +118,21 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         (c) => serving.has(`${c.backend}/${c.serverName}/${c.address}/${c.port}`),
         options.probe,
       );
+      const desired = ready.map((c) => toDesired(c, options.adminStateOf?.(c.backend, c.serverName) ?? 'ready'));
       const operations = plan({
-        desired: ready.map(toDesired),
+        desired,
         actual,
         managedBackends: options.managedBackends,
         isOwned: isOwnedServerName,
       });
-      recordDrift(operations);
       if (operations.length === 0) {
         // Nothing to change in HAProxy; a driver that keeps its own copy of the servers (the
         // runtime driver's file) repairs it here if it drifted, and writes nothing otherwise.
         const kept = await driver.apply([], snapshot.value);
         if (!kept.ok) return failed(`keeping the servers HAProxy runs in its configuration: ${kept.error.message}`, kept.error);
-        return { status: 'converged', operations, transactions, reloads, conflicts, waiting: waiting.length };
+        const stateOperations = await convergeStates(desired, operations);
+        recordDrift(operations, stateOperations);
+        return { status: 'converged', operations, stateOperations, transactions, reloads, conflicts, waiting: waiting.length };
       }
 
       const applied = await driver.apply(operations, snapshot.value);
@@ -132,7 +143,9 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         if (applied.value.reloads > 0) metrics.reloads.inc({ result: 'ok' }, applied.value.reloads);
         const retired = discovered.candidates.filter((c) => !candidates.includes(c));
         for (const operation of operations) logApplied(operation, candidates, retired);
-        return { status: 'converged', operations, transactions, reloads, conflicts, waiting: waiting.length };
+        const stateOperations = await convergeStates(desired, operations);
+        recordDrift(operations, stateOperations);
+        return { status: 'converged', operations, stateOperations, transactions, reloads, conflicts, waiting: waiting.length };
       }
       const error = applied.error;
       if (driver.kind === 'dataplane') metrics.transactions.inc({ result: error.kind === 'conflict' ? 'conflict' : 'failed' });
@@ -170,10 +183,40 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     }
   }
 
-  function recordDrift(operations: readonly Operation[]): void {
+  /**
+   * Sets the admin state and health checks of the wanted servers HAProxy runs to what the
+   * records ask. A failure is logged and left to the next pass: it does not undo the pass's
+   * structural changes, and a driver that cannot read runtime states plans nothing here.
+   */
+  async function convergeStates(desired: readonly DesiredServer[], operations: readonly Operation[]): Promise<StateOperation[]> {
+    const running = new Map<string, RuntimeServer>();
     for (const backend of options.managedBackends) {
-      const drift = operations.filter((o) => (o.op === 'remove' ? o.backend : o.server.backend) === backend).length;
-      metrics.driftServers.set({ backend }, drift);
+      const servers = await driver.listRuntimeServers(backend);
+      if (servers.ok) for (const s of servers.value) running.set(serverKey(backend, s.name), s);
+    }
+    const changing = new Set(operations.flatMap((o) => (o.op === 'remove' ? [] : [serverKey(o.server.backend, o.server.name)])));
+    const planned = planStates({ desired, running, changing });
+    for (const operation of planned) {
+      const id = serverKey(operation.backend, operation.name);
+      const result = operation.op === 'enable-checks' ? await driver.enableChecks(operation.backend, operation.name) : await driver.setAdminState(operation.backend, operation.name, operation.state);
+      const what = operation.op === 'enable-checks' ? 'health checks on' : `state ${operation.state}`;
+      if (!result.ok) {
+        if (stateFailures.get(id) !== result.error.message) logger.warn({ backend: operation.backend, server: operation.name, op: operation.op, error: result.error.message }, `cannot set ${id} to ${what}: ${result.error.message}; retrying on the next pass`);
+        stateFailures.set(id, result.error.message);
+        continue;
+      }
+      stateFailures.delete(id);
+      metrics.reconcileOperations.inc({ backend: operation.backend, op: operation.op });
+      logger.warn({ op: operation.op, backend: operation.backend, server: operation.name, reason: operation.reason }, `drift repaired: ${id} ${what}: ${operation.reason}`);
+    }
+    return planned;
+  }
+
+  function recordDrift(operations: readonly Operation[], stateOperations: readonly StateOperation[]): void {
+    for (const backend of options.managedBackends) {
+      const structural = operations.filter((o) => (o.op === 'remove' ? o.backend : o.server.backend) === backend).length;
+      const states = new Set(stateOperations.filter((o) => o.backend === backend).map((o) => o.name)).size;
+      metrics.driftServers.set({ backend }, structural + states);
     }
   }
 
@@ -197,13 +240,14 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   }
 }
 
-function toDesired(c: Candidate): DesiredServer {
+function toDesired(c: Candidate, adminState: AdminState): DesiredServer {
   return {
     backend: c.backend,
     name: c.serverName,
     address: c.address,
     port: c.port,
     weight: c.weight,
+    adminState,
     containerId: c.containerId,
   };
 }

@@ -262,5 +262,9 @@ export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDrive
     setAdminState(backend, server, state: AdminState) {
       return socket.execute(`set server ${key(backend, server)} state ${state}`);
     },
+
+    enableChecks(backend, server) {
+      return socket.execute(`enable health ${key(backend, server)}`);
+    },
   };
 }

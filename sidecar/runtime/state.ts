@@ -13,6 +13,7 @@ export interface ServerState {
   readonly weight: number | undefined;
   readonly adminState: AdminState | undefined;
   readonly operationalState: RuntimeServer['operationalState'];
+  readonly checks: RuntimeServer['checks'];
 }
 
 // srv_admin_state bits (HAProxy's enum srv_admin, the same in 2.6 and 3.0): FMAINT 0x01 forced,
@@ -27,6 +28,18 @@ export function adminStateFromFlags(flags: number): AdminState {
   if ((flags & MAINT_FLAGS) !== 0) return 'maint';
   if ((flags & DRAIN_FLAGS) !== 0) return 'drain';
   return 'ready';
+}
+
+// srv_check_state bits (HAProxy's CHK_ST_*, the same in 2.6 and 3.0): 0x02 configured (`check`
+// on the server line), 0x04 enabled; `enable health` sets the second, and a server added at run
+// time with `check` starts without it (measured: 2 after `add server`, 6 after `enable health`).
+const CHECK_CONFIGURED = 0x02;
+const CHECK_ENABLED = 0x04;
+
+/** Whether the server's health checks run: off when configured but not enabled, none when not configured. */
+export function checksFromFlags(flags: number): RuntimeServer['checks'] {
+  if ((flags & CHECK_CONFIGURED) === 0) return 'none';
+  return (flags & CHECK_ENABLED) === 0 ? 'off' : 'on';
 }
 
 /**
@@ -47,7 +60,7 @@ export function operationalStateFromCode(code: number): RuntimeServer['operation
   }
 }
 
-const COLUMNS = ['be_name', 'srv_name', 'srv_addr', 'srv_op_state', 'srv_admin_state', 'srv_uweight', 'srv_fqdn', 'srv_port'] as const;
+const COLUMNS = ['be_name', 'srv_name', 'srv_addr', 'srv_op_state', 'srv_admin_state', 'srv_uweight', 'srv_check_state', 'srv_fqdn', 'srv_port'] as const;
 
 const integer = (text: string | undefined): number | undefined =>
   text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
@@ -76,6 +89,7 @@ export function parseServersState(text: string, operation = 'show servers state'
     const name = column(fields, 'srv_name') ?? '';
     const opState = integer(column(fields, 'srv_op_state'));
     const adminFlags = integer(column(fields, 'srv_admin_state'));
+    const checkFlags = integer(column(fields, 'srv_check_state'));
     const fqdn = column(fields, 'srv_fqdn');
     const port = integer(column(fields, 'srv_port'));
     servers.push({
@@ -89,6 +103,7 @@ export function parseServersState(text: string, operation = 'show servers state'
       weight: integer(column(fields, 'srv_uweight')),
       adminState: adminFlags === undefined ? undefined : adminStateFromFlags(adminFlags),
       operationalState: opState === undefined ? undefined : operationalStateFromCode(opState),
+      checks: checkFlags === undefined ? undefined : checksFromFlags(checkFlags),
     });
   }
   return ok(servers);
@@ -106,6 +121,7 @@ export const toRuntimeServer = (server: ServerState): RuntimeServer => ({
   name: server.name,
   adminState: server.adminState,
   operationalState: server.operationalState,
+  checks: server.checks,
 });
 
 /** The `Version:` line of `show info`, e.g. "3.0.11-1+deb13u4"; undefined when absent. */

@@ -6,6 +6,7 @@ import { createAdminRoutes } from '../../sidecar/admin/routes.js';
 import { createAdminService } from '../../sidecar/admin/service.js';
 import type { Candidate } from '../../sidecar/discovery/index.js';
 import { createDrainer, type ServerLoad } from '../../sidecar/drain/drainer.js';
+import { memoryStateStore } from '../../sidecar/state/store.js';
 import { createHttpServer, type HttpServer } from '../../sidecar/http/server.js';
 import { silentLogger } from '../../sidecar/telemetry/logger.js';
 import { createMetrics } from '../../sidecar/telemetry/metrics.js';
@@ -15,7 +16,10 @@ import { createDataplaneDriver } from '../../sidecar/dataplane/driver.js';
 
 export const TOKEN = randomBytes(16).toString('hex');
 let server: HttpServer | undefined;
+let ticking: NodeJS.Timeout | undefined;
 afterEach(async () => {
+  clearInterval(ticking);
+  ticking = undefined;
   await server?.close();
   server = undefined;
 });
@@ -58,12 +62,13 @@ export async function startAdminApi(
         return Promise.resolve(script.length > 1 ? script.shift() : script[0]);
       },
     },
-    pollMs: 5,
+    store: memoryStateStore(),
     deadlineMs: 5_000,
     now: () => Date.now(),
-    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     logger: silentLogger,
   });
+  // The control loop's passes over the drain records, as the sidecar runs them.
+  ticking = setInterval(() => void drainer.tick(), 5);
   const resyncs: string[] = [];
   const service = createAdminService({
     haproxy: createDataplaneDriver({ client: dataplane, healthCheck: { intervalMs: 1000, fall: 2, rise: 1 }, reloadTimeoutMs: 1_000 }),

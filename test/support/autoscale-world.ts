@@ -7,6 +7,7 @@ import { DEFAULT_POLICY, type ScalingPolicy } from '../../sidecar/autoscale/poli
 import type { Sampler, SampleSet } from '../../sidecar/autoscale/sampler.js';
 import type { AdminState } from '../../sidecar/dataplane/index.js';
 import { createDrainer } from '../../sidecar/drain/drainer.js';
+import { memoryStateStore } from '../../sidecar/state/store.js';
 import type { ReplicaActions } from '../../sidecar/autoscale/controller.js';
 import type { Replica } from '../../sidecar/scaling/replicas.js';
 import { silentLogger } from '../../sidecar/telemetry/logger.js';
@@ -82,10 +83,9 @@ export function world(initial: number) {
       listRuntimeServers: () => Promise.resolve({ ok: true, value: [] }),
       readLoad: () => Promise.resolve({ sessions: sessionsWhileDraining, queue: 0 }),
     },
-    pollMs: 1,
+    store: memoryStateStore(),
     deadlineMs: 60_000,
     now: () => Date.now(),
-    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     logger: silentLogger,
   });
   const retirements = retirementStore();

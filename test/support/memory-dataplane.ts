@@ -106,6 +106,11 @@ export function createMemoryDataplane(initial: Record<string, ConfiguredServer[]
       transactions.delete(id);
       return Promise.resolve(ok(undefined));
     },
+    listTransactions() {
+      return Promise.resolve(
+        ok([...transactions.entries()].map(([id, tx]) => ({ id, version: tx.version, status: tx.version === model.version ? ('in_progress' as const) : ('outdated' as const) }))),
+      );
+    },
     listServers(backend) {
       model.calls.push(`listServers ${backend}`);
       const error = injected('listServers');

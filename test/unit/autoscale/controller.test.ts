@@ -36,7 +36,7 @@ describe('autoscaler', () => {
       const w = world(2);
       w.setRate(500);
       const a = w.autoscaler(setup === 'dry-run');
-      if (setup === 'paused') a.pause();
+      if (setup === 'paused') await a.pause();
       if (setup === 'manual') await a.setReplicas(2);
       expect(await a.checkBreach()).toBeUndefined();
       expect(w.events).toEqual([]);
@@ -140,11 +140,11 @@ describe('autoscaler', () => {
     const w = world(2);
     w.setRate(500);
     const a = w.autoscaler();
-    a.pause();
+    await a.pause();
     const paused = await a.evaluate();
     expect(paused).toMatchObject({ mode: 'paused', desired: 5, applied: false, actions: [{ kind: 'start', count: 3 }] });
     expect(w.events).toEqual([]);
-    a.resume();
+    await a.resume();
     await a.evaluate();
     expect(w.events).toEqual(['start c3,c4,c5']);
     expect(a.recent().map((r) => r.mode)).toEqual(['paused', 'auto']);

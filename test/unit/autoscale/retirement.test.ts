@@ -2,7 +2,14 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { advanceRetirement, openRetirementStore, type Retirement, type RetirementView } from '../../../sidecar/autoscale/retirement.js';
+import { advanceRetirement, type Retirement, type RetirementView } from '../../../sidecar/autoscale/retirement.js';
+import { openStateStore, retirementsOf } from '../../../sidecar/state/store.js';
+
+/** The retirements of the state file, as the sidecar opens it. */
+async function openRetirementStore(file: string) {
+  const opened = await openStateStore(file);
+  return opened.ok ? { ok: true as const, value: retirementsOf(opened.value) } : opened;
+}
 
 const base: Retirement = { containerId: 'c1', backend: 'be_app', server: 'hsc-web-1', stage: 'draining', startedAt: 0, deadlineAt: 60_000, quietReads: 0 };
 const view = (over: Partial<RetirementView> = {}): RetirementView => ({
@@ -20,8 +27,10 @@ describe('advanceRetirement', () => {
     ['a busy read starts the count again', { quietReads: 1 }, { load: { sessions: 2, queue: 0 } }, 0, { quietReads: 0 }, [], undefined],
     ['an unreadable load is not quiet', { quietReads: 1 }, { load: undefined }, 0, { quietReads: 0 }, [], undefined],
     ['two quiet reads end the drain and ask for the removal', { quietReads: 1 }, {}, 0, { stage: 'drained' }, ['request-removal'], 'drained'],
-    ['the deadline forces maintenance', {}, { load: { sessions: 3, queue: 1 } }, 60_000, { stage: 'drained' }, ['set-maint', 'request-removal'], 'forced'],
+    ['the deadline forces maintenance', {}, { load: { sessions: 3, queue: 1 } }, 60_000, { stage: 'drained', forced: true }, ['set-maint', 'request-removal'], 'forced'],
     ['drained, server still there: ask again', { stage: 'drained' }, { adminState: 'maint' }, 0, { stage: 'drained' }, ['request-removal'], undefined],
+    ['drained, state lost to a reload: drain again, ask again', { stage: 'drained' }, { adminState: 'ready' }, 0, { stage: 'drained' }, ['set-drain', 'request-removal'], undefined],
+    ['forced, state lost to a reload: maintenance again', { stage: 'drained', forced: true }, { adminState: 'drain' }, 0, { stage: 'drained' }, ['set-maint', 'request-removal'], undefined],
     ['drained, server gone: stop that container', { stage: 'drained' }, { serverPresent: false }, 0, { stage: 'removed' }, ['stop-container'], undefined],
     ['removed, container still running: stop it (again)', { stage: 'removed' }, { serverPresent: false }, 0, { stage: 'removed' }, ['stop-container'], undefined],
     ['container gone: done', { stage: 'removed' }, { containerRunning: false, serverPresent: false }, 0, undefined, [], undefined],
@@ -49,7 +58,7 @@ describe('the retirement store', () => {
       expect((await first.value.put({ ...base, stage: 'drained' })).ok).toBe(true);
       const again = await openRetirementStore(file);
       expect(again.ok && again.value.list()).toEqual([{ ...base, stage: 'drained' }]);
-      expect(JSON.parse(await readFile(file, 'utf8'))).toMatchObject({ format: 1 });
+      expect(JSON.parse(await readFile(file, 'utf8'))).toMatchObject({ format: 2 });
       if (again.ok) await again.value.remove('c1');
       const empty = await openRetirementStore(file);
       expect(empty.ok && empty.value.list()).toEqual([]);

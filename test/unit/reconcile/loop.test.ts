@@ -5,7 +5,7 @@ import type { ReconcileOutcome } from '../../../sidecar/reconcile/reconciler.js'
 import { silentLogger } from '../../../sidecar/telemetry/logger.js';
 
 
-const converged = (waiting = 0): ReconcileOutcome => ({ status: 'converged', operations: [], transactions: 0, reloads: 0, conflicts: 0, waiting });
+const converged = (waiting = 0): ReconcileOutcome => ({ status: 'converged', operations: [], stateOperations: [], transactions: 0, reloads: 0, conflicts: 0, waiting });
 const failed: ReconcileOutcome = { status: 'failed', message: 'boom', error: undefined, transactions: 0, conflicts: 0 };
 
 function setup(outcomes: Array<ReconcileOutcome | (() => Promise<ReconcileOutcome>)> = []) {

@@ -4,7 +4,7 @@ import { createDiscovery, type DockerSource, type Probe } from '../../../sidecar
 import { createReconciler } from '../../../sidecar/reconcile/reconciler.js';
 import type { Logger } from '../../../sidecar/telemetry/logger.js';
 import { createMetrics, type SidecarMetrics } from '../../../sidecar/telemetry/metrics.js';
-import type { ConfiguredServer } from '../../../sidecar/dataplane/index.js';
+import type { AdminState, ConfiguredServer } from '../../../sidecar/dataplane/index.js';
 import { createDataplaneDriver } from '../../../sidecar/dataplane/driver.js';
 import { createMemoryDataplane, type MemoryDataplane } from '../../support/memory-dataplane.js';
 import { PUBLISHED_DISCOVERY } from '../../support/discovery-options.js';
@@ -40,7 +40,12 @@ interface Harness {
   reconcile: ReturnType<typeof createReconciler>['reconcile'];
 }
 
-function harness(initial: Record<string, ConfiguredServer[]>, containers: ContainerSnapshot[], probe: Probe = () => Promise.resolve(true)): Harness {
+function harness(
+  initial: Record<string, ConfiguredServer[]>,
+  containers: ContainerSnapshot[],
+  probe: Probe = () => Promise.resolve(true),
+  records: Record<string, AdminState> = {},
+): Harness {
   const logs: Harness['logs'] = [];
   const log =
     (level: string) =>
@@ -71,6 +76,7 @@ function harness(initial: Record<string, ConfiguredServer[]>, containers: Contai
     logger,
     metrics,
     now: () => 1_700_000_000_000,
+    adminStateOf: (backend, name) => records[`${backend}/${name}`],
   });
   h.reconcile = () => reconciler.reconcile();
   return h;
@@ -108,7 +114,9 @@ describe('reconciler', () => {
   });
 
   it('counts the managed servers by the admin state HAProxy shows', async () => {
-    const h = harness({ be_app: [server('hsc-nginx-1', 32001), server('hsc-nginx-2', 32002), server('static-1', 8080)], be_api: [] }, [nginx(1), nginx(2)]);
+    const h = harness({ be_app: [server('hsc-nginx-1', 32001), server('hsc-nginx-2', 32002), server('static-1', 8080)], be_api: [] }, [nginx(1), nginx(2)], undefined, {
+      'be_app/hsc-nginx-2': 'drain',
+    });
     h.dataplane.adminStates.set('be_app/hsc-nginx-2', 'drain');
     h.dataplane.adminStates.set('be_app/static-1', 'maint');
     await h.reconcile();
@@ -257,5 +265,37 @@ describe('reconciler', () => {
     const outcome = await h.reconcile();
     expect(outcome.status === 'failed' && outcome.message).toMatch(/ENOENT/);
     expect(writes(h.dataplane.calls)).toEqual([]);
+  });
+
+  describe('admin states: what the records ask, nothing else', () => {
+    const twoServers = { be_app: [server('hsc-nginx-1', 32001), server('hsc-nginx-2', 32002), server('static-1', 8080)], be_api: [] };
+
+    it('puts back in service a managed server left in maintenance (a start cut between add and enable)', async () => {
+      const h = harness(twoServers, [nginx(1), nginx(2)]);
+      h.dataplane.adminStates.set('be_app/hsc-nginx-2', 'maint');
+      const outcome = await h.reconcile();
+      expect(outcome).toMatchObject({ status: 'converged', operations: [], stateOperations: [{ op: 'set-state', name: 'hsc-nginx-2', state: 'ready' }] });
+      expect(writes(h.dataplane.calls)).toEqual(['setAdminState be_app/hsc-nginx-2 ready']);
+      expect(await h.metrics.registry.getSingleMetricAsString('hsc_drift_servers')).toContain('hsc_drift_servers{backend="be_app"} 1');
+      expect(h.logs.find((l) => l.fields.op === 'set-state')?.message).toMatch(/drift repaired: be_app\/hsc-nginx-2 state ready: in maint without a record/);
+      // Repaired: the next pass writes nothing.
+      h.dataplane.calls.length = 0;
+      expect(await h.reconcile()).toMatchObject({ stateOperations: [] });
+      expect(writes(h.dataplane.calls)).toEqual([]);
+    });
+
+    it('sets again the drain a record asks for (lost to a reload), and leaves maintenance as a drain', async () => {
+      const h = harness(twoServers, [nginx(1), nginx(2)], undefined, { 'be_app/hsc-nginx-1': 'drain', 'be_app/hsc-nginx-2': 'drain' });
+      h.dataplane.adminStates.set('be_app/hsc-nginx-2', 'maint');
+      await h.reconcile();
+      expect(writes(h.dataplane.calls)).toEqual(['setAdminState be_app/hsc-nginx-1 drain']);
+    });
+
+    it('never touches a server it does not own', async () => {
+      const h = harness(twoServers, [nginx(1), nginx(2)]);
+      h.dataplane.adminStates.set('be_app/static-1', 'maint');
+      await h.reconcile();
+      expect(writes(h.dataplane.calls)).toEqual([]);
+    });
   });
 });

@@ -371,8 +371,8 @@ describe('runtime driver', () => {
       expect(await driver.listRuntimeServers('be_app')).toEqual({
         ok: true,
         value: [
-          { name: 'manual-1', adminState: 'ready', operationalState: 'up' },
-          { name: 'hsc-a', adminState: 'drain', operationalState: 'up' },
+          { name: 'manual-1', adminState: 'ready', operationalState: 'up', checks: 'on' },
+          { name: 'hsc-a', adminState: 'drain', operationalState: 'up', checks: 'on' },
         ],
       });
       expect(await driver.setAdminState('be_app', 'hsc-a', 'ready')).toEqual({ ok: true, value: undefined });

@@ -67,12 +67,12 @@ describe('parseServersState', () => {
     expect(parsed.ok).toBe(true);
     if (!parsed.ok) return;
     expect(parsed.value).toEqual([
-      { backend: 'be_app', name: 'srv-static', address: '127.0.0.1', port: 32797, weight: 1, adminState: 'drain', operationalState: 'up' },
-      { backend: 'be_app', name: 'srv-disabled', address: '127.0.0.1', port: 32798, weight: 1, adminState: 'maint', operationalState: 'down' },
-      { backend: 'be_app', name: 'srv-fqdn', address: 'localhost', port: 32797, weight: 20, adminState: 'ready', operationalState: 'up' },
-      { backend: 'be_app', name: 'srv-track', address: '127.0.0.1', port: 32798, weight: 1, adminState: 'drain', operationalState: 'up' },
-      { backend: 'be_api', name: 'srv-noport', address: '127.0.0.1', port: undefined, weight: 1, adminState: 'ready', operationalState: 'up' },
-      { backend: 'be_api', name: 'hsc-dyn', address: '127.0.0.1', port: 32798, weight: 3, adminState: 'maint', operationalState: 'down' },
+      { backend: 'be_app', name: 'srv-static', address: '127.0.0.1', port: 32797, weight: 1, adminState: 'drain', operationalState: 'up', checks: 'on' },
+      { backend: 'be_app', name: 'srv-disabled', address: '127.0.0.1', port: 32798, weight: 1, adminState: 'maint', operationalState: 'down', checks: 'on' },
+      { backend: 'be_app', name: 'srv-fqdn', address: 'localhost', port: 32797, weight: 20, adminState: 'ready', operationalState: 'up', checks: 'on' },
+      { backend: 'be_app', name: 'srv-track', address: '127.0.0.1', port: 32798, weight: 1, adminState: 'drain', operationalState: 'up', checks: 'none' },
+      { backend: 'be_api', name: 'srv-noport', address: '127.0.0.1', port: undefined, weight: 1, adminState: 'ready', operationalState: 'up', checks: 'none' },
+      { backend: 'be_api', name: 'hsc-dyn', address: '127.0.0.1', port: 32798, weight: 3, adminState: 'maint', operationalState: 'down', checks: 'off' },
     ]);
   });
 
@@ -100,11 +100,11 @@ describe('parseServersState', () => {
       { backend: 'be_app', name: 'hsc-new', address: '127.0.0.1', port: 32798, weight: 7 },
     ]);
     expect(parsed.value.map(toRuntimeServer)).toEqual([
-      { name: 'hsc-ready', adminState: 'ready', operationalState: 'up' },
-      { name: 'hsc-drain', adminState: 'drain', operationalState: 'up' },
-      { name: 'hsc-maint', adminState: 'maint', operationalState: 'down' },
-      { name: 'hsc-down', adminState: 'ready', operationalState: 'down' },
-      { name: 'hsc-new', adminState: 'maint', operationalState: 'down' },
+      { name: 'hsc-ready', adminState: 'ready', operationalState: 'up', checks: 'on' },
+      { name: 'hsc-drain', adminState: 'drain', operationalState: 'up', checks: 'on' },
+      { name: 'hsc-maint', adminState: 'maint', operationalState: 'down', checks: 'on' },
+      { name: 'hsc-down', adminState: 'ready', operationalState: 'down', checks: 'on' },
+      { name: 'hsc-new', adminState: 'maint', operationalState: 'down', checks: 'off' },
     ]);
   });
 
