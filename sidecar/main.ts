@@ -5,10 +5,10 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfigFromProcess, redactConfig, type SidecarConfig } from './config/index.js';
-import { createDataplaneClient } from './dataplane/index.js';
+import { createDataplaneClient } from './dataplane/client.js';
 import { createDataplaneDriver } from './dataplane/driver.js';
-import type { HaproxyDriver } from './driver/index.js';
-import { createRuntimeDriver } from './runtime/index.js';
+import type { HaproxyDriver } from './driver/port.js';
+import { createRuntimeDriver } from './runtime/driver.js';
 import { createRuntimeSocketOps } from './runtime/ops.js';
 import {
   createDiscovery,
@@ -16,21 +16,21 @@ import {
   httpProbe,
   isOwnedServerName,
   type Probe,
-} from './discovery/index.js';
+} from './discovery/discovery.js';
 import { watchContainerEvents } from './discovery/events.js';
 import { createAdminRoutes } from './admin/routes.js';
 import { createAutoscaler, isRemovableRetiree, type Autoscaler, type PoolView } from './autoscale/controller.js';
 import { ok, type Result } from './edge/result.js';
 import { createControlLoop } from './autoscale/loop.js';
 import { openStateStore, recordedAdminState, retirementsOf, type StateStore } from './state/store.js';
-import type { TransactionLedger } from './dataplane/index.js';
+import type { TransactionLedger } from './dataplane/client.js';
 import { BREACH_WINDOW_CHECKS, createSampler } from './autoscale/sampler.js';
-import { createDockerEdge, type DockerEdge } from './docker/index.js';
+import { createDockerEdge, type DockerEdge } from './docker/compose.js';
 import { createSwarmEdge } from './docker/swarm.js';
 import { poolView } from './scaling/replicas.js';
 import { createAdminService } from './admin/service.js';
 import { createDrainer } from './drain/drainer.js';
-import { createBackendLoadReader, createServerLoadReader, scrape } from './haproxy-metrics/index.js';
+import { createBackendLoadReader, createServerLoadReader, scrape } from './haproxy-metrics/exporter.js';
 import { createHttpServer } from './http/server.js';
 import { createReconcileLoop, realTimers } from './reconcile/loop.js';
 import { createReconciler, type ReconcileOutcome } from './reconcile/reconciler.js';

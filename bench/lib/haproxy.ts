@@ -4,7 +4,7 @@
 // reloads from the master CLI (LocalHaproxy.reloadCount).
 import { docker } from '../../devenv/containers.js';
 import type { LocalHaproxy } from '../../devenv/localenv.js';
-import { backendSnapshot, scrape, type ServerSnapshot } from '../../sidecar/haproxy-metrics/index.js';
+import { backendSnapshot, scrape, type ServerSnapshot } from '../../sidecar/haproxy-metrics/exporter.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { parsePrometheusText, type PromSample } from '../../sidecar/haproxy-metrics/index.js';
+import { parsePrometheusText, type PromSample } from '../../sidecar/haproxy-metrics/exporter.js';
 import { killProcessesWhere, runningChildren } from '../../devenv/children.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));

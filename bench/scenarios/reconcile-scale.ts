@@ -12,9 +12,9 @@
 import { randomBytes } from 'node:crypto';
 import { destination, pino } from 'pino';
 import { loadConfig } from '../../sidecar/config/index.js';
-import type { ConfiguredServer } from '../../sidecar/dataplane/index.js';
+import type { ConfiguredServer } from '../../sidecar/dataplane/client.js';
 import { watchContainerEvents } from '../../sidecar/discovery/events.js';
-import { createDiscovery, discoveryOptions, isOwnedServerName, type ContainerEvent, type DockerSource } from '../../sidecar/discovery/index.js';
+import { createDiscovery, discoveryOptions, isOwnedServerName, type ContainerEvent, type DockerSource } from '../../sidecar/discovery/discovery.js';
 import type { ContainerSnapshot } from '../../sidecar/discovery/parse.js';
 import { createReconcileLoop, realTimers } from '../../sidecar/reconcile/loop.js';
 import { createReconciler, type ReconcileOutcome } from '../../sidecar/reconcile/reconciler.js';

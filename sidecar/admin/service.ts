@@ -1,10 +1,10 @@
 // What the admin API does, without HTTP: list backends and servers with their state, drain and
 // undrain, drain progress. Every answer is a value with the HTTP status it maps to, so the route
 // layer only translates, and tests can call this directly.
-import type { Candidate } from '../discovery/index.js';
-import type { AdminState, HaproxyDriver } from '../driver/index.js';
+import type { Candidate } from '../discovery/discovery.js';
+import type { AdminState, HaproxyDriver } from '../driver/port.js';
 import type { Drainer, DrainOutcome, DrainProgress } from '../drain/drainer.js';
-import type { BackendSnapshot } from '../haproxy-metrics/index.js';
+import type { BackendSnapshot } from '../haproxy-metrics/exporter.js';
 
 export interface ServerView {
   readonly name: string;

@@ -6,7 +6,7 @@
 // only then stop that container. A scale-up that comes while a server drains puts that server
 // back before starting anything.
 import type { Drainer } from '../drain/drainer.js';
-import type { HaproxyDriver } from '../driver/index.js';
+import type { HaproxyDriver } from '../driver/port.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Replica } from '../scaling/replicas.js';
 import type { Result } from '../edge/result.js';
@@ -14,6 +14,7 @@ import { planActions, type Action, type PoolState, type ServingReplica } from '.
 import { decide, EMPTY_HISTORY, type Decision, type History, type ScalingPolicy } from './policy.js';
 import { advanceRetirement, type Retirement, type RetirementEffect, type RetirementStore, type RetirementView } from './retirement.js';
 import type { AutoscalerSetting } from '../state/store.js';
+import type { ServerLoad } from '../haproxy-metrics/exporter.js';
 import type { Sampler, SampleSet } from './sampler.js';
 
 /**
@@ -95,7 +96,7 @@ export interface AutoscalerOptions {
   readonly drainer: Pick<Drainer, 'undrain'>;
   readonly haproxy: Pick<HaproxyDriver, 'readServers' | 'listRuntimeServers' | 'setAdminState'>;
   /** Sessions and queue of one server from HAProxy's exporter; undefined when unreadable. */
-  readonly readLoad: (backend: string, server: string) => Promise<{ sessions: number; queue: number } | undefined>;
+  readonly readLoad: (backend: string, server: string) => Promise<ServerLoad | undefined>;
   readonly store: RetirementStore;
   /** The mode an operator chose; absent keeps it in memory only. */
   readonly modeStore?: ModeStore;

@@ -10,7 +10,7 @@
 // stage finds the record at its next start and carries on from what it observes. Why a record
 // of our own: Docker labels cannot change on a running container, and HAProxy's drain state
 // cannot tell a scale-down from an operator's `hsc drain` (which must never stop a container).
-import type { AdminState } from '../driver/index.js';
+import type { AdminState } from '../driver/port.js';
 import type { Retirement } from '../state/store.js';
 import { drainProgress, type ServerLoad } from '../drain/record.js';
 

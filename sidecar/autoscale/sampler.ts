@@ -4,7 +4,7 @@
 // missing, never zero, and says so. A peek reads HAProxy only, over its own shorter window, for the
 // breach checks between evaluations (Docker's CPU takes seconds to read; HAProxy's figures do not).
 import type { Samples } from './policy.js';
-import { backendSnapshot, counterRate, type BackendSnapshot, type ScrapeResult } from '../haproxy-metrics/index.js';
+import { backendSnapshot, counterRate, type BackendSnapshot, type ScrapeResult } from '../haproxy-metrics/exporter.js';
 
 export interface SamplerOptions {
   readonly backend: string;

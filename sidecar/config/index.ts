@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { DEFAULT_POLICY, validatePolicy, type ScalingPolicy } from '../autoscale/policy.js';
-import { parseSocketAddress } from '../runtime/index.js';
+import { parseSocketAddress } from '../runtime/socket.js';
 
 export interface DataplaneConfig {
   readonly url: string;
@@ -18,7 +18,9 @@ export interface DataplaneConfig {
   readonly reloadTimeoutMs: number;
 }
 
-export type AddressMode = 'published' | 'network';
+import type { AddressMode } from '../discovery/parse.js';
+import type { LogLevel } from '../telemetry/logger.js';
+export type { AddressMode, LogLevel };
 
 /** `compose`: containers on this engine; `swarm`: tasks of Swarm services, through a manager. */
 export type DockerMode = 'compose' | 'swarm';
@@ -139,7 +141,6 @@ export interface HttpConfig {
   readonly adminToken: string;
 }
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
 export interface SidecarConfig {
   /** Present when haproxy.driver is dataplane. */

@@ -21,21 +21,13 @@ import type {
   HaproxyDriver,
   HealthCheck,
   RuntimeServer,
+  RuntimeSocketOps,
   ServerSnapshot,
-} from '../driver/index.js';
+} from '../driver/port.js';
 import { fail, ok, type Result } from '../edge/result.js';
-import type { DesiredServer, Operation } from '../reconcile/plan.js';
-import { applyInTransaction, type DataplaneClient, type ServerSpec, type TransactionLedger } from './index.js';
+import type { DesiredServer, Operation } from '../driver/port.js';
+import { applyInTransaction, type DataplaneClient, type ServerSpec, type TransactionLedger } from './client.js';
 import type { Logger } from '../telemetry/logger.js';
-
-/** What the driver needs from HAProxy's runtime socket where the Data Plane API falls short. */
-export interface RuntimeSocketOps {
-  enableHealth(backend: string, server: string): Promise<Result<void>>;
-  /** Recomputes the backend's dynamic cookies: HAProxy < 3.0 gives a server added at run time none. */
-  enableDynamicCookies(backend: string): Promise<Result<void>>;
-  listRuntimeServers(backend: string): Promise<Result<readonly RuntimeServer[]>>;
-  setAdminState(backend: string, server: string, state: AdminState): Promise<Result<void>>;
-}
 
 export interface DataplaneDriverOptions {
   readonly client: DataplaneClient;

@@ -9,9 +9,11 @@
 //   haproxy.weight=<0..256>        server weight (default: backends.weight)
 //   haproxy.check.path=</path>     readiness probe path for containers without a Docker healthcheck
 
-import type { AddressMode } from '../config/index.js';
 import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE } from '../docker/labels.js';
 import type { ContainerHealth, ContainerSnapshot } from '../docker/snapshot.js';
+
+/** How a container's server address is found: its published port on the host, or its address on a Docker network. */
+export type AddressMode = 'published' | 'network';
 
 export type { ContainerHealth, ContainerSnapshot, PublishedPort } from '../docker/snapshot.js';
 

@@ -6,7 +6,7 @@
 // loop and nothing that matters lives only in memory: the records are in the state file, so a
 // drain outlives a restart or a SIGKILL of the sidecar. Only `wait` answers (the admin API's
 // `?wait`) and the outcome of drains that were cancelled are kept in memory.
-import type { AdminState, RuntimeServer } from '../driver/index.js';
+import type { AdminState, RuntimeServer } from '../driver/port.js';
 import type { Result } from '../edge/result.js';
 import type { DrainRecord, StateStore } from '../state/store.js';
 import type { Logger } from '../telemetry/logger.js';

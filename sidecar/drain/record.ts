@@ -12,13 +12,11 @@
 //
 // Every stage also says which admin state HAProxy must show (drain, or maint once forced), so a
 // state lost to a reload by anyone, or a state someone else changed, is set again on the next pass.
-import type { AdminState } from '../driver/index.js';
+import type { AdminState } from '../driver/port.js';
 import type { DrainRecord } from '../state/store.js';
+import type { ServerLoad } from '../haproxy-metrics/exporter.js';
 
-export interface ServerLoad {
-  readonly sessions: number;
-  readonly queue: number;
-}
+export type { ServerLoad } from '../haproxy-metrics/exporter.js';
 
 const QUIET_READS = 2;
 

@@ -2,42 +2,13 @@
 // managed backend equal the ready containers (plan), and so that each of them is in the admin
 // state its records ask, with its health checks on (planStates). No I/O, no clock; the same
 // inputs give the same operations in the same order, and a converged state gives none.
-import type { AdminState, RuntimeServer } from '../driver/index.js';
+import type { AdminState, ConfiguredServer, DesiredServer, Operation, RuntimeServer } from '../driver/port.js';
 
-/** A server the sidecar wants, derived from a ready container. */
-export interface DesiredServer {
-  readonly backend: string;
-  readonly name: string;
-  readonly address: string;
-  readonly port: number;
-  readonly weight: number;
-  /** The admin state it must have: drain/maint where a record (a drain, a scale-down) says so; absent: ready. */
-  readonly adminState?: AdminState;
-  /** The container it stands for, for logs. */
-  readonly containerId: string;
-}
-
-/** A server as HAProxy's configuration holds it. */
-export interface ActualServer {
-  readonly backend: string;
-  readonly name: string;
-  readonly address: string;
-  readonly port: number | undefined;
-  readonly weight: number | undefined;
-}
-
-export type Operation =
-  | { readonly op: 'add'; readonly server: DesiredServer; readonly reason: 'container ready' }
-  | {
-      readonly op: 'replace';
-      readonly server: DesiredServer;
-      readonly reason: 'address changed' | 'weight changed';
-    }
-  | { readonly op: 'remove'; readonly backend: string; readonly name: string; readonly reason: 'no ready container' };
+export type { DesiredServer, Operation } from '../driver/port.js';
 
 export interface PlanInput {
   readonly desired: readonly DesiredServer[];
-  readonly actual: readonly ActualServer[];
+  readonly actual: readonly ConfiguredServer[];
   /** Backends the sidecar manages; servers in any other backend are never touched. */
   readonly managedBackends: readonly string[];
   /** True for servers the sidecar created (by its naming scheme); all others are never touched. */

@@ -3,9 +3,9 @@
 // API commands after the managed region of the file is written). Level-triggered: nothing
 // from an earlier pass or from an event's payload is trusted; every pass starts from what Docker
 // and HAProxy show now, so a restart, a lost event or a failed reload heals on the next pass.
-import type { Candidate, Discovery, Probe } from '../discovery/index.js';
-import { isOwnedServerName, selectReady } from '../discovery/index.js';
-import type { AdminState, HaproxyDriver, RuntimeServer } from '../driver/index.js';
+import type { Candidate, Discovery, Probe } from '../discovery/discovery.js';
+import { isOwnedServerName, selectReady } from '../discovery/discovery.js';
+import type { AdminState, HaproxyDriver, RuntimeServer } from '../driver/port.js';
 import { isReplanKind, type EdgeError } from '../edge/result.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { SidecarMetrics } from '../telemetry/metrics.js';

@@ -11,16 +11,11 @@
 import { randomBytes } from 'node:crypto';
 import { chown, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { HealthCheck } from '../driver/index.js';
+import type { ConfiguredServer, HealthCheck } from '../driver/port.js';
 import { errorMessage, fail, ok, type EdgeErrorKind, type Result } from '../edge/result.js';
 
-/** A server as the region writes it: the sidecar always knows port and weight of its own. */
-export interface RegionServer {
-  readonly name: string;
-  readonly address: string;
-  readonly port: number | undefined;
-  readonly weight: number | undefined;
-}
+/** A server as the region writes it: the port's server without its backend (the region says it). */
+export type RegionServer = Omit<ConfiguredServer, 'backend'>;
 
 export const beginMarker = (backend: string): string => `# hsc:managed-servers begin ${backend}`;
 export const endMarker = (backend: string): string => `# hsc:managed-servers end ${backend}`;

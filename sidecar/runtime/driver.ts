@@ -9,9 +9,9 @@ import type {
   HaproxyDriver,
   HealthCheck,
   ServerSnapshot,
-} from '../driver/index.js';
+} from '../driver/port.js';
 import { ok, type EdgeError, type Result } from '../edge/result.js';
-import type { DesiredServer, Operation } from '../reconcile/plan.js';
+import type { DesiredServer, Operation } from '../driver/port.js';
 import { serverArguments, writeManagedRegions, readConfigFile, replaceRegion, type RegionServer } from './config-file.js';
 import { createRuntimeSocket, type RuntimeSocket, type RuntimeTransport } from './socket.js';
 import {

@@ -1,7 +1,7 @@
 // The few runtime-socket operations the Data Plane API driver borrows where the API falls short
 // (turning on a runtime-added server's health checks; server states on HAProxy 2.6, where the
 // API's runtime reads answer 404). Same socket client and parsers as the runtime driver.
-import type { RuntimeSocketOps } from '../dataplane/driver.js';
+import type { RuntimeSocketOps } from '../driver/port.js';
 import { ok } from '../edge/result.js';
 import { createRuntimeSocket } from './socket.js';
 import { parseServersState, toRuntimeServer } from './state.js';

@@ -1,20 +1,11 @@
 // Pure parsers for what the runtime driver reads from HAProxy's stats socket: `show servers
 // state` (the same format HAProxy writes to its server-state file) and `show info`. They turn
 // HAProxy's text into the driver port's small types; nothing here does I/O.
-import type { AdminState, ConfiguredServer, RuntimeServer } from '../driver/index.js';
+import type { AdminState, ConfiguredServer, RuntimeServer } from '../driver/port.js';
 import { fail, ok, type Result } from '../edge/result.js';
 
 /** One row of `show servers state`, reduced to what the sidecar uses. */
-export interface ServerState {
-  readonly backend: string;
-  readonly name: string;
-  readonly address: string;
-  readonly port: number | undefined;
-  readonly weight: number | undefined;
-  readonly adminState: AdminState | undefined;
-  readonly operationalState: RuntimeServer['operationalState'];
-  readonly checks: RuntimeServer['checks'];
-}
+export type ServerState = ConfiguredServer & Omit<RuntimeServer, 'name'>;
 
 // srv_admin_state bits (HAProxy's enum srv_admin, the same in 2.6 and 3.0): FMAINT 0x01 forced,
 // IMAINT 0x02 inherited from a tracked server, CMAINT 0x04 `disabled` in the configuration,

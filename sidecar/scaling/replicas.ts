@@ -1,9 +1,9 @@
 // The replicas of the scaled Compose service, as plain data from one Docker snapshot. Pure: the
 // Docker edge (sidecar/docker) lists the containers once per evaluation, and everything the
 // autoscaler needs about its pool is derived from that one list here.
-import { COMPOSE_PROJECT, COMPOSE_SERVICE, composeNumber, type ContainerSnapshot, type ServiceRef } from '../docker/index.js';
+import { COMPOSE_PROJECT, COMPOSE_SERVICE, composeNumber, type ContainerSnapshot, type ServiceRef } from '../docker/compose.js';
 
-export type { ServiceRef } from '../docker/index.js';
+export type { ServiceRef } from '../docker/compose.js';
 
 export interface Replica {
   readonly id: string;

@@ -13,8 +13,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { AdminState } from '../driver/index.js';
+import type { AdminState } from '../driver/port.js';
 import { errorMessage, fail, ok, type Result } from '../edge/result.js';
+import type { ServerLoad } from '../haproxy-metrics/exporter.js';
 
 export type RetirementStage = 'draining' | 'drained' | 'removed';
 
@@ -49,7 +50,7 @@ export interface DrainRecord {
   readonly deadlineAt: number;
   readonly quietReads: number;
   /** The last sessions and queue read, for the admin API; absent until a read succeeded. */
-  readonly load?: { readonly sessions: number; readonly queue: number };
+  readonly load?: ServerLoad;
   /** When the drain ended (drained or forced). */
   readonly endedAt?: number;
 }

@@ -1,7 +1,6 @@
 // The logging surface the sidecar's modules depend on: pino's (fields, message) call shape, so
 // production passes a pino logger and tests pass plain functions that record lines.
 import { pino } from 'pino';
-import type { LogLevel } from '../config/index.js';
 
 type LogCall = (fields: Record<string, unknown>, message: string) => void;
 
@@ -13,6 +12,8 @@ export interface Logger {
 }
 
 /** JSON lines on stdout; anything that looks like a credential is censored. */
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+
 export function createLogger(level: LogLevel): Logger {
   return pino({
     level,

@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metricSum } from '../../bench/lib/sidecar-process.js';
 import { runningChildren } from '../../devenv/children.js';
 import { availableDrivers, type DriverChoice } from '../../devenv/sidecar-env.js';
-import { applyInTransaction } from '../../sidecar/dataplane/index.js';
+import { applyInTransaction } from '../../sidecar/dataplane/client.js';
 import { dataplaneClientFor } from '../support/dataplane.js';
 import { eventually } from '../support/http.js';
 import { runtimeServerNames } from '../support/runtime.js';

@@ -16,9 +16,9 @@ import { docker, startNginx, type TestContainer } from '../../devenv/containers.
 import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import { haproxyEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
 import type { Retirement } from '../../sidecar/autoscale/retirement.js';
-import { isOwnedServerName } from '../../sidecar/discovery/index.js';
+import { isOwnedServerName } from '../../sidecar/discovery/discovery.js';
 import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE } from '../../sidecar/docker/labels.js';
-import { parsePrometheusText } from '../../sidecar/haproxy-metrics/index.js';
+import { parsePrometheusText } from '../../sidecar/haproxy-metrics/exporter.js';
 import { beginMarker, endMarker } from '../../sidecar/runtime/config-file.js';
 import { LOAD_BLIND_AUTOSCALER } from '../support/autoscale-env.js';
 import { dataplaneClientFor } from '../support/dataplane.js';

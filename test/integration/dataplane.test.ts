@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import { dataplaneApiBinary } from '../../devenv/versions.js';
-import { applyInTransaction, type DataplaneClient, type Result } from '../../sidecar/dataplane/index.js';
+import { applyInTransaction, type DataplaneClient, type Result } from '../../sidecar/dataplane/client.js';
 import { startNginx, type TestContainer } from '../../devenv/containers.js';
 import { createDataplaneDriver } from '../../sidecar/dataplane/driver.js';
 import { createRuntimeSocketOps } from '../../sidecar/runtime/ops.js';

@@ -4,14 +4,14 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, startNginx, type TestContainer } from '../../devenv/containers.js';
-import { createDockerEdge } from '../../sidecar/docker/index.js';
+import { createDockerEdge } from '../../sidecar/docker/compose.js';
 import {
   createDiscovery,
   httpProbe,
   selectReady,
   type ContainerEvent,
   type DiscoveryResult,
-} from '../../sidecar/discovery/index.js';
+} from '../../sidecar/discovery/discovery.js';
 import type { Logger } from '../../sidecar/telemetry/logger.js';
 import { PUBLISHED_DISCOVERY } from '../support/discovery-options.js';
 

@@ -8,7 +8,7 @@ import { startNginx, type TestContainer } from '../../devenv/containers.js';
 import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import type { DriverChoice } from '../../devenv/sidecar-env.js';
 import { dataplaneApiBinary } from '../../devenv/versions.js';
-import type { HaproxyDriver } from '../../sidecar/driver/index.js';
+import type { HaproxyDriver } from '../../sidecar/driver/port.js';
 import type { Result } from '../../sidecar/edge/result.js';
 import type { DesiredServer } from '../../sidecar/reconcile/plan.js';
 import { eventually, get } from '../support/http.js';

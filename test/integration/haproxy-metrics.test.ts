@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNginx, type TestContainer } from '../../devenv/containers.js';
 import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
-import { backendSnapshot, counterRate, scrape, type BackendSnapshot } from '../../sidecar/haproxy-metrics/index.js';
+import { backendSnapshot, counterRate, scrape, type BackendSnapshot } from '../../sidecar/haproxy-metrics/exporter.js';
 import { eventually, get } from '../support/http.js';
 
 describe('HAProxy metrics from the real exporter', () => {

@@ -13,7 +13,7 @@ import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import { labelledContainersEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
 import { dataplaneApiBinary } from '../../devenv/versions.js';
 import { loadConfig } from '../../sidecar/config/index.js';
-import { applyInTransaction, type DataplaneClient } from '../../sidecar/dataplane/index.js';
+import { applyInTransaction, type DataplaneClient } from '../../sidecar/dataplane/client.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.js';
 import { silentLogger } from '../../sidecar/telemetry/logger.js';
 import { dataplaneClientFor } from '../support/dataplane.js';

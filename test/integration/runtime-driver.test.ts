@@ -14,9 +14,9 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNginx, type TestContainer } from '../../devenv/containers.js';
 import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
-import type { HaproxyDriver, RuntimeServer, ServerSnapshot } from '../../sidecar/driver/index.js';
+import type { HaproxyDriver, RuntimeServer, ServerSnapshot } from '../../sidecar/driver/port.js';
 import { plan, type DesiredServer } from '../../sidecar/reconcile/plan.js';
-import { createRuntimeDriver } from '../../sidecar/runtime/index.js';
+import { createRuntimeDriver } from '../../sidecar/runtime/driver.js';
 import { eventually } from '../support/http.js';
 import { startLoad, type RunningLoad } from '../support/load.js';
 

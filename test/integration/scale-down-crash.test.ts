@@ -15,8 +15,8 @@ import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/loc
 import { haproxyEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
 import { dataplaneApiBinary } from '../../devenv/versions.js';
 import type { Retirement } from '../../sidecar/autoscale/retirement.js';
-import type { HaproxyDriver } from '../../sidecar/driver/index.js';
-import { isOwnedServerName } from '../../sidecar/discovery/index.js';
+import type { HaproxyDriver } from '../../sidecar/driver/port.js';
+import { isOwnedServerName } from '../../sidecar/discovery/discovery.js';
 import { LOAD_BLIND_AUTOSCALER } from '../support/autoscale-env.js';
 import { eventually, get } from '../support/http.js';
 import { startLoad, type RunningLoad } from '../support/load.js';

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, OWNER_LABEL } from '../../devenv/containers.js';
 import { readPinnedVersions } from '../../devenv/versions.js';
-import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE, createDockerEdge, type DockerEdge } from '../../sidecar/docker/index.js';
+import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE, createDockerEdge, type DockerEdge } from '../../sidecar/docker/compose.js';
 import type { Result } from '../../sidecar/edge/result.js';
 import { replicasOf, type Replica } from '../../sidecar/scaling/replicas.js';
 import { boundedLoad } from '../support/load.js';

@@ -21,7 +21,7 @@ import { docker as dockerApi, startNginx, type TestContainer } from '../../deven
 import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import { labelledContainersEnv } from '../../devenv/sidecar-env.js';
 import { loadConfig } from '../../sidecar/config/index.js';
-import { cloneSpec } from '../../sidecar/docker/index.js';
+import { cloneSpec } from '../../sidecar/docker/compose.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.js';
 import { silentLogger } from '../../sidecar/telemetry/logger.js';
 import { eventually } from '../support/http.js';

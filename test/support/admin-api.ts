@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach } from 'vitest';
 import { createAdminRoutes } from '../../sidecar/admin/routes.js';
 import { createAdminService } from '../../sidecar/admin/service.js';
-import type { Candidate } from '../../sidecar/discovery/index.js';
+import type { Candidate } from '../../sidecar/discovery/discovery.js';
 import { createDrainer, type ServerLoad } from '../../sidecar/drain/drainer.js';
 import { memoryStateStore } from '../../sidecar/state/store.js';
 import { createHttpServer, type HttpServer } from '../../sidecar/http/server.js';

@@ -5,7 +5,7 @@ import { createAutoscaler, isRemovableRetiree } from '../../sidecar/autoscale/co
 import { retirementStore } from '../../sidecar/autoscale/retirement.js';
 import { DEFAULT_POLICY, type ScalingPolicy } from '../../sidecar/autoscale/policy.js';
 import type { Sampler, SampleSet } from '../../sidecar/autoscale/sampler.js';
-import type { AdminState } from '../../sidecar/dataplane/index.js';
+import type { AdminState } from '../../sidecar/dataplane/client.js';
 import { createDrainer } from '../../sidecar/drain/drainer.js';
 import { memoryStateStore } from '../../sidecar/state/store.js';
 import type { ReplicaActions } from '../../sidecar/autoscale/controller.js';

@@ -12,7 +12,7 @@ import type {
   Result,
   ServerSpec,
   Transaction,
-} from '../../sidecar/dataplane/index.js';
+} from '../../sidecar/dataplane/client.js';
 
 export interface MemoryDataplane extends DataplaneClient {
   /** Every call, in order, as "method arg…" strings. */

@@ -3,9 +3,9 @@
 import type { LocalHaproxy } from '../../devenv/localenv.js';
 import type { DriverChoice } from '../../devenv/sidecar-env.js';
 import { createDataplaneDriver } from '../../sidecar/dataplane/driver.js';
-import { isOwnedServerName } from '../../sidecar/discovery/index.js';
-import type { HaproxyDriver, HealthCheck } from '../../sidecar/driver/index.js';
-import { createRuntimeDriver } from '../../sidecar/runtime/index.js';
+import { isOwnedServerName } from '../../sidecar/discovery/discovery.js';
+import type { HaproxyDriver, HealthCheck } from '../../sidecar/driver/port.js';
+import { createRuntimeDriver } from '../../sidecar/runtime/driver.js';
 import { createRuntimeSocketOps } from '../../sidecar/runtime/ops.js';
 import { dataplaneClientFor } from './dataplane.js';
 

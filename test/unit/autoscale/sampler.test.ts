@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createSampler } from '../../../sidecar/autoscale/sampler.js';
-import { parsePrometheusText, type ScrapeResult } from '../../../sidecar/haproxy-metrics/index.js';
+import { parsePrometheusText, type ScrapeResult } from '../../../sidecar/haproxy-metrics/exporter.js';
 
 const exposition = (requests: number, queue = 0, sessions = 0) =>
   parsePrometheusText(`haproxy_backend_http_requests_total{proxy="be_app"} ${requests}

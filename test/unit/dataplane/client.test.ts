@@ -3,7 +3,7 @@
 // Data Plane API in test/integration.
 import nock from 'nock';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { applyInTransaction, createDataplaneClient } from '../../../sidecar/dataplane/index.js';
+import { applyInTransaction, createDataplaneClient } from '../../../sidecar/dataplane/client.js';
 import { freePort } from '../../../devenv/localenv.js';
 
 const url = 'http://dataplane.test:5555';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ContainerEvent, DockerSource } from '../../../sidecar/discovery/index.js';
+import type { ContainerEvent, DockerSource } from '../../../sidecar/discovery/discovery.js';
 import { watchContainerEvents } from '../../../sidecar/discovery/events.js';
 import { silentLogger } from '../../../sidecar/telemetry/logger.js';
 

@@ -7,7 +7,7 @@ import {
   type DiscoveryOptions,
   type ParseOutcome,
 } from '../../../sidecar/discovery/parse.js';
-import { healthFromStatus, toSnapshot } from '../../../sidecar/docker/index.js';
+import { healthFromStatus, toSnapshot } from '../../../sidecar/docker/compose.js';
 import { PUBLISHED_DISCOVERY } from '../../support/discovery-options.js';
 
 const published = PUBLISHED_DISCOVERY;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createDrainer, type DrainOutcome, type DrainPorts, type ServerLoad } from '../../../sidecar/drain/drainer.js';
-import type { AdminState, Result } from '../../../sidecar/dataplane/index.js';
+import type { AdminState, Result } from '../../../sidecar/dataplane/client.js';
 import { memoryStateStore, openStateStore, type StateStore } from '../../../sidecar/state/store.js';
 import { silentLogger } from '../../../sidecar/telemetry/logger.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backendSnapshot, counterRate, parsePrometheusText, scrape } from '../../../sidecar/haproxy-metrics/index.js';
+import { backendSnapshot, counterRate, parsePrometheusText, scrape } from '../../../sidecar/haproxy-metrics/exporter.js';
 
 // Lines as HAProxy 2.6.12's exporter writes them (captured from the local environment).
 const exposition = `# HELP haproxy_backend_current_queue Number of current queued connections.

@@ -5,7 +5,7 @@
 // many passes see it.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createDiscovery } from '../../../sidecar/discovery/index.js';
+import { createDiscovery } from '../../../sidecar/discovery/discovery.js';
 import { parseContainer, type ContainerSnapshot, type DiscoveryOptions } from '../../../sidecar/discovery/parse.js';
 import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE } from '../../../sidecar/docker/labels.js';
 import { ok } from '../../../sidecar/edge/result.js';

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { plan, type ActualServer, type DesiredServer, type Operation } from '../../../sidecar/reconcile/plan.js';
+import type { ConfiguredServer as ActualServer } from '../../../sidecar/driver/port.js';
+import { plan, type DesiredServer, type Operation } from '../../../sidecar/reconcile/plan.js';
 
 const isOwned = (name: string): boolean => name.startsWith('hsc-');
 const managedBackends = ['be_app', 'be_api'];

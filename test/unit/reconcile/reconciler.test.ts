@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { ContainerSnapshot } from '../../../sidecar/discovery/parse.js';
-import { createDiscovery, type DockerSource, type Probe } from '../../../sidecar/discovery/index.js';
+import { createDiscovery, type DockerSource, type Probe } from '../../../sidecar/discovery/discovery.js';
 import { createReconciler } from '../../../sidecar/reconcile/reconciler.js';
 import type { Logger } from '../../../sidecar/telemetry/logger.js';
 import { createMetrics, type SidecarMetrics } from '../../../sidecar/telemetry/metrics.js';
-import type { AdminState, ConfiguredServer } from '../../../sidecar/dataplane/index.js';
+import type { AdminState, ConfiguredServer } from '../../../sidecar/dataplane/client.js';
 import { createDataplaneDriver } from '../../../sidecar/dataplane/driver.js';
 import { createMemoryDataplane, type MemoryDataplane } from '../../support/memory-dataplane.js';
 import { PUBLISHED_DISCOVERY } from '../../support/discovery-options.js';

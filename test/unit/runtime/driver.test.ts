@@ -5,10 +5,10 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ServerSnapshot } from '../../../sidecar/driver/index.js';
+import type { ServerSnapshot } from '../../../sidecar/driver/port.js';
 import { ok, type Result } from '../../../sidecar/edge/result.js';
 import type { DesiredServer, Operation } from '../../../sidecar/reconcile/plan.js';
-import { createRuntimeDriver, type RuntimeDriverOptions } from '../../../sidecar/runtime/index.js';
+import { createRuntimeDriver, type RuntimeDriverOptions } from '../../../sidecar/runtime/driver.js';
 
 const HEADER =
   '# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight ' +

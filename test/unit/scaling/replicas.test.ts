@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ContainerSnapshot } from '../../../sidecar/docker/index.js';
+import type { ContainerSnapshot } from '../../../sidecar/docker/compose.js';
 import { poolView, replicasOf } from '../../../sidecar/scaling/replicas.js';
 
 const container = (id: string, labels: Record<string, string>, createdAt: number, running = true): ContainerSnapshot => ({

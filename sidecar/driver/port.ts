@@ -5,11 +5,32 @@
 //     managed region of the configuration file so that nothing is lost across reloads.
 // Nothing above this port knows which one runs.
 import type { Result } from '../edge/result.js';
-import type { Operation } from '../reconcile/plan.js';
 
 export type AdminState = 'ready' | 'drain' | 'maint';
 
 export type DriverKind = 'dataplane' | 'runtime';
+
+/** A server the sidecar wants, derived from a ready container. */
+export interface DesiredServer {
+  readonly backend: string;
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly weight: number;
+  /** The admin state it must have: drain/maint where a record (a drain, a scale-down) says so; absent: ready. */
+  readonly adminState?: AdminState;
+  /** The container it stands for, for logs. */
+  readonly containerId: string;
+}
+
+export type Operation =
+  | { readonly op: 'add'; readonly server: DesiredServer; readonly reason: 'container ready' }
+  | {
+      readonly op: 'replace';
+      readonly server: DesiredServer;
+      readonly reason: 'address changed' | 'weight changed';
+    }
+  | { readonly op: 'remove'; readonly backend: string; readonly name: string; readonly reason: 'no ready container' };
 
 /** A server as HAProxy holds it (its configuration, or its running state where that is the truth). */
 export interface ConfiguredServer {
@@ -94,4 +115,16 @@ export interface HaproxyDriver {
   setAdminState(backend: string, server: string, state: AdminState): Promise<Result<void>>;
   /** Turns on the health checks of a server configured with them (`enable health`); never reloads. */
   enableChecks(backend: string, server: string): Promise<Result<void>>;
+}
+
+/**
+ * What the Data Plane API adapter borrows from HAProxy's runtime socket where the API falls short
+ * (turning on checks at run time, dynamic cookies before 3.0, server states on 2.6).
+ */
+export interface RuntimeSocketOps {
+  enableHealth(backend: string, server: string): Promise<Result<void>>;
+  /** Recomputes the backend's dynamic cookies: HAProxy < 3.0 gives a server added at run time none. */
+  enableDynamicCookies(backend: string): Promise<Result<void>>;
+  listRuntimeServers(backend: string): Promise<Result<readonly RuntimeServer[]>>;
+  setAdminState(backend: string, server: string, state: AdminState): Promise<Result<void>>;
 }

@@ -3,7 +3,7 @@
 // (DataplaneError) the caller handles; it throws only on its own misuse.
 import createClient from 'openapi-fetch';
 import type { components, paths } from '../../generated/dataplane-api.js';
-import type { AdminState, RuntimeServer } from '../driver/index.js';
+import type { AdminState, RuntimeServer } from '../driver/port.js';
 import { fail, type EdgeError, type EdgeErrorKind, type Result } from '../edge/result.js';
 import { createTransport, TransportError, type TransportOptions } from './transport.js';
 

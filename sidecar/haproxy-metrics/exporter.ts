@@ -181,7 +181,13 @@ export function createBackendLoadReader(options: ScrapeOptions): (backend: strin
 }
 
 /** Reads one server's current sessions and queue from the exporter, for the drainer. */
-export function createServerLoadReader(options: ScrapeOptions): (backend: string, server: string) => Promise<{ sessions: number; queue: number } | undefined> {
+/** One server's open sessions and queued requests: what decides whether a drain is complete. */
+export interface ServerLoad {
+  readonly sessions: number;
+  readonly queue: number;
+}
+
+export function createServerLoadReader(options: ScrapeOptions): (backend: string, server: string) => Promise<ServerLoad | undefined> {
   return async (backend, server) => {
     const result = await scrape(options);
     if (!result.ok) return undefined;

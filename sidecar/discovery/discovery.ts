@@ -2,12 +2,12 @@
 // Docker's side comes in through a DockerSource (docker.ts); everything else here is plain data.
 import type { SidecarConfig } from '../config/index.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { DockerEdge } from '../docker/index.js';
+import type { DockerEdge } from '../docker/compose.js';
 import { ok, type Result } from '../edge/result.js';
 import { assignServerNames, isOfComposeService, parseContainer, type Candidate, type ContainerSnapshot, type DiscoveryOptions } from './parse.js';
 
 export { isOwnedServerName, OWNED_SERVER_PREFIX, type Candidate } from './parse.js';
-export type { ContainerEvent } from '../docker/index.js';
+export type { ContainerEvent } from '../docker/compose.js';
 
 /** What discovery reads from the Docker edge. */
 export type DockerSource = Pick<DockerEdge, 'listRunning' | 'openEvents'>;
