@@ -13,12 +13,11 @@ import { randomBytes } from 'node:crypto';
 import { destination, pino } from 'pino';
 import { loadConfig } from '../../sidecar/config/index.js';
 import type { ConfiguredServer } from '../../sidecar/dataplane/client.js';
-import { watchContainerEvents } from '../../sidecar/discovery/events.js';
-import { createDiscovery, discoveryOptions, isOwnedServerName, type ContainerEvent, type DockerSource } from '../../sidecar/discovery/discovery.js';
+import { isOwnedServerName, type ContainerEvent, type DockerSource } from '../../sidecar/discovery/discovery.js';
 import type { ContainerSnapshot } from '../../sidecar/discovery/parse.js';
-import { createReconcileLoop, realTimers } from '../../sidecar/reconcile/loop.js';
-import { createReconciler, type ReconcileOutcome } from '../../sidecar/reconcile/reconciler.js';
-import type { Logger } from '../../sidecar/telemetry/logger.js';
+import { reconcileWork, type ReconcileOutcome } from '../../sidecar/reconcile/reconciler.js';
+import { RECONCILE, watchDocker, wireDiscovery, wireQueue, wireReconciler } from '../../sidecar/wiring.js';
+import type { Logger } from '../../sidecar/log/logger.js';
 import { createMetrics, initialiseBackendSeries } from '../../sidecar/telemetry/metrics.js';
 import { createMemoryDataplane } from '../../test/support/memory-dataplane.js';
 import { createDataplaneDriver } from '../../sidecar/dataplane/driver.js';
@@ -125,16 +124,14 @@ export async function reconcileScaleScenario(options: ReconcileScaleOptions): Pr
   const dataplane = createMemoryDataplane(Object.fromEntries(backends.map((b) => [b, [manual]])));
   const metrics = createMetrics({ version: 'bench', processMetrics: false });
   initialiseBackendSeries(metrics, backends);
-  const reconciler = createReconciler({
-    discovery: createDiscovery(source, discoveryOptions(config), logger),
-    driver: createDataplaneDriver({ client: dataplane, healthCheck: config.haproxy.check, reloadTimeoutMs: 30_000 }),
+  // The sidecar's own wiring (sidecar/wiring.ts), over the synthetic Docker and the model.
+  const reconciler = wireReconciler(config, {
+    discovery: wireDiscovery(config, source, logger),
+    haproxy: createDataplaneDriver({ client: dataplane, healthCheck: config.haproxy.check, reloadTimeoutMs: 30_000 }),
     // Every synthetic container is healthy per Docker, so no probe is sent.
     probe: () => Promise.resolve(true),
-    managedBackends: backends,
-    maxConflictRetries: config.reconcile.maxConflictRetries,
     logger,
     metrics,
-    now: () => Date.now(),
   });
 
   const passes: Pass[] = [];
@@ -151,28 +148,32 @@ export async function reconcileScaleScenario(options: ReconcileScaleOptions): Pr
     }
     return have === want.size;
   };
-  const loop = createReconcileLoop({
-    reconcile: async () => {
-      const startedAt = performance.now();
-      const outcome = await reconciler.reconcile();
-      passes.push({ startedAt, ms: performance.now() - startedAt, outcome });
-      return outcome;
-    },
-    debounceMs: config.reconcile.debounceMs,
-    maxDebounceMs: config.reconcile.maxDebounceMs,
-    resyncIntervalMs: config.reconcile.resyncIntervalMs,
-    readinessRetryMs: config.reconcile.readinessRetryMs,
-    failureBackoffMs: config.reconcile.failureBackoffMs,
-    timers: realTimers,
-    logger,
-    onOutcome: () => {
-      const at = performance.now();
-      if (waiter !== undefined && at >= waiter.after && converged()) {
-        waiter.resolve(at);
-        waiter = undefined;
-      }
-    },
-  });
+  const queue = wireQueue(logger);
+  queue.register(
+    RECONCILE,
+    reconcileWork(
+      {
+        reconcile: async () => {
+          const startedAt = performance.now();
+          const outcome = await reconciler.reconcile();
+          passes.push({ startedAt, ms: performance.now() - startedAt, outcome });
+          return outcome;
+        },
+      },
+      {
+        ...config.reconcile,
+        logger,
+        onOutcome: () => {
+          const at = performance.now();
+          if (waiter !== undefined && at >= waiter.after && converged()) {
+            waiter.resolve(at);
+            waiter = undefined;
+          }
+        },
+      },
+    ),
+  );
+  const loop = { start: () => queue.start(), stop: () => queue.stop(), settled: () => queue.settled(RECONCILE), trigger: (reason: string) => queue.add(RECONCILE, reason) };
   const convergedAfter = (after: number, timeoutMs = 30_000): Promise<number> =>
     new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`not converged within ${timeoutMs} ms`)), timeoutMs);
@@ -196,30 +197,7 @@ export async function reconcileScaleScenario(options: ReconcileScaleOptions): Pr
   };
 
   const watching = new AbortController();
-  const watcher = watchContainerEvents({
-    source,
-    signal: watching.signal,
-    sleep: (ms, signal) =>
-      new Promise((resolve) => {
-        const timer = setTimeout(resolve, ms);
-        signal.addEventListener(
-          'abort',
-          () => {
-            clearTimeout(timer);
-            resolve();
-          },
-          { once: true },
-        );
-      }),
-    now: () => Date.now(),
-    logger,
-    minBackoffMs: 500,
-    maxBackoffMs: 30_000,
-    onEvent: (event) => loop.trigger(`docker ${event.action} ${event.containerId.slice(0, 12)}`),
-    onStreamState: (open) => {
-      if (open) loop.trigger('docker event stream opened');
-    },
-  });
+  const watcher = watchDocker(config, { docker: source, signal: watching.signal, logger, metrics, trigger: loop.trigger });
 
   try {
     const total = options.backends * options.serversPerBackend;

@@ -57,6 +57,13 @@ export const ADMIN_OPENAPI = {
         },
       },
     },
+    '/v1/records': {
+      get: {
+        operationId: 'listRecords',
+        summary: 'Operations in progress, as stored in the state file: scale-down retirements and operator drains; and the autoscaler mode an operator set',
+        responses: { '200': { description: 'records', content: json({ $ref: '#/components/schemas/Records' }) } },
+      },
+    },
     '/v1/backends/{backend}/servers/{server}': {
       get: { operationId: 'getServer', summary: 'One server', parameters: serverPath, responses: { '200': { description: 'the server', content: json({ $ref: '#/components/schemas/Server' }) }, ...errors(404, 502) } },
     },
@@ -167,6 +174,36 @@ export const ADMIN_OPENAPI = {
           problems: { type: 'array', items: { type: 'string' } },
           actions: { type: 'array', items: { type: 'object' } },
           applied: { type: 'boolean' },
+        },
+      },
+      Records: {
+        type: 'object',
+        required: ['records', 'autoscaler'],
+        properties: {
+          records: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['kind', 'backend', 'server', 'stage', 'startedAt', 'deadlineAt'],
+              properties: {
+                kind: { type: 'string', enum: ['retirement', 'drain'] },
+                backend: { type: 'string' },
+                server: { type: 'string' },
+                containerId: { type: 'string', description: 'retirements: the container stopped once its server is removed' },
+                stage: { type: 'string', enum: ['draining', 'drained', 'removed', 'forced'] },
+                reason: { type: 'string' },
+                startedAt: { type: 'integer', description: 'ms since the epoch' },
+                deadlineAt: { type: 'integer', description: 'ms since the epoch' },
+                quietReads: { type: 'integer' },
+                forced: { type: 'boolean' },
+              },
+            },
+          },
+          autoscaler: {
+            type: 'object',
+            nullable: true,
+            properties: { mode: { type: 'string', enum: ['paused', 'manual'] }, replicas: { type: 'integer' }, since: { type: 'integer' } },
+          },
         },
       },
       DrainAnswer: {

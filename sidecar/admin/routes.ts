@@ -16,6 +16,8 @@ export interface AdminRoutesOptions {
   /** Empty: no token configured, so every mutating route answers 401. */
   readonly adminToken: string;
   readonly resync: (reason: string) => void;
+  /** The records in progress (drains, scale-downs) and the autoscaler's stored mode; absent: the route answers 404. */
+  readonly records?: () => unknown;
   /** Absent when autoscaling is disabled. */
   readonly autoscaler?: { readonly controller: Autoscaler; readonly policy: ScalingPolicy; readonly service: string };
 }
@@ -122,6 +124,10 @@ export function createAdminRoutes(options: AdminRoutesOptions): RouteHandler {
       }
       if (path === '/v1/backends') {
         if (allow('GET, HEAD')) reply(response, await options.service.listBackends());
+        return true;
+      }
+      if (path === '/v1/records' && options.records !== undefined) {
+        if (allow('GET, HEAD')) sendJson(response, 200, options.records());
         return true;
       }
       if (path === '/v1/resync') {

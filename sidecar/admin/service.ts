@@ -3,7 +3,7 @@
 // layer only translates, and tests can call this directly.
 import type { Candidate } from '../discovery/discovery.js';
 import type { AdminState, HaproxyDriver } from '../driver/port.js';
-import type { Drainer, DrainOutcome, DrainProgress } from '../drain/drainer.js';
+import type { Drainer, DrainOutcome, DrainProgress } from '../records/drains.js';
 import type { BackendSnapshot } from '../haproxy-metrics/exporter.js';
 
 export interface ServerView {

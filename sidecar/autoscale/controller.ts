@@ -5,15 +5,15 @@
 // Docker show: drain until idle (or the deadline), have the reconciler remove the server, and
 // only then stop that container. A scale-up that comes while a server drains puts that server
 // back before starting anything.
-import type { Drainer } from '../drain/drainer.js';
+import type { Drainer } from '../records/drains.js';
 import type { HaproxyDriver } from '../driver/port.js';
-import type { Logger } from '../telemetry/logger.js';
+import type { Logger } from '../log/logger.js';
 import type { Replica } from '../scaling/replicas.js';
 import type { Result } from '../edge/result.js';
 import { planActions, type Action, type PoolState, type ServingReplica } from './actions.js';
 import { decide, EMPTY_HISTORY, type Decision, type History, type ScalingPolicy } from './policy.js';
-import { advanceRetirement, type Retirement, type RetirementEffect, type RetirementStore, type RetirementView } from './retirement.js';
-import type { AutoscalerSetting } from '../state/store.js';
+import { advanceRetirement, type Retirement, type RetirementEffect, type RetirementStore, type RetirementView } from '../records/retirement.js';
+import type { AutoscalerSetting } from '../records/store.js';
 import type { ServerLoad } from '../haproxy-metrics/exporter.js';
 import type { Sampler, SampleSet } from './sampler.js';
 

@@ -19,7 +19,7 @@ export interface DataplaneConfig {
 }
 
 import type { AddressMode } from '../discovery/parse.js';
-import type { LogLevel } from '../telemetry/logger.js';
+import type { LogLevel } from '../log/logger.js';
 export type { AddressMode, LogLevel };
 
 /** `compose`: containers on this engine; `swarm`: tasks of Swarm services, through a manager. */

@@ -27,7 +27,7 @@ import type {
 import { fail, ok, type Result } from '../edge/result.js';
 import type { DesiredServer, Operation } from '../driver/port.js';
 import { applyInTransaction, type DataplaneClient, type ServerSpec, type TransactionLedger } from './client.js';
-import type { Logger } from '../telemetry/logger.js';
+import type { Logger } from '../log/logger.js';
 
 export interface DataplaneDriverOptions {
   readonly client: DataplaneClient;

@@ -1,7 +1,6 @@
 // Discovery: which containers should be servers right now, and which of them may take traffic.
 // Docker's side comes in through a DockerSource (docker.ts); everything else here is plain data.
-import type { SidecarConfig } from '../config/index.js';
-import type { Logger } from '../telemetry/logger.js';
+import type { Logger } from '../log/logger.js';
 import type { DockerEdge } from '../docker/compose.js';
 import { ok, type Result } from '../edge/result.js';
 import { assignServerNames, isOfComposeService, parseContainer, type Candidate, type ContainerSnapshot, type DiscoveryOptions } from './parse.js';
@@ -31,21 +30,6 @@ export interface Discovery {
   from(containers: readonly ContainerSnapshot[]): DiscoveryResult;
   /** Whether discovery looks at a container with these labels at all. */
   selects(labels: Readonly<Record<string, string>>): boolean;
-}
-
-export function discoveryOptions(config: SidecarConfig): DiscoveryOptions {
-  return {
-    labelPrefix: config.docker.labelPrefix,
-    composeService: config.docker.composeService,
-    composeProject: config.docker.composeProject,
-    addressMode: config.docker.addressMode,
-    network: config.docker.network,
-    managedBackends: config.backends.managedBackends,
-    defaultBackend: config.backends.defaultBackend,
-    defaultPort: config.backends.port,
-    defaultWeight: config.backends.weight,
-    defaultHealthPath: config.backends.healthPath,
-  };
 }
 
 export function createDiscovery(source: DockerSource, options: DiscoveryOptions, logger: Logger): Discovery {

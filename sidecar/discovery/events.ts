@@ -1,6 +1,6 @@
 // Keeps a Docker event stream open for as long as the sidecar runs. Events are triggers only;
 // when the stream breaks, events may have been lost, so every (re)open also asks for a full pass.
-import type { Logger } from '../telemetry/logger.js';
+import type { Logger } from '../log/logger.js';
 import type { ContainerEvent } from '../docker/compose.js';
 import type { DockerSource } from './discovery.js';
 

@@ -14,7 +14,7 @@
 import Docker from 'dockerode';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage, fail, ok } from '../edge/result.js';
-import type { Logger } from '../telemetry/logger.js';
+import type { Logger } from '../log/logger.js';
 import { readEvents, type DockerEdge, type ServiceRef } from './compose.js';
 import type { ContainerEvent } from './snapshot.js';
 import {

@@ -7,8 +7,9 @@ import type { Candidate, Discovery, Probe } from '../discovery/discovery.js';
 import { isOwnedServerName, selectReady } from '../discovery/discovery.js';
 import type { AdminState, HaproxyDriver, RuntimeServer } from '../driver/port.js';
 import { isReplanKind, type EdgeError } from '../edge/result.js';
-import type { Logger } from '../telemetry/logger.js';
+import type { Logger } from '../log/logger.js';
 import type { SidecarMetrics } from '../telemetry/metrics.js';
+import type { WorkSpec } from '../queue/queue.js';
 import { plan, planStates, serverKey, type DesiredServer, type Operation, type StateOperation } from './plan.js';
 
 export interface ReconcilerOptions {
@@ -249,5 +250,40 @@ function toDesired(c: Candidate, adminState: AdminState): DesiredServer {
     weight: c.weight,
     adminState,
     containerId: c.containerId,
+  };
+}
+
+export interface ReconcileSchedule {
+  /** Quiet time after the last trigger (a Docker event, the admin API) before a pass starts. */
+  readonly debounceMs: number;
+  /** Longest a trigger waits for quiet: the pass starts by then even if events keep coming. */
+  readonly maxDebounceMs: number;
+  readonly resyncIntervalMs: number;
+  /** Delay before looking again at containers that were running but not ready. */
+  readonly readinessRetryMs: number;
+  /** First retry delay after a failed pass; doubles up to the resync interval. */
+  readonly failureBackoffMs: number;
+  readonly logger: Logger;
+  /** Called after every pass, for /readyz. */
+  readonly onOutcome?: (outcome: ReconcileOutcome) => void;
+}
+
+/**
+ * The reconciler's key on the work queue: a pass per burst of triggers, a periodic resync, a
+ * quick second look while containers are starting, and backoff after a failed pass.
+ */
+export function reconcileWork(reconciler: Reconciler, schedule: ReconcileSchedule): WorkSpec {
+  return {
+    debounceMs: schedule.debounceMs,
+    maxDebounceMs: schedule.maxDebounceMs,
+    backoffMs: schedule.failureBackoffMs,
+    maxBackoffMs: schedule.resyncIntervalMs,
+    async run(reasons) {
+      schedule.logger.debug({ reasons }, 'reconcile pass');
+      const outcome = await reconciler.reconcile();
+      schedule.onOutcome?.(outcome);
+      if (outcome.status === 'failed') return { failed: true };
+      return { requeueAfterMs: outcome.waiting > 0 ? schedule.readinessRetryMs : schedule.resyncIntervalMs };
+    },
   };
 }

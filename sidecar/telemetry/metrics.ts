@@ -3,7 +3,7 @@
 // without sharing global state.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AutoscalerRecorder } from '../autoscale/controller.js';
-import type { DrainRecorder } from '../drain/drainer.js';
+import type { DrainRecorder } from '../records/drains.js';
 import type { ScalingPolicy, SignalName } from '../autoscale/policy.js';
 
 export interface SidecarMetrics {

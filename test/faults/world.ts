@@ -15,7 +15,7 @@ import { metricSum, startSidecarProcess, type SidecarBuild, type SidecarProcess 
 import { docker, startNginx, type TestContainer } from '../../devenv/containers.js';
 import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import { haproxyEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
-import type { Retirement } from '../../sidecar/autoscale/retirement.js';
+import type { Retirement } from '../../sidecar/records/retirement.js';
 import { isOwnedServerName } from '../../sidecar/discovery/discovery.js';
 import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE } from '../../sidecar/docker/labels.js';
 import { parsePrometheusText } from '../../sidecar/haproxy-metrics/exporter.js';

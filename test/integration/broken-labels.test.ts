@@ -10,7 +10,7 @@ import { startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import { labelledContainersEnv } from '../../devenv/sidecar-env.js';
 import { loadConfig } from '../../sidecar/config/index.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.js';
-import type { Logger } from '../../sidecar/telemetry/logger.js';
+import type { Logger } from '../../sidecar/log/logger.js';
 import { eventually, get } from '../support/http.js';
 import { runtimeServerNames } from '../support/runtime.js';
 

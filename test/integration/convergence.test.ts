@@ -20,7 +20,7 @@ import { haproxyEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
 import { dataplaneApiBinary } from '../../devenv/versions.js';
 import { isOwnedServerName } from '../../sidecar/discovery/discovery.js';
 import { applyInTransaction } from '../../sidecar/dataplane/client.js';
-import { parseState } from '../../sidecar/state/store.js';
+import { parseState } from '../../sidecar/records/store.js';
 import { LOAD_BLIND_AUTOSCALER } from '../support/autoscale-env.js';
 import { dataplaneClientFor } from '../support/dataplane.js';
 import { eventually } from '../support/http.js';

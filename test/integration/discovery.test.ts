@@ -12,7 +12,7 @@ import {
   type ContainerEvent,
   type DiscoveryResult,
 } from '../../sidecar/discovery/discovery.js';
-import type { Logger } from '../../sidecar/telemetry/logger.js';
+import type { Logger } from '../../sidecar/log/logger.js';
 import { PUBLISHED_DISCOVERY } from '../support/discovery-options.js';
 
 // A label prefix of its own, so containers of other tests or a running demo are never selected.

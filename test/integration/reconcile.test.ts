@@ -15,7 +15,7 @@ import { dataplaneApiBinary } from '../../devenv/versions.js';
 import { loadConfig } from '../../sidecar/config/index.js';
 import { applyInTransaction, type DataplaneClient } from '../../sidecar/dataplane/client.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.js';
-import { silentLogger } from '../../sidecar/telemetry/logger.js';
+import { silentLogger } from '../../sidecar/log/logger.js';
 import { dataplaneClientFor } from '../support/dataplane.js';
 import { eventually, get } from '../support/http.js';
 import { runtimeServerNames } from '../support/runtime.js';

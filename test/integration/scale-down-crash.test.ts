@@ -14,7 +14,7 @@ import { docker, startNginx, type TestContainer } from '../../devenv/containers.
 import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import { haproxyEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
 import { dataplaneApiBinary } from '../../devenv/versions.js';
-import type { Retirement } from '../../sidecar/autoscale/retirement.js';
+import type { Retirement } from '../../sidecar/records/retirement.js';
 import type { HaproxyDriver } from '../../sidecar/driver/port.js';
 import { isOwnedServerName } from '../../sidecar/discovery/discovery.js';
 import { LOAD_BLIND_AUTOSCALER } from '../support/autoscale-env.js';

@@ -23,7 +23,7 @@ import { labelledContainersEnv } from '../../devenv/sidecar-env.js';
 import { loadConfig } from '../../sidecar/config/index.js';
 import { cloneSpec } from '../../sidecar/docker/compose.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.js';
-import { silentLogger } from '../../sidecar/telemetry/logger.js';
+import { silentLogger } from '../../sidecar/log/logger.js';
 import { eventually } from '../support/http.js';
 import { runtimeServerNames } from '../support/runtime.js';
 import { dockerCli as docker } from '../support/docker-cli.js';

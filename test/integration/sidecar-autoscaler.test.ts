@@ -15,7 +15,7 @@ import { readPinnedVersions } from '../../devenv/versions.js';
 import { loadConfig } from '../../sidecar/config/index.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/main.js';
 import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE } from '../../sidecar/docker/labels.js';
-import { silentLogger } from '../../sidecar/telemetry/logger.js';
+import { silentLogger } from '../../sidecar/log/logger.js';
 import { eventually } from '../support/http.js';
 import { startLoad } from '../support/load.js';
 

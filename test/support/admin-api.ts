@@ -5,10 +5,10 @@ import { afterEach } from 'vitest';
 import { createAdminRoutes } from '../../sidecar/admin/routes.js';
 import { createAdminService } from '../../sidecar/admin/service.js';
 import type { Candidate } from '../../sidecar/discovery/discovery.js';
-import { createDrainer, type ServerLoad } from '../../sidecar/drain/drainer.js';
-import { memoryStateStore } from '../../sidecar/state/store.js';
+import { createDrainer, type ServerLoad } from '../../sidecar/records/drains.js';
+import { memoryStateStore, operationRecords } from '../../sidecar/records/store.js';
 import { createHttpServer, type HttpServer } from '../../sidecar/http/server.js';
-import { silentLogger } from '../../sidecar/telemetry/logger.js';
+import { silentLogger } from '../../sidecar/log/logger.js';
 import { createMetrics } from '../../sidecar/telemetry/metrics.js';
 import { policy, type world } from './autoscale-world.js';
 import { createMemoryDataplane } from './memory-dataplane.js';
@@ -50,6 +50,7 @@ export async function startAdminApi(
   const names = options.servers ?? ['hsc-nginx-1', 'hsc-nginx-2', 'static-1'];
   const dataplane = createMemoryDataplane({ be_app: names.map((n, i) => configured(n, 32001 + i)), be_api: [] });
   const loads = options.loads ?? {};
+  const state = memoryStateStore();
   const drainer = createDrainer({
     ports: {
       setAdminState: async (b, s, state) => {
@@ -62,7 +63,7 @@ export async function startAdminApi(
         return Promise.resolve(script.length > 1 ? script.shift() : script[0]);
       },
     },
-    store: memoryStateStore(),
+    store: state,
     deadlineMs: 5_000,
     now: () => Date.now(),
     logger: silentLogger,
@@ -96,6 +97,7 @@ export async function startAdminApi(
       service,
       adminToken: options.token ?? TOKEN,
       resync: (r) => resyncs.push(r),
+      records: () => ({ records: operationRecords(state.read()), autoscaler: state.read().autoscaler ?? null }),
       ...(options.autoscaler === undefined ? {} : { autoscaler: { controller: options.autoscaler.autoscaler(), policy, service: 'nginx' } }),
     }),
   });

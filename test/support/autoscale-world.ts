@@ -2,15 +2,15 @@
 // through its ports (sampler, Docker replicas, drainer, reconciler): for the controller and the
 // admin API tests. The drainer in it is the real one.
 import { createAutoscaler, isRemovableRetiree } from '../../sidecar/autoscale/controller.js';
-import { retirementStore } from '../../sidecar/autoscale/retirement.js';
+import { retirementStore } from '../../sidecar/records/retirement.js';
 import { DEFAULT_POLICY, type ScalingPolicy } from '../../sidecar/autoscale/policy.js';
 import type { Sampler, SampleSet } from '../../sidecar/autoscale/sampler.js';
 import type { AdminState } from '../../sidecar/dataplane/client.js';
-import { createDrainer } from '../../sidecar/drain/drainer.js';
-import { memoryStateStore } from '../../sidecar/state/store.js';
+import { createDrainer } from '../../sidecar/records/drains.js';
+import { memoryStateStore } from '../../sidecar/records/store.js';
 import type { ReplicaActions } from '../../sidecar/autoscale/controller.js';
 import type { Replica } from '../../sidecar/scaling/replicas.js';
-import { silentLogger } from '../../sidecar/telemetry/logger.js';
+import { silentLogger } from '../../sidecar/log/logger.js';
 
 export const policy: ScalingPolicy = {
   ...DEFAULT_POLICY,

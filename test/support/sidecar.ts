@@ -2,7 +2,7 @@
 // admin HTTP API (bearer token on mutating routes, JSON both ways).
 import { destination, pino } from 'pino';
 import { join } from 'node:path';
-import { silentLogger, type Logger } from '../../sidecar/telemetry/logger.js';
+import { silentLogger, type Logger } from '../../sidecar/log/logger.js';
 
 /**
  * Silent by default. With HSC_TEST_SIDECAR_LOG_DIR set, the sidecar logs at debug level to

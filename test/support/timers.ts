@@ -1,5 +1,5 @@
 // A manual clock for the loops' unit tests (the reconcile loop, the autoscaler's control loop).
-import type { Timers } from '../../sidecar/reconcile/loop.js';
+import type { Timers } from '../../sidecar/queue/queue.js';
 
 export /** A clock that moves only when the test says so, running due callbacks in time order. */
 function manualTimers(): Timers & { advance(ms: number): Promise<void>; pending(): number[] } {

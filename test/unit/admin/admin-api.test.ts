@@ -116,6 +116,7 @@ describe('admin API', () => {
       '/v1/backends/{backend}/servers/{server}/drain',
       '/v1/backends/{backend}/servers/{server}/undrain',
       '/v1/openapi.json',
+      '/v1/records',
       '/v1/resync',
     ]);
     // Every documented operation answers something other than "no route".

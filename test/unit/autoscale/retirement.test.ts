@@ -2,8 +2,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { advanceRetirement, type Retirement, type RetirementView } from '../../../sidecar/autoscale/retirement.js';
-import { openStateStore, retirementsOf } from '../../../sidecar/state/store.js';
+import { advanceRetirement, type Retirement, type RetirementView } from '../../../sidecar/records/retirement.js';
+import { openStateStore, retirementsOf } from '../../../sidecar/records/store.js';
 
 /** The retirements of the state file, as the sidecar opens it. */
 async function openRetirementStore(file: string) {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ContainerEvent, DockerSource } from '../../../sidecar/discovery/discovery.js';
 import { watchContainerEvents } from '../../../sidecar/discovery/events.js';
-import { silentLogger } from '../../../sidecar/telemetry/logger.js';
+import { silentLogger } from '../../../sidecar/log/logger.js';
 
 async function* events(list: ContainerEvent[], thenFail?: Error): AsyncGenerator<ContainerEvent> {
   for (const e of list) yield await Promise.resolve(e);

@@ -3,7 +3,7 @@
 // version conflict. The real manager is in test/integration/swarm.test.ts.
 import { describe, expect, it } from 'vitest';
 import { createSwarmEdge, type SwarmApi } from '../../../sidecar/docker/swarm.js';
-import type { Logger } from '../../../sidecar/telemetry/logger.js';
+import type { Logger } from '../../../sidecar/log/logger.js';
 
 interface RawTask {
   ID: string;

@@ -5,9 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import { createAutoscaler, isRemovableRetiree, type ReplicaActions } from '../../../sidecar/autoscale/controller.js';
 import { DEFAULT_POLICY } from '../../../sidecar/autoscale/policy.js';
-import { retirementStore, type Retirement } from '../../../sidecar/autoscale/retirement.js';
+import { retirementStore, type Retirement } from '../../../sidecar/records/retirement.js';
 import { fail, ok, type EdgeErrorKind } from '../../../sidecar/edge/result.js';
-import { silentLogger } from '../../../sidecar/telemetry/logger.js';
+import { silentLogger } from '../../../sidecar/log/logger.js';
 
 function setup(kind: EdgeErrorKind | undefined) {
   const record: Retirement = { containerId: 't2', backend: 'be_app', server: 'hsc-web.2.node-A', stage: 'drained', startedAt: 0, deadlineAt: 60_000, quietReads: 2 };

@@ -2,10 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createDrainer, type DrainOutcome, type DrainPorts, type ServerLoad } from '../../../sidecar/drain/drainer.js';
+import { createDrainer, type DrainOutcome, type DrainPorts, type ServerLoad } from '../../../sidecar/records/drains.js';
 import type { AdminState, Result } from '../../../sidecar/dataplane/client.js';
-import { memoryStateStore, openStateStore, type StateStore } from '../../../sidecar/state/store.js';
-import { silentLogger } from '../../../sidecar/telemetry/logger.js';
+import { memoryStateStore, openStateStore, type StateStore } from '../../../sidecar/records/store.js';
+import { silentLogger } from '../../../sidecar/log/logger.js';
 
 const POLL_MS = 500;
 

@@ -9,7 +9,7 @@ import { createDiscovery } from '../../../sidecar/discovery/discovery.js';
 import { parseContainer, type ContainerSnapshot, type DiscoveryOptions } from '../../../sidecar/discovery/parse.js';
 import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE } from '../../../sidecar/docker/labels.js';
 import { ok } from '../../../sidecar/edge/result.js';
-import type { Logger } from '../../../sidecar/telemetry/logger.js';
+import type { Logger } from '../../../sidecar/log/logger.js';
 
 const SUFFIXES = ['enable', 'backend', 'port', 'weight', 'check.path'] as const;
 // Names that mean something to JavaScript objects, where a lookup by name could find an

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { createReconcileLoop } from '../../../sidecar/reconcile/loop.js';
+import { createWorkQueue } from '../../../sidecar/queue/queue.js';
 import { manualTimers } from '../../support/timers.js';
-import type { ReconcileOutcome } from '../../../sidecar/reconcile/reconciler.js';
-import { silentLogger } from '../../../sidecar/telemetry/logger.js';
+import { reconcileWork, type ReconcileOutcome } from '../../../sidecar/reconcile/reconciler.js';
+import { silentLogger } from '../../../sidecar/log/logger.js';
 
 
 const converged = (waiting = 0): ReconcileOutcome => ({ status: 'converged', operations: [], stateOperations: [], transactions: 0, reloads: 0, conflicts: 0, waiting });
@@ -11,24 +11,23 @@ const failed: ReconcileOutcome = { status: 'failed', message: 'boom', error: und
 function setup(outcomes: Array<ReconcileOutcome | (() => Promise<ReconcileOutcome>)> = []) {
   const timers = manualTimers();
   const runs: number[] = [];
-  const loop = createReconcileLoop({
+  const queue = createWorkQueue({ timers, logger: silentLogger });
+  const reconciler = {
     reconcile: async () => {
       runs.push(timers.now());
       const next = outcomes.shift() ?? converged();
       return typeof next === 'function' ? next() : next;
     },
-    debounceMs: 100,
-    maxDebounceMs: 2_000,
-    resyncIntervalMs: 30_000,
-    readinessRetryMs: 1_000,
-    failureBackoffMs: 1_000,
-    timers,
-    logger: silentLogger,
-  });
+  };
+  queue.register(
+    'reconcile',
+    reconcileWork(reconciler, { debounceMs: 100, maxDebounceMs: 2_000, resyncIntervalMs: 30_000, readinessRetryMs: 1_000, failureBackoffMs: 1_000, logger: silentLogger }),
+  );
+  const loop = { start: () => queue.start(), stop: () => queue.stop(), trigger: (reason: string) => queue.add('reconcile', reason) };
   return { timers, runs, loop };
 }
 
-describe('reconcile loop', () => {
+describe('the reconcile key on the work queue', () => {
   it('runs at start, then resyncs periodically', async () => {
     const { timers, runs, loop } = setup();
     loop.start();

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { ContainerSnapshot } from '../../../sidecar/discovery/parse.js';
 import { createDiscovery, type DockerSource, type Probe } from '../../../sidecar/discovery/discovery.js';
 import { createReconciler } from '../../../sidecar/reconcile/reconciler.js';
-import type { Logger } from '../../../sidecar/telemetry/logger.js';
+import type { Logger } from '../../../sidecar/log/logger.js';
 import { createMetrics, type SidecarMetrics } from '../../../sidecar/telemetry/metrics.js';
 import type { AdminState, ConfiguredServer } from '../../../sidecar/dataplane/client.js';
 import { createDataplaneDriver } from '../../../sidecar/dataplane/driver.js';

@@ -11,11 +11,11 @@
 // of our own: Docker labels cannot change on a running container, and HAProxy's drain state
 // cannot tell a scale-down from an operator's `hsc drain` (which must never stop a container).
 import type { AdminState } from '../driver/port.js';
-import type { Retirement } from '../state/store.js';
-import { drainProgress, type ServerLoad } from '../drain/record.js';
+import type { Retirement } from './store.js';
+import { drainProgress, type ServerLoad } from './drain.js';
 
-export type { Retirement, RetirementStage, RetirementStore } from '../state/store.js';
-export { retirementStore } from '../state/store.js';
+export type { Retirement, RetirementStage, RetirementStore } from './store.js';
+export { retirementStore } from './store.js';
 
 /** What HAProxy and Docker show of one retirement now. */
 export interface RetirementView {

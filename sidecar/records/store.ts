@@ -224,6 +224,13 @@ function stateStore(initial: SidecarState, file: string): StateStore {
   };
 }
 
+/** Every record of the one kind the sidecar keeps, each with its kind: what GET /v1/records shows. */
+export type OperationRecord = ({ readonly kind: 'retirement' } & Retirement) | ({ readonly kind: 'drain' } & DrainRecord);
+
+export function operationRecords(state: Pick<SidecarState, 'retirements' | 'drains'>): OperationRecord[] {
+  return [...state.retirements.map((r) => ({ kind: 'retirement' as const, ...r })), ...state.drains.map((d) => ({ kind: 'drain' as const, ...d }))];
+}
+
 /** The admin state the records ask of a server: maintenance wins over drain, drain over ready. */
 export function recordedAdminState(state: Pick<SidecarState, 'retirements' | 'drains'>, backend: string, server: string): AdminState | undefined {
   const retirement = state.retirements.find((r) => r.backend === backend && r.server === server);

@@ -8,11 +8,11 @@
 // `?wait`) and the outcome of drains that were cancelled are kept in memory.
 import type { AdminState, RuntimeServer } from '../driver/port.js';
 import type { Result } from '../edge/result.js';
-import type { DrainRecord, StateStore } from '../state/store.js';
-import type { Logger } from '../telemetry/logger.js';
-import { advanceDrain, type ServerLoad } from './record.js';
+import type { DrainRecord, StateStore } from './store.js';
+import type { Logger } from '../log/logger.js';
+import { advanceDrain, type ServerLoad } from './drain.js';
 
-export type { ServerLoad } from './record.js';
+export type { ServerLoad } from './drain.js';
 
 /** What the drainer needs from HAProxy: runtime states through the driver, load from its exporter. */
 export interface DrainPorts {

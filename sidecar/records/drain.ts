@@ -13,7 +13,7 @@
 // Every stage also says which admin state HAProxy must show (drain, or maint once forced), so a
 // state lost to a reload by anyone, or a state someone else changed, is set again on the next pass.
 import type { AdminState } from '../driver/port.js';
-import type { DrainRecord } from '../state/store.js';
+import type { DrainRecord } from './store.js';
 import type { ServerLoad } from '../haproxy-metrics/exporter.js';
 
 export type { ServerLoad } from '../haproxy-metrics/exporter.js';
