@@ -3,7 +3,7 @@
 // the scaled service's containers from Docker, turned into one line per autoscaler evaluation and
 // one line per pool event (a server added, serving, drained, removed; a container started or
 // stopped). Only reads: nothing here changes the pool.
-import type { DrainProgress } from '../sidecar/drain/drainer.js';
+import type { DrainProgress } from '../sidecar/records/drains.js';
 import type { DecisionRecord } from '../sidecar/autoscale/controller.js';
 import type { BackendView, ServerView } from '../sidecar/admin/service.js';
 import type { LoadWindow } from './demo-load.js';

@@ -30,7 +30,7 @@ import { dataplaneApiBinary, readPinnedVersions } from './versions.js';
 import { ConfigError, loadConfig, type LogLevel, type SidecarConfig } from '../sidecar/config/index.js';
 import { startSidecar, type RunningSidecar } from '../sidecar/main.js';
 import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE } from '../sidecar/docker/labels.js';
-import type { Logger } from '../sidecar/telemetry/logger.js';
+import type { Logger } from '../sidecar/log/logger.js';
 import { eventuallyServing } from './wait.js';
 
 const PROJECT = 'hsc-demo';
