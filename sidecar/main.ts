@@ -57,7 +57,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   });
   const port = await http.listen(config.http.host, config.http.port);
   const watching = new AbortController();
-  const watcher = wire.watchDocker(config, { docker, signal: watching.signal, logger, metrics, trigger: resync });
+  const watcher = wire.watchDocker(config, { docker, signal: watching.signal, logger, metrics, trigger: resync, reconciler });
 
   runtimeReads = await wire.inspectHaproxy(config, haproxy, logger);
   // A drain HAProxy shows without a record (a sidecar that ran without a state file) is the

@@ -15,7 +15,7 @@ import { createDataplaneDriver } from './dataplane/driver.js';
 import { createDiscovery, isOwnedServerName, type Discovery, type DockerSource, type Probe } from './discovery/discovery.js';
 import type { DiscoveryOptions } from './discovery/parse.js';
 import { watchContainerEvents } from './discovery/events.js';
-import { createDockerEdge, type DockerEdge } from './docker/compose.js';
+import { createDockerEdge, isStoppingKill, type DockerEdge } from './docker/compose.js';
 import { createSwarmEdge } from './docker/swarm.js';
 import type { HaproxyDriver } from './driver/port.js';
 import { ok, type Result } from './edge/result.js';
@@ -340,7 +340,15 @@ export function wireHttp(
 /** Docker's event stream as triggers of reconcile passes; resolves when `signal` aborts. */
 export function watchDocker(
   config: SidecarConfig,
-  parts: { docker: DockerSource; signal: AbortSignal; logger: Logger; metrics: SidecarMetrics; trigger: (reason: string) => void },
+  parts: {
+    docker: DockerSource;
+    signal: AbortSignal;
+    logger: Logger;
+    metrics: SidecarMetrics;
+    trigger: (reason: string) => void;
+    /** Told at once of a container that starts to stop, and of one that runs again. */
+    reconciler?: Pick<Reconciler, 'leaving' | 'returned'>;
+  },
 ): Promise<void> {
   return watchContainerEvents({
     source: parts.docker,
@@ -350,7 +358,11 @@ export function watchDocker(
     logger: parts.logger,
     minBackoffMs: config.docker.eventsMinBackoffMs,
     maxBackoffMs: config.docker.eventsMaxBackoffMs,
-    onEvent: (event) => parts.trigger(`docker ${event.action} ${event.containerId.slice(0, 12)}`),
+    onEvent: (event) => {
+      if (isStoppingKill(event)) void parts.reconciler?.leaving(event.containerId);
+      else if (event.action === 'start') parts.reconciler?.returned(event.containerId);
+      parts.trigger(`docker ${event.action} ${event.containerId.slice(0, 12)}`);
+    },
     onStreamState: (open) => {
       parts.metrics.eventsStreamUp.set(open ? 1 : 0);
       // Events may have been missed while the stream was closed: look at everything again.

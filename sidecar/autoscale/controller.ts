@@ -258,7 +258,10 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     for (const r of records) {
       views.set(r.containerId, {
         containerRunning: running.has(r.containerId),
-        serverPresent: configured.value.servers.some((s) => s.backend === r.backend && s.name === r.server),
+        // Present while the configuration still has it or the running HAProxy still serves it: a
+        // removal committed through the Data Plane API leaves the file first and the running
+        // HAProxy only at the reload, and the container must outlast the latter.
+        serverPresent: configured.value.servers.some((s) => s.backend === r.backend && s.name === r.server) || states.has(`${r.backend}/${r.server}`),
         adminState: states.get(`${r.backend}/${r.server}`),
         load: r.stage === 'draining' ? await options.readLoad(r.backend, r.server) : undefined,
       });

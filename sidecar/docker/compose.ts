@@ -8,6 +8,7 @@ import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE, composeNumber } from 
 import type { ContainerEvent, ContainerHealth, ContainerSnapshot, PublishedPort } from './snapshot.js';
 
 export type { ContainerEvent, ContainerHealth, ContainerSnapshot, PublishedPort } from './snapshot.js';
+export { isStoppingKill } from './snapshot.js';
 export { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE, composeNumber } from './labels.js';
 
 /** A Compose service: its containers carry these two labels (in Swarm mode: a stack's service and its stack). */
@@ -210,10 +211,11 @@ export async function* readEvents(
 
 function parseEventLine(line: string): ContainerEvent | undefined {
   try {
-    const raw = JSON.parse(line) as { Action?: unknown; Actor?: { ID?: unknown } };
+    const raw = JSON.parse(line) as { Action?: unknown; Actor?: { ID?: unknown; Attributes?: { signal?: unknown } } };
     if (typeof raw.Action !== 'string' || typeof raw.Actor?.ID !== 'string') return undefined;
+    const signal = raw.Actor.Attributes?.signal;
     // health_status events read "health_status: healthy"; the trigger only needs the verb.
-    return { action: raw.Action.split(':')[0] ?? raw.Action, containerId: raw.Actor.ID };
+    return { action: raw.Action.split(':')[0] ?? raw.Action, containerId: raw.Actor.ID, ...(typeof signal === 'string' ? { signal } : {}) };
   } catch {
     return undefined;
   }

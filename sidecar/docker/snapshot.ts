@@ -32,4 +32,14 @@ export interface ContainerSnapshot {
 export interface ContainerEvent {
   readonly action: string;
   readonly containerId: string;
+  /** A `kill` event's signal as Docker reports it (a number, e.g. "15", or a name); absent otherwise. */
+  readonly signal?: string;
 }
+
+// Signals that end a container's main process (docker stop sends the image's STOPSIGNAL, nginx's
+// is SIGQUIT; docker kill sends SIGKILL unless told otherwise). HUP, USR1, USR2 and WINCH reload
+// or reopen in nginx and most servers: the container keeps serving.
+const STOPPING_SIGNALS = new Set(['2', '3', '9', '15', 'INT', 'QUIT', 'KILL', 'TERM', 'SIGINT', 'SIGQUIT', 'SIGKILL', 'SIGTERM']);
+
+/** True for the first sign that a container is going away: a `kill` event with a signal that stops it. */
+export const isStoppingKill = (event: ContainerEvent): boolean => event.action === 'kill' && event.signal !== undefined && STOPPING_SIGNALS.has(event.signal.toUpperCase());

@@ -59,14 +59,51 @@ export type ReconcileOutcome =
 
 export interface Reconciler {
   reconcile(): Promise<ReconcileOutcome>;
+  /**
+   * The first sign that a container is going away (Docker's `kill` with a stopping signal): its
+   * servers leave rotation now, in drain, before its process closes its listeners, without
+   * waiting for a debounced pass; they are removed once the container is gone. Servers of
+   * several containers stopped together go out together (the calls do not wait for each other).
+   */
+  leaving(containerId: string): Promise<void>;
+  /** The container runs again (a restart): its servers may serve again once it is ready. */
+  returned(containerId: string): void;
 }
 
 export function createReconciler(options: ReconcilerOptions): Reconciler {
   const { driver, metrics, logger } = options;
   /** Last failure logged per server, so a state HAProxy keeps refusing is not logged every pass. */
   const stateFailures = new Map<string, string>();
+  /** The managed servers of each container, as the last pass found them. */
+  let serversOf = new Map<string, Array<{ backend: string; server: string }>>();
+  /** Containers on their way out (a stopping `kill` seen), until they are gone or start again. */
+  const leaving = new Set<string>();
+  const isLeavingServer = (backend: string, server: string): boolean =>
+    [...leaving].some((id) => serversOf.get(id)?.some((s) => s.backend === backend && s.server === server) === true);
+
+  /** What a server's records ask, and drain for a container on its way out; maintenance wins. */
+  const wantedState = (c: Candidate): AdminState => {
+    const recorded = options.adminStateOf?.(c.backend, c.serverName);
+    if (recorded === 'maint') return 'maint';
+    return recorded ?? (leaving.has(c.containerId) ? 'drain' : 'ready');
+  };
 
   return {
+    async leaving(containerId) {
+      leaving.add(containerId);
+      const servers = serversOf.get(containerId) ?? [];
+      await Promise.all(
+        servers.map(async ({ backend, server }) => {
+          const set = await driver.setAdminState(backend, server, options.adminStateOf?.(backend, server) === 'maint' ? 'maint' : 'drain');
+          // Gone already (a retirement removed it first) is fine: nothing serves through it.
+          if (!set.ok && set.error.kind !== 'not-found') logger.warn({ backend, server, error: set.error.message }, `cannot take ${backend}/${server} out of rotation: ${set.error.message}`);
+          else if (set.ok) logger.info({ backend, server, container: containerId.slice(0, 12) }, `${backend}/${server} out of rotation: its container is stopping`);
+        }),
+      );
+    },
+    returned(containerId) {
+      leaving.delete(containerId);
+    },
     async reconcile() {
       const started = options.now();
       const outcome = await pass().catch(
@@ -106,6 +143,11 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       const listed = await options.discovery.discover();
       if (!listed.ok) return failed(`listing Docker's containers: ${listed.error.message}`, listed.error);
       const discovered = listed.value;
+      // A container no longer running has left: its mark goes with it.
+      const running = new Set(discovered.candidates.map((c) => c.containerId));
+      for (const id of leaving) if (!running.has(id)) leaving.delete(id);
+      serversOf = new Map();
+      for (const c of discovered.candidates) serversOf.set(c.containerId, [...(serversOf.get(c.containerId) ?? []), { backend: c.backend, server: c.serverName }]);
       const candidates = discovered.candidates.filter((c) => options.isRemovable?.(c.containerId) !== true);
       const snapshot = await driver.readServers(options.managedBackends);
       if (!snapshot.ok) return failed(`reading servers: ${snapshot.error.message}`, snapshot.error);
@@ -119,7 +161,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         (c) => serving.has(`${c.backend}/${c.serverName}/${c.address}/${c.port}`),
         options.probe,
       );
-      const desired = ready.map((c) => toDesired(c, options.adminStateOf?.(c.backend, c.serverName) ?? 'ready'));
+      const desired = ready.map((c) => toDesired(c, wantedState(c)));
       const operations = plan({
         desired,
         actual,
@@ -199,6 +241,8 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     const planned = planStates({ desired, running, changing });
     for (const operation of planned) {
       const id = serverKey(operation.backend, operation.name);
+      // Its container began to stop after this pass planned: it stays out of rotation.
+      if (operation.op === 'set-state' && operation.state === 'ready' && isLeavingServer(operation.backend, operation.name)) continue;
       const result = operation.op === 'enable-checks' ? await driver.enableChecks(operation.backend, operation.name) : await driver.setAdminState(operation.backend, operation.name, operation.state);
       const what = operation.op === 'enable-checks' ? 'health checks on' : `state ${operation.state}`;
       if (!result.ok) {
@@ -272,7 +316,7 @@ export interface ReconcileSchedule {
  * The reconciler's key on the work queue: a pass per burst of triggers, a periodic resync, a
  * quick second look while containers are starting, and backoff after a failed pass.
  */
-export function reconcileWork(reconciler: Reconciler, schedule: ReconcileSchedule): WorkSpec {
+export function reconcileWork(reconciler: Pick<Reconciler, 'reconcile'>, schedule: ReconcileSchedule): WorkSpec {
   return {
     debounceMs: schedule.debounceMs,
     maxDebounceMs: schedule.maxDebounceMs,

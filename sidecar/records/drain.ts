@@ -19,16 +19,36 @@ import type { ServerLoad } from '../haproxy-metrics/exporter.js';
 export type { ServerLoad } from '../haproxy-metrics/exporter.js';
 
 const QUIET_READS = 2;
+/**
+ * The quiet reads must also span this long: a pass that runs right after another (an evaluation
+ * asks for one) would otherwise read twice within milliseconds, and a request dispatched between
+ * two such reads is the one the second read exists to catch.
+ */
+export const MIN_QUIET_SPAN_MS = 250;
 
-export type DrainVerdict = { readonly quietReads: number; readonly verdict: 'drained' | 'deadline' | 'draining' };
+export type DrainVerdict = {
+  readonly quietReads: number;
+  /** When the current run of quiet reads began; undefined when the last read was not quiet. */
+  readonly quietSince: number | undefined;
+  readonly verdict: 'drained' | 'deadline' | 'draining';
+};
 
-/** One read of a draining server: counts quiet reads and says whether the drain is over. */
-export function drainProgress(quietReads: number, load: ServerLoad | undefined, deadlineAt: number, now: number): DrainVerdict {
-  const quiet = load !== undefined && load.sessions === 0 && load.queue === 0 ? quietReads + 1 : 0;
-  if (quiet >= QUIET_READS) return { quietReads: quiet, verdict: 'drained' };
-  if (now >= deadlineAt) return { quietReads: quiet, verdict: 'deadline' };
-  return { quietReads: quiet, verdict: 'draining' };
+/**
+ * One read of a draining server: counts quiet reads and says whether the drain is over.
+ * `quietSince` undefined with quiet reads counted is a record from before it was kept: no span asked.
+ */
+export function drainProgress(quietReads: number, load: ServerLoad | undefined, deadlineAt: number, now: number, quietSince?: number): DrainVerdict {
+  const isQuiet = load !== undefined && load.sessions === 0 && load.queue === 0;
+  const quiet = isQuiet ? quietReads + 1 : 0;
+  const since = !isQuiet ? undefined : quietReads === 0 ? now : quietSince;
+  const spanned = since === undefined || now - since >= MIN_QUIET_SPAN_MS;
+  if (quiet >= QUIET_READS && spanned) return { quietReads: quiet, quietSince: since, verdict: 'drained' };
+  if (now >= deadlineAt) return { quietReads: quiet, quietSince: since, verdict: 'deadline' };
+  return { quietReads: quiet, quietSince: since, verdict: 'draining' };
 }
+
+/** The record's quiet-read fields after a read. */
+export const quietFields = (v: DrainVerdict): { quietReads: number; quietSince?: number } => ({ quietReads: v.quietReads, ...(v.quietSince === undefined ? {} : { quietSince: v.quietSince }) });
 
 /** What HAProxy shows of one drained server now. */
 export interface DrainView {
@@ -66,24 +86,26 @@ export function advanceDrain(record: DrainRecord, view: DrainView, now: number):
   const holds = view.adminState === want || (want === 'drain' && view.adminState === 'maint');
   if (!holds) {
     // Lost to a reload (HAProxy restarted without its state file), or set back by someone else.
+    const { quietSince: _lost, ...reset } = withLoad;
     return {
-      next: { ...withLoad, quietReads: 0 },
+      next: { ...reset, quietReads: 0 },
       effects: [want === 'maint' ? 'set-maint' : 'set-drain'],
       reason: `${id} was ${view.adminState ?? 'unknown'}; set to ${want} again (drained by an operator)`,
     };
   }
   if (r.stage !== 'draining') return { next: withLoad, effects: [], reason: `${id} ${r.stage}` };
-  const progress = drainProgress(r.quietReads, view.load, r.deadlineAt, now);
+  const progress = drainProgress(r.quietReads, view.load, r.deadlineAt, now, r.quietSince);
+  const { quietSince: _before, ...base } = withLoad;
   if (progress.verdict === 'drained') {
-    return { next: { ...withLoad, stage: 'drained', quietReads: progress.quietReads, endedAt: now }, effects: [], reason: `${id} drained`, ended: 'drained' };
+    return { next: { ...base, ...quietFields(progress), stage: 'drained', endedAt: now }, effects: [], reason: `${id} drained`, ended: 'drained' };
   }
   if (progress.verdict === 'deadline') {
     return {
-      next: { ...withLoad, stage: 'forced', quietReads: progress.quietReads, endedAt: now },
+      next: { ...base, ...quietFields(progress), stage: 'forced', endedAt: now },
       effects: ['set-maint'],
       reason: `${id} still busy at its drain deadline (${view.load?.sessions ?? '?'} session(s), ${view.load?.queue ?? '?'} queued): forced to maintenance`,
       ended: 'forced',
     };
   }
-  return { next: { ...withLoad, quietReads: progress.quietReads }, effects: [], reason: `${id} draining` };
+  return { next: { ...base, ...quietFields(progress) }, effects: [], reason: `${id} draining` };
 }

@@ -12,7 +12,7 @@
 // cannot tell a scale-down from an operator's `hsc drain` (which must never stop a container).
 import type { AdminState } from '../driver/port.js';
 import type { Retirement } from './store.js';
-import { drainProgress, type ServerLoad } from './drain.js';
+import { drainProgress, quietFields, type ServerLoad } from './drain.js';
 
 export type { Retirement, RetirementStage, RetirementStore } from './store.js';
 export { retirementStore } from './store.js';
@@ -58,19 +58,21 @@ export function advanceRetirement(retirement: Retirement, view: RetirementView, 
         // without its state file: (re)apply it. An operator's undrain deletes the record instead.
         return { next: { ...r, quietReads: 0 }, effects: ['set-drain'], reason: `${r.server} put in drain for scale-down` };
       }
-      const { quietReads: quiet, verdict } = drainProgress(r.quietReads, view.load, r.deadlineAt, now);
-      if (verdict === 'drained') {
-        return { next: { ...r, stage: 'drained', quietReads: quiet }, effects: ['request-removal'], reason: `${r.server} drained`, drain: 'drained' };
+      const read = drainProgress(r.quietReads, view.load, r.deadlineAt, now, r.quietSince);
+      const { quietSince: _before, ...base } = r;
+      const counted = { ...base, ...quietFields(read) };
+      if (read.verdict === 'drained') {
+        return { next: { ...counted, stage: 'drained' }, effects: ['request-removal'], reason: `${r.server} drained`, drain: 'drained' };
       }
-      if (verdict === 'deadline') {
+      if (read.verdict === 'deadline') {
         return {
-          next: { ...r, stage: 'drained', quietReads: quiet, forced: true },
+          next: { ...counted, stage: 'drained', forced: true },
           effects: ['set-maint', 'request-removal'],
           reason: `${r.server} still busy at its drain deadline (${view.load?.sessions ?? '?'} session(s), ${view.load?.queue ?? '?'} queued): forced to maintenance`,
           drain: 'forced',
         };
       }
-      return { next: { ...r, quietReads: quiet }, effects: [], reason: `${r.server} draining` };
+      return { next: counted, effects: [], reason: `${r.server} draining` };
     }
     case 'drained': {
       if (!view.serverPresent) return { next: { ...r, stage: 'removed' }, effects: ['stop-container'], reason: `${r.server} removed from HAProxy` };

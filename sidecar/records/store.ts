@@ -31,6 +31,8 @@ export interface Retirement {
   readonly deadlineAt: number;
   /** Consecutive reads of no session and no queue: two end the drain. */
   readonly quietReads: number;
+  /** When the current run of quiet reads began (ms since the epoch). */
+  readonly quietSince?: number;
   /** Set when the drain ended at its deadline: the server stays in maintenance until removed. */
   readonly forced?: boolean;
 }
@@ -49,6 +51,8 @@ export interface DrainRecord {
   readonly startedAt: number;
   readonly deadlineAt: number;
   readonly quietReads: number;
+  /** When the current run of quiet reads began (ms since the epoch). */
+  readonly quietSince?: number;
   /** The last sessions and queue read, for the admin API; absent until a read succeeded. */
   readonly load?: ServerLoad;
   /** When the drain ended (drained or forced). */
@@ -122,6 +126,7 @@ function isRetirement(value: unknown): value is Retirement {
     isNumber(value.startedAt) &&
     isNumber(value.deadlineAt) &&
     isNumber(value.quietReads) &&
+    (value.quietSince === undefined || isNumber(value.quietSince)) &&
     (value.forced === undefined || typeof value.forced === 'boolean')
   );
 }
@@ -137,6 +142,7 @@ function isDrainRecord(value: unknown): value is DrainRecord {
     isNumber(value.startedAt) &&
     isNumber(value.deadlineAt) &&
     isNumber(value.quietReads) &&
+    (value.quietSince === undefined || isNumber(value.quietSince)) &&
     (load === undefined || (isObject(load) && isNumber(load.sessions) && isNumber(load.queue))) &&
     (value.endedAt === undefined || isNumber(value.endedAt))
   );

@@ -126,6 +126,8 @@ export function world(initial: number) {
       now: () => clock,
     });
   return {
+    /** Time passing between two passes of the control loop (its drain poll period). */
+    elapse: (ms: number) => (clock += ms),
     /** Whether the driver can set server states (false: the Data Plane API on HAProxy 2.6 without the socket). */
     canDrain: (on: boolean) => (drainable = on),
     /** A replica Docker runs that HAProxy does not show in service yet (started by someone else, or before a restart). */

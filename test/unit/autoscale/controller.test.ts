@@ -89,6 +89,7 @@ describe('autoscaler', () => {
     for (let pass = 0; pass < 10 && w.retirements.list().length > 0; pass++) {
       stages.push(w.retirements.list()[0]?.stage ?? 'done');
       await a.progress();
+      w.elapse(500);
     }
     expect(stages).toEqual(['draining', 'draining', 'drained', 'removed']);
     expect(w.events).toEqual(['drain hsc-nginx-3', 'reconcile (scale-down: hsc-nginx-3 drained)', 'stop c3']);
@@ -103,7 +104,10 @@ describe('autoscaler', () => {
     expect(w.retirements.list()).toMatchObject([{ containerId: 'c3', stage: 'draining' }]);
     // A new controller over the same record, as after a restart of the sidecar.
     const restarted = w.autoscaler();
-    for (let pass = 0; pass < 10 && w.retirements.list().length > 0; pass++) await restarted.progress();
+    for (let pass = 0; pass < 10 && w.retirements.list().length > 0; pass++) {
+      await restarted.progress();
+      w.elapse(500);
+    }
     expect(w.events.filter((e) => e.startsWith('stop'))).toEqual(['stop c3']);
   });
 

@@ -132,6 +132,18 @@ describe('drainer (records advanced by the control loop)', () => {
     expect(store.read().drains).toEqual([]);
   });
 
+  it('two quiet reads end a drain only when they are a poll period apart, not two passes in a row', async () => {
+    const h = fakeHaproxy({ web1: [load(0)] });
+    const d = h.drainer();
+    const done = d.drain('be_app', 'web1', { reason: 'maintenance' });
+    await d.tick();
+    await d.tick();
+    expect(d.progress('be_app', 'web1')?.state).toBe('draining');
+    h.tick(POLL_MS);
+    await d.tick();
+    expect(await done).toMatchObject({ outcome: 'drained' });
+  });
+
   it('sets the drain again when HAProxy lost it (a reload by anyone), during and after the drain', async () => {
     const h = fakeHaproxy({ web1: [load(1), load(1), load(1), load(0), load(0)] });
     const d = h.drainer();
@@ -181,7 +193,10 @@ describe('drainer (records advanced by the control loop)', () => {
       if (!reopened.ok) throw new Error(reopened.error.message);
       expect(reopened.value.read().drains).toMatchObject([{ backend: 'be_app', server: 'web1', stage: 'draining', reason: 'maintenance' }]);
       const again = h.drainer(60_000, reopened.value);
-      for (let i = 0; i < 4; i++) await again.tick();
+      for (let i = 0; i < 4; i++) {
+        await again.tick();
+        h.tick(POLL_MS);
+      }
       expect(again.progress('be_app', 'web1')?.state).toBe('drained');
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -198,6 +213,7 @@ describe('drainer (records advanced by the control loop)', () => {
     expect(d.list().map((p) => [p.server, p.reason])).toEqual([['hsc-web-1', 'found in drain at start-up']]);
     h.tick(1);
     await d.tick();
+    h.tick(POLL_MS);
     await d.tick();
     expect(d.progress('be_app', 'hsc-web-1')?.state).toBe('drained');
   });
