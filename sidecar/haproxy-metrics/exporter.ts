@@ -150,15 +150,27 @@ export interface ScrapeOptions {
   readonly now?: () => number;
 }
 
+/**
+ * The exporter's URL asking only for what the sidecar reads: backend and server figures (the
+ * exporter's `scope` parameter, HAProxy 2.4+; measured on 2.6.12 and 3.0.11: 26 of 47 KB). A
+ * breach check scrapes every two seconds, and the frontend and process families it skips were
+ * half of what each scrape allocated. A URL that names its own scopes is left as it is.
+ */
+export function scopedUrl(url: string): string {
+  if (/[?&]scope=/.test(url)) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}scope=backend&scope=server`;
+}
+
 export async function scrape(options: ScrapeOptions): Promise<ScrapeResult> {
   const doFetch = options.fetch ?? fetch;
   const now = options.now ?? Date.now;
+  const url = scopedUrl(options.url);
   let lastError: unknown;
   // A reload closes the old worker's kept-alive connections; a GET on one of them fails at once
   // and the same GET on a fresh connection succeeds, so a connection failure is retried once.
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      const response = await doFetch(options.url, { signal: AbortSignal.timeout(options.timeoutMs) });
+      const response = await doFetch(url, { signal: AbortSignal.timeout(options.timeoutMs) });
       const text = await response.text();
       if (!response.ok) return fail(`scrape ${options.url}`, 'unavailable', `${options.url} answered ${response.status}`, response.status);
       return ok({ samples: parsePrometheusText(text), at: now() });
