@@ -209,6 +209,9 @@ async function pacedLoop(options: LoadOptions, segments: Segment[]): Promise<voi
       `load segment ${index}: ${segment.sent} requests in ${((to - from) / 1000).toFixed(0)} s (${(segment.sent / ((to - from) / 1000)).toFixed(0)}/s), ` +
         `${failed} failed${failed > 0 || error !== undefined ? ` (${segment.detail})` : ''}, p99 ${segment.p99Ms.toFixed(1)} ms, ${segment.lateSends} late sends`,
     );
+    // wrk could not run at all (HAProxy gone): a segment that failed whole, and a pause before
+    // the next one, not a loop of thousands of them in a second.
+    if (run === undefined) await new Promise((resolve) => setTimeout(resolve, 1_000));
   }
 }
 
