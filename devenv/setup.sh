@@ -165,7 +165,7 @@ ensure_haproxy() {
     mv "$build" "$haproxy_dir"
     trap - EXIT
     haproxy_is_series "$series" "$haproxy_bin" || { log "$haproxy_bin does not run after the rename"; exit 1; }
-    log "HAProxy $("$haproxy_bin" -v | head -1 | cut -d' ' -f3) ready in $(( $(date +%s) - started )) s"
+    log "HAProxy $("$haproxy_bin" -v | sed -n '1s/^HAProxy version \([^ ]*\).*/\1/p') ready in $(( $(date +%s) - started )) s"
   fi
   exec {haproxy_lock}>&-
 }
