@@ -47,7 +47,7 @@ if (values.help) {
       '  --quick      a smoke run: fewer rounds, trials and probes',
       '  --out        where latest.json and latest.md go (default: bench/results)',
       "  --keep-logs  keep the sidecars' debug logs after a run that passed too",
-      'The Data Plane API scenarios run where HSC_DATAPLANEAPI_BIN (or a dataplaneapi on PATH) is; HSC_HAPROXY_BIN chooses HAProxy.',
+      'The Data Plane API scenarios run where HSC_DATAPLANEAPI_BIN (or a dataplaneapi on PATH) is; HSC_HAPROXY_SERIES (2.6, 3.0, 3.2, 3.4) or HSC_HAPROXY_BIN chooses HAProxy.',
       '',
     ].join('\n'),
   );
@@ -88,12 +88,15 @@ function firstLine(command: string, args: readonly string[], pattern = /./): str
 /** Which HAProxy runs and why, without a machine-specific path. */
 function haproxyDescription(): string {
   const binary = haproxyBinary();
+  const series = process.env.HSC_HAPROXY_SERIES ?? '';
   const source =
     process.env.HSC_HAPROXY_BIN !== undefined && process.env.HSC_HAPROXY_BIN !== ''
       ? `HSC_HAPROXY_BIN${binary === FLOOR_HAPROXY_BINARY ? ` (${FLOOR_HAPROXY_BINARY}, Debian 12's package)` : ''}`
-      : binary === FLOOR_HAPROXY_BINARY
-        ? `${FLOOR_HAPROXY_BINARY} (Debian 12's package; setup.sh has not cached 3.0)`
-        : `setup.sh's cached ${readPinnedVersions().HAPROXY_SUITE} build`;
+      : series !== ''
+        ? `HSC_HAPROXY_SERIES=${series}, ${binary === FLOOR_HAPROXY_BINARY ? `${FLOOR_HAPROXY_BINARY}, Debian 12's package` : "setup.sh's cached build"}`
+        : binary === FLOOR_HAPROXY_BINARY
+          ? `${FLOOR_HAPROXY_BINARY} (Debian 12's package; setup.sh has not cached 3.0)`
+          : `setup.sh's cached ${readPinnedVersions().HAPROXY_SUITE} build`;
   return `${haproxyVersion(binary)} (devenv/versions.ts haproxyBinary(): ${source})`;
 }
 

@@ -1,5 +1,5 @@
-// Reads the JSON reports of the integration and fault suites and prints one line: how many Data Plane API tests
-// ran and how many were skipped (no binary here). The suites that need the Data Plane API name it
+// Reads the JSON reports of the integration and fault suites (every pass devenv/test.sh runs, on each
+// HAProxy) and prints one line: how many Data Plane API tests ran and how many were skipped (no binary here). The suites that need the Data Plane API name it
 // ("… through the dataplane driver …", "(dataplane)", "(dataplane driver)", "Data Plane API transactions …") so they can be counted.
 import { readFileSync } from 'node:fs';
 

@@ -166,6 +166,24 @@ async function unixCommand(socketPath: string, command: string): Promise<string>
   });
 }
 
+/**
+ * A command to HAProxy's master CLI. HAProxy 2.6's master executes itself again on a reload and
+ * refuses connections meanwhile (seen: about 75 ms); 3.0 and later keep answering. A refusal is
+ * therefore asked again for a short while rather than taken for a master that is gone.
+ */
+async function masterCommand(socketPath: string, command: string): Promise<string> {
+  const deadline = Date.now() + 3_000;
+  for (;;) {
+    try {
+      return await unixCommand(socketPath, command);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || Date.now() >= deadline) throw error;
+      await sleep(50);
+    }
+  }
+}
+
 async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -276,7 +294,7 @@ export async function startLocalHaproxy(options: LocalHaproxyOptions = {}): Prom
       haproxyVersion: version,
       runtime: (command) => unixCommand(runtimeSocket, command),
       reloadCount: async () => {
-        const master = (await unixCommand(masterSocket, 'show proc')).split('\n').find((l) => /\smaster\s/.test(l));
+        const master = (await masterCommand(masterSocket, 'show proc')).split('\n').find((l) => /\smaster\s/.test(l));
         const count = master?.trim().split(/\s+/)[2];
         if (count === undefined) throw new Error('master CLI did not report its reload count');
         return Number(count);

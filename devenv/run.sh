@@ -4,6 +4,7 @@
 #   --once                     run the scenario, clean up, exit 0 only if it passed
 #   --driver runtime|dataplane the sidecar's HAProxy driver (default: dataplane where its binary is)
 #   --prometheus               also a Prometheus with the stack's rules
+# HSC_HAPROXY_SERIES=2.6|3.0|3.2|3.4 chooses the HAProxy (default 3.0; setup.sh caches the one named).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PATH:/usr/local/go/bin"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts everything the tests and the demo need, idempotently:
-# Debian packages, HAProxy 3.0 and the Data Plane API binary (both cached outside the clone),
+# Debian packages, HAProxy 3.0 and 3.4 (and the series HSC_HAPROXY_SERIES names) and the Data
+# Plane API binary (all cached outside the clone),
 # a Docker daemon, npm dependencies and the locally built images. Quick when everything is
 # already there.
 #
@@ -91,32 +92,64 @@ remove_root() {
   rm -rf --one-file-system "$dir"
 }
 
-# --- HAProxy 3.0 -------------------------------------------------------------------------
-# The HAProxy the environment runs by default is Debian 13's package (3.0 LTS, USE_PROMEX):
-# a minimal trixie root with it installed, under the cache directory, and a copy of its binary
-# whose loader and library path point into that root, so it runs natively on Debian 12 with
-# trixie's own glibc and OpenSSL. Debian 12's /usr/sbin/haproxy (2.6) stays the floor
-# (HSC_HAPROXY_BIN, devenv/versions.ts). Built in a temporary directory beside the final one
-# and renamed into place, so an interrupted run never leaves a half root; a lock keeps two
-# runs from building at once.
-haproxy_dir="$cache_dir/haproxy/${HAPROXY_SUITE}-${HAPROXY_SERIES}"
-haproxy_bin="$haproxy_dir/haproxy"
+# --- HAProxy 3.0, 3.2, 3.4 ----------------------------------------------------------------
+# Newer HAProxy series than Debian 12's 2.6 are Debian's own packages (built with USE_PROMEX):
+# a minimal root of the suite that has the series, under the cache directory
+# (haproxy/<suite>-<series>/root), and a copy of its binary whose loader and library path point
+# into that root, so it runs natively on Debian 12 with that suite's own glibc and OpenSSL.
+# devenv/versions.env names the suite of each series; Debian 12's /usr/sbin/haproxy (2.6) is the
+# floor and needs nothing here. Each root is built in a temporary directory beside the final one
+# and renamed into place, so an interrupted run never leaves a half root; a lock keeps two runs
+# from building at once.
 # Output captured first: `… | grep -q` under pipefail fails with SIGPIPE (141) when grep exits early.
-haproxy_is_series() { local out; out=$("$@" -v 2>/dev/null) || return 1; grep -q "^HAProxy version ${HAPROXY_SERIES//./\\.}\." <<<"$out"; }
-if ! haproxy_is_series "$haproxy_bin"; then
+haproxy_is_series() { local series=$1 out; shift; out=$("$@" -v 2>/dev/null) || return 1; grep -q "^HAProxy version ${series//./\\.}\." <<<"$out"; }
+haproxy_suite_of() { local var="HAPROXY_${1//./_}_SUITE"; printf '%s' "${!var:-}"; }
+# Debian's debootstrap on bookworm has no script for forky (the suite after trixie); trixie's
+# script (which is sid's) bootstraps any later suite the same way.
+debootstrap_script() { local script=/usr/share/debootstrap/scripts/$1; [ -e "$script" ] || script=/usr/share/debootstrap/scripts/trixie; printf '%s' "$script"; }
+# Experimental is not a complete suite: its packages go on top of a root of HAPROXY_EXPERIMENTAL_BASE.
+bootstrap_root() {
+  local suite=$1 root=$2 base=$1
+  [ "$suite" = experimental ] && base=$HAPROXY_EXPERIMENTAL_BASE
+  debootstrap --variant=minbase --include=haproxy "$base" "$root" http://deb.debian.org/debian "$(debootstrap_script "$base")" >/dev/null
+  if [ "$suite" = experimental ]; then
+    echo 'deb http://deb.debian.org/debian experimental main' >"$root/etc/apt/sources.list.d/experimental.list"
+    # No service starts inside the root (the package's postinst would try); removed again below.
+    printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+    chmod 755 "$root/usr/sbin/policy-rc.d"
+    # The mirror's experimental Release file is past its Valid-Until (seen); the packages are
+    # still checked against the archive key.
+    local output
+    output=$( {
+      chroot "$root" apt-get -qq -o Acquire::Check-Valid-Until=false update &&
+        DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -qq --no-install-recommends -t experimental haproxy
+    } 2>&1) || { printf '%s\n' "$output" >&2; log "installing haproxy from Debian experimental failed"; exit 1; }
+    rm -f "$root/usr/sbin/policy-rc.d"
+  fi
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+}
+# ensure_haproxy SERIES: the cached binary of that series, built when missing.
+ensure_haproxy() {
+  # build is global: the EXIT trap that removes a half-built root may run after this returns.
+  local series=$1 suite haproxy_dir haproxy_bin interpreter libc libdir started
+  suite=$(haproxy_suite_of "$series")
+  [ -n "$suite" ] || { log "HAProxy $series: devenv/versions.env names no Debian suite for it (HAPROXY_${series//./_}_SUITE)"; exit 1; }
+  haproxy_dir="$cache_dir/haproxy/${suite}-${series}"
+  haproxy_bin="$haproxy_dir/haproxy"
+  haproxy_is_series "$series" "$haproxy_bin" && return 0
   mkdir -p "$cache_dir/haproxy"
   exec {haproxy_lock}>"$cache_dir/haproxy/.lock"
   flock "$haproxy_lock"
-  if ! haproxy_is_series "$haproxy_bin"; then
-    need_root "HAProxy ${HAPROXY_SERIES} (debootstrap)"
+  if ! haproxy_is_series "$series" "$haproxy_bin"; then
+    need_root "HAProxy ${series} (debootstrap)"
     # Builds a run killed outright left behind; a live one would hold the lock.
     for stale in "$cache_dir/haproxy"/.build.*; do remove_root "$stale"; done
-    log "bootstrapping HAProxy ${HAPROXY_SERIES} from Debian ${HAPROXY_SUITE} into $haproxy_dir (about a minute)"
+    log "bootstrapping HAProxy ${series} from Debian ${suite} into $haproxy_dir (under a minute)"
+    started=$(date +%s)
     build=$(mktemp -d "$cache_dir/haproxy/.build.XXXXXX")
     chmod 755 "$build"
     trap 'remove_root "$build"' EXIT
-    debootstrap --variant=minbase --include=haproxy "$HAPROXY_SUITE" "$build/root" http://deb.debian.org/debian >/dev/null
-    rm -rf "$build"/root/var/cache/apt/archives/*.deb "$build"/root/var/lib/apt/lists/*
+    bootstrap_root "$suite" "$build/root"
     # The loader by the path the package's binary names (inside the root), the libraries by the
     # binary's own location ($ORIGIN), so the copy can be checked before it is renamed.
     interpreter=$(patchelf --print-interpreter "$build/root/usr/sbin/haproxy")
@@ -124,17 +157,26 @@ if ! haproxy_is_series "$haproxy_bin"; then
     libdir=${libc%/libc.so.6}
     cp "$build/root/usr/sbin/haproxy" "$build/haproxy"
     patchelf --set-interpreter "$haproxy_dir/root$interpreter" --force-rpath --set-rpath "\$ORIGIN/${libdir#"$build/"}" "$build/haproxy"
-    haproxy_is_series "$build/root$interpreter" "$build/haproxy" \
-      || { log "the ${HAPROXY_SUITE} package is not HAProxy ${HAPROXY_SERIES}: $("$build/root$interpreter" "$build/haproxy" -v 2>&1 | head -1)"; exit 1; }
+    haproxy_is_series "$series" "$build/root$interpreter" "$build/haproxy" \
+      || { log "the ${suite} package is not HAProxy ${series}: $("$build/root$interpreter" "$build/haproxy" -v 2>&1 | head -1)"; exit 1; }
     grep -q 'USE_PROMEX=1' <<<"$("$build/root$interpreter" "$build/haproxy" -vv 2>/dev/null)" \
-      || { log "the ${HAPROXY_SUITE} HAProxy was built without the Prometheus exporter"; exit 1; }
+      || { log "the ${suite} HAProxy was built without the Prometheus exporter"; exit 1; }
     remove_root "$haproxy_dir"
     mv "$build" "$haproxy_dir"
     trap - EXIT
-    haproxy_is_series "$haproxy_bin" || { log "$haproxy_bin does not run after the rename"; exit 1; }
+    haproxy_is_series "$series" "$haproxy_bin" || { log "$haproxy_bin does not run after the rename"; exit 1; }
+    log "HAProxy $("$haproxy_bin" -v | sed -n '1s/^HAProxy version \([^ ]*\).*/\1/p') ready in $(( $(date +%s) - started )) s"
   fi
   exec {haproxy_lock}>&-
-fi
+}
+# The default series, the one the test command runs its HAProxy-facing suites on a second time,
+# and the one HSC_HAPROXY_SERIES selects (2.6 is Debian 12's package, installed above).
+wanted_series=("$HAPROXY_SERIES" "$HAPROXY_SECOND_SERIES")
+case "${HSC_HAPROXY_SERIES:-}" in
+  '' | 2.6) ;;
+  *) wanted_series+=("$HSC_HAPROXY_SERIES") ;;
+esac
+for series in $(printf '%s\n' "${wanted_series[@]}" | sort -u); do ensure_haproxy "$series"; done
 
 # --- Docker daemon ---------------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then

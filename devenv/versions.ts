@@ -1,5 +1,5 @@
 // Reads devenv/versions.env (the one place versions are pinned) and locates the binaries that
-// devenv/setup.sh caches: HAProxy 3.0 and the Data Plane API.
+// devenv/setup.sh caches: HAProxy 3.0, 3.2 and 3.4, and the Data Plane API.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -10,6 +10,7 @@ const versionsFile = new URL('./versions.env', import.meta.url);
 export interface PinnedVersions {
   readonly HAPROXY_SUITE: string;
   readonly HAPROXY_SERIES: string;
+  readonly HAPROXY_SECOND_SERIES: string;
   readonly DATAPLANEAPI_MODULE: string;
   readonly DATAPLANEAPI_GO_VERSION: string;
   readonly DATAPLANEAPI_RELEASE: string;
@@ -19,16 +20,22 @@ export interface PinnedVersions {
   readonly NGINX_IMAGE: string;
 }
 
-export function readPinnedVersions(): PinnedVersions {
+function readVersionsFile(): Map<string, string> {
   const values = new Map<string, string>();
   for (const line of readFileSync(versionsFile, 'utf8').split('\n')) {
-    const match = /^([A-Z_]+)=(.*)$/.exec(line.trim());
+    const match = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line.trim());
     if (match?.[1] !== undefined && match[2] !== undefined) values.set(match[1], match[2]);
   }
+  return values;
+}
+
+export function readPinnedVersions(): PinnedVersions {
+  const values = readVersionsFile();
   const get = (key: keyof PinnedVersions): string => values.get(key) ?? '';
   return {
     HAPROXY_SUITE: get('HAPROXY_SUITE'),
     HAPROXY_SERIES: get('HAPROXY_SERIES'),
+    HAPROXY_SECOND_SERIES: get('HAPROXY_SECOND_SERIES'),
     DATAPLANEAPI_MODULE: get('DATAPLANEAPI_MODULE'),
     DATAPLANEAPI_GO_VERSION: get('DATAPLANEAPI_GO_VERSION'),
     DATAPLANEAPI_RELEASE: get('DATAPLANEAPI_RELEASE'),
@@ -64,10 +71,36 @@ export function dataplaneApiBinary(): string | undefined {
 
 /** Debian 12's HAProxy 2.6, the floor: what runs when setup.sh has not cached 3.0. */
 export const FLOOR_HAPROXY_BINARY = '/usr/sbin/haproxy';
+/** The series FLOOR_HAPROXY_BINARY is. */
+export const FLOOR_HAPROXY_SERIES = '2.6';
+
+/** The HAProxy series HSC_HAPROXY_SERIES accepts: the floor and those versions.env names a Debian suite for. */
+export function haproxySeriesChoices(): readonly string[] {
+  const bootstrapped = [...readVersionsFile().keys()]
+    .map((key) => /^HAPROXY_(\d+)_(\d+)_SUITE$/.exec(key))
+    .filter((match) => match !== null)
+    .map((match) => `${match[1]}.${match[2]}`);
+  return [FLOOR_HAPROXY_SERIES, ...bootstrapped];
+}
+
+/**
+ * Where setup.sh caches a series' binary (haproxy/<suite>-<series>/haproxy), or the floor's
+ * path for 2.6; throws for a series versions.env does not know. The file may not exist yet.
+ */
+export function haproxyBinaryOf(series: string): string {
+  if (series === FLOOR_HAPROXY_SERIES) return FLOOR_HAPROXY_BINARY;
+  const suite = readVersionsFile().get(`HAPROXY_${series.replace('.', '_')}_SUITE`);
+  if (suite === undefined || !/^\d+\.\d+$/.test(series)) {
+    throw new Error(`HAProxy series ${series} is not one the environment has: ${haproxySeriesChoices().join(', ')}`);
+  }
+  return join(cacheDirectory(), 'haproxy', `${suite}-${series}`, 'haproxy');
+}
 
 /**
  * The HAProxy binary the environment runs: HSC_HAPROXY_BIN when set (it must exist), else the
- * 3.0 binary setup.sh caches (Debian 13's package in a root of its own), else Debian 12's 2.6.
+ * series HSC_HAPROXY_SERIES names (its binary must be cached: devenv/setup.sh does it), else the
+ * default series setup.sh caches (3.0, Debian 13's package in a root of its own), else Debian
+ * 12's 2.6.
  */
 export function haproxyBinary(): string {
   const override = process.env.HSC_HAPROXY_BIN;
@@ -75,8 +108,13 @@ export function haproxyBinary(): string {
     if (!existsSync(override)) throw new Error(`HSC_HAPROXY_BIN names ${override}, which does not exist`);
     return override;
   }
-  const { HAPROXY_SUITE, HAPROXY_SERIES } = readPinnedVersions();
-  const cached = join(cacheDirectory(), 'haproxy', `${HAPROXY_SUITE}-${HAPROXY_SERIES}`, 'haproxy');
+  const series = process.env.HSC_HAPROXY_SERIES;
+  if (series !== undefined && series !== '') {
+    const binary = haproxyBinaryOf(series);
+    if (!existsSync(binary)) throw new Error(`HSC_HAPROXY_SERIES=${series}: ${binary} does not exist; run devenv/setup.sh with the same setting`);
+    return binary;
+  }
+  const cached = haproxyBinaryOf(readPinnedVersions().HAPROXY_SERIES);
   return existsSync(cached) ? cached : FLOOR_HAPROXY_BINARY;
 }
 

@@ -4,16 +4,22 @@
 //   hsc drain <backend>/<server> [--wait] [--force] [--deadline <seconds>]
 //   hsc undrain <backend>/<server>
 //   hsc resync
+//   hsc config check [--file <path>]            validate a configuration file and the environment
 //
 // --url (HSC_ADMIN_URL, default http://127.0.0.1:9180) and --token (HSC_ADMIN_TOKEN) say where and
-// how. Exit codes scripts can rely on:
+// how. `config check` talks to no sidecar: it runs the sidecar's own loader over the file
+// (--file, else HSC_CONFIG_FILE) and the environment, as a sidecar started there would.
+// Exit codes scripts can rely on:
 //   0 done; 1 refused by the sidecar (4xx: unknown server, last ready server, bad token…);
 //   2 usage error; 3 sidecar unreachable or failing (5xx, network);
-//   4 the drain ended but not cleanly (forced at its deadline, or cancelled).
+//   4 the drain ended but not cleanly (forced at its deadline, or cancelled);
+//   5 the configuration is invalid (the message names the key).
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { loadConfigFromProcess, redactConfig } from '../config/index.js';
+import { errorMessage } from '../edge/result.js';
 
-export const EXIT = { ok: 0, refused: 1, usage: 2, unavailable: 3, drainNotClean: 4 } as const;
+export const EXIT = { ok: 0, refused: 1, usage: 2, unavailable: 3, drainNotClean: 4, invalidConfig: 5 } as const;
 
 interface Io {
   readonly out: (line: string) => void;
@@ -33,7 +39,29 @@ interface ServerView {
   drain: { state: string; startedAt: number; deadlineAt: number } | null;
 }
 
-const USAGE = 'usage: hsc [--url URL] [--token TOKEN] status | drain <backend>/<server> [--wait] [--force] [--deadline S] | undrain <backend>/<server> | resync';
+const USAGE =
+  'usage: hsc [--url URL] [--token TOKEN] status | drain <backend>/<server> [--wait] [--force] [--deadline S] | undrain <backend>/<server> | resync | config check [--file PATH]';
+
+/**
+ * Loads the configuration exactly as the sidecar does at start-up (loadConfigFromProcess), with
+ * --file standing in for HSC_CONFIG_FILE, and prints it as JSON with every secret redacted.
+ */
+function checkConfig(file: string | undefined, io: Io): number {
+  const env = file === undefined ? io.env : { ...io.env, HSC_CONFIG_FILE: file };
+  const source = env.HSC_CONFIG_FILE === undefined || env.HSC_CONFIG_FILE === '' ? 'the environment' : `${env.HSC_CONFIG_FILE} and the environment`;
+  try {
+    const config = loadConfigFromProcess(env);
+    // null rather than a missing key for a part that is off (dataplane with the runtime driver).
+    io.out(JSON.stringify(redactConfig(config), (_key, value: unknown) => (value === undefined ? null : value), 2));
+    io.err(`configuration valid: ${source}`);
+    return EXIT.ok;
+  } catch (error) {
+    // A ConfigError names its key ("configuration key <key>: …"); anything else the loader throws
+    // (the scaling policy's own check) is as much a reason not to start.
+    io.err(`configuration invalid (${source}): ${errorMessage(error)}`);
+    return EXIT.invalidConfig;
+  }
+}
 
 export async function run(argv: readonly string[], io: Io): Promise<number> {
   let parsed;
@@ -47,6 +75,7 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         wait: { type: 'boolean', default: false },
         force: { type: 'boolean', default: false },
         deadline: { type: 'string' },
+        file: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -146,6 +175,13 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       if (answer.status !== 200) return failure(answer);
       io.out(`${target} ready`);
       return EXIT.ok;
+    }
+    case 'config': {
+      if (target !== 'check' || extra.length > 0) {
+        io.err(`config takes one subcommand, check\n${USAGE}`);
+        return EXIT.usage;
+      }
+      return checkConfig(values.file, io);
     }
     case 'resync': {
       const answer = await request('POST', '/v1/resync', {});

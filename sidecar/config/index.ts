@@ -165,62 +165,78 @@ export class ConfigError extends Error {
   }
 }
 
-/** Every key, its environment variable and how to read it. Paths are dotted. */
-type Reader<T> = (raw: unknown, key: string) => T;
+/**
+ * Reads one key's raw value (text from the environment, any YAML value from the file) or throws a
+ * ConfigError naming the key. Each reader also says what it accepts, for the configuration
+ * reference (devenv/config-docs.ts), so the documented limits are the enforced ones.
+ */
+interface Reader<T> {
+  (raw: unknown, key: string): T;
+  /** The value's type as the reference names it. */
+  readonly type: string;
+  /** The values the reader accepts, where it restricts them. */
+  readonly allowed?: string;
+  /** The whole list, for a reader that takes one of a few words. */
+  readonly choices?: readonly string[];
+}
 
-const str: Reader<string> = (raw, key) => {
+function reader<T>(type: string, allowed: string | undefined, read: (raw: unknown, key: string) => T): Reader<T> {
+  return Object.assign(read, allowed === undefined ? { type } : { type, allowed });
+}
+
+const str: Reader<string> = reader('string', undefined, (raw, key) => {
   if (typeof raw === 'string') return raw;
   if (typeof raw === 'number') return String(raw);
   throw new ConfigError(key, `expected a string, got ${JSON.stringify(raw)}`);
-};
+});
 
-const nonEmpty: Reader<string> = (raw, key) => {
+const nonEmpty: Reader<string> = reader('string', 'not empty', (raw, key) => {
   const value = str(raw, key);
   if (value.trim() === '') throw new ConfigError(key, 'must not be empty');
   return value;
-};
+});
 
-const int =
-  (min: number, max: number): Reader<number> =>
-  (raw, key) => {
+const int = (min: number, max: number): Reader<number> =>
+  reader('integer', `${min} to ${max}`, (raw, key) => {
     const value = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
     if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
       throw new ConfigError(key, `expected a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
     }
     return value;
-  };
+  });
 
-const bool: Reader<boolean> = (raw, key) => {
+const bool: Reader<boolean> = reader('boolean', 'true, false (also 1, 0)', (raw, key) => {
   if (typeof raw === 'boolean') return raw;
   if (raw === 'true' || raw === '1') return true;
   if (raw === 'false' || raw === '0') return false;
   throw new ConfigError(key, `expected true or false, got ${JSON.stringify(raw)}`);
-};
+});
 
-const decimal =
-  (min: number, max: number): Reader<number> =>
-  (raw, key) => {
+const decimal = (min: number, max: number): Reader<number> =>
+  reader('number', `${min} to ${max}`, (raw, key) => {
     const value = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
     if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
       throw new ConfigError(key, `expected a number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
     }
     return value;
-  };
+  });
 
-const oneOf =
-  <T extends string>(...allowed: T[]): Reader<T> =>
-  (raw, key) => {
-    const value = str(raw, key);
-    if (!(allowed as string[]).includes(value)) {
-      throw new ConfigError(key, `expected one of ${allowed.join(', ')}, got ${JSON.stringify(raw)}`);
-    }
-    return value as T;
-  };
+const oneOf = <T extends string>(...allowed: T[]): Reader<T> =>
+  Object.assign(
+    reader('string', allowed.join(', '), (raw, key) => {
+      const value = str(raw, key);
+      if (!(allowed as string[]).includes(value)) {
+        throw new ConfigError(key, `expected one of ${allowed.join(', ')}, got ${JSON.stringify(raw)}`);
+      }
+      return value as T;
+    }),
+    { choices: allowed },
+  );
 
 /** A URL as it may be shown in an error: whatever stands before an "@" in its authority is hidden. */
 const withoutUserinfo = (value: string): string => value.replace(/^([^:/?#]*:\/\/)[^/?#]*@/, '$1[redacted]@');
 
-const url: Reader<string> = (raw, key) => {
+const url: Reader<string> = reader('URL', 'http:// or https://, without user:password@', (raw, key) => {
   const value = nonEmpty(raw, key);
   let parsed: URL;
   try {
@@ -237,105 +253,112 @@ const url: Reader<string> = (raw, key) => {
     throw new ConfigError(key, 'must not carry credentials (user:password@); the Data Plane API\'s go in dataplane.username and dataplane.password (HSC_DATAPLANE_PASSWORD_FILE), and HAProxy\'s metrics endpoint needs none');
   }
   return value.replace(/\/+$/, '');
-};
+});
 
-const backendName: Reader<string> = (raw, key) => {
+const BACKEND_NAME = 'letters, digits and _ . : -';
+
+const backendName: Reader<string> = reader('string', `an HAProxy backend name: ${BACKEND_NAME}`, (raw, key) => {
   const value = nonEmpty(raw, key);
   if (!/^[A-Za-z0-9_.:-]+$/.test(value)) throw new ConfigError(key, `not a valid HAProxy backend name: ${value}`);
   return value;
-};
+});
 
-const nameList: Reader<readonly string[]> = (raw, key) => {
+const nameList: Reader<readonly string[]> = reader('list', `backend names (${BACKEND_NAME}); comma-separated in the variable`, (raw, key) => {
   const items = typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter((s) => s !== '') : raw;
   if (!Array.isArray(items) || items.length === 0) throw new ConfigError(key, 'expected a non-empty list of names');
   return items.map((item, index) => backendName(item, `${key}[${index}]`));
-};
+});
 
-const httpPath: Reader<string> = (raw, key) => {
+const httpPath: Reader<string> = reader('string', 'a path starting with /, no spaces', (raw, key) => {
   const value = nonEmpty(raw, key);
   if (!value.startsWith('/') || /\s/.test(value)) throw new ConfigError(key, `expected a path starting with /, got ${value}`);
   return value;
-};
+});
 
 interface KeySpec<T> {
   readonly env: string;
   readonly read: Reader<T>;
-  /** undefined: the key is required. */
+  /** Absent: the key is required. Present but undefined: derived from other keys (see defaultFrom). */
   readonly fallback?: T;
+  /** For a key whose default is derived: where it comes from, as the reference says it. */
+  readonly defaultFrom?: string;
   readonly secret?: boolean;
+  /** What the key means, in one line of the reference (docs/configuration.md). */
+  readonly doc: string;
 }
 
 const spec = {
-  'dataplane.url': { env: 'HSC_DATAPLANE_URL', read: url, fallback: 'http://127.0.0.1:5555' },
-  'dataplane.username': { env: 'HSC_DATAPLANE_USERNAME', read: nonEmpty, fallback: 'admin' },
-  'dataplane.password': { env: 'HSC_DATAPLANE_PASSWORD', read: str, fallback: '', secret: true },
-  'dataplane.timeoutMs': { env: 'HSC_DATAPLANE_TIMEOUT_MS', read: int(100, 600_000), fallback: 10_000 },
-  'dataplane.retries': { env: 'HSC_DATAPLANE_RETRIES', read: int(0, 20), fallback: 4 },
-  'dataplane.reloadTimeoutMs': { env: 'HSC_DATAPLANE_RELOAD_TIMEOUT_MS', read: int(100, 600_000), fallback: 30_000 },
-  'docker.mode': { env: 'HSC_DOCKER_MODE', read: oneOf<DockerMode>('compose', 'swarm'), fallback: 'compose' },
-  'docker.socketPath': { env: 'HSC_DOCKER_SOCKET', read: nonEmpty, fallback: '/var/run/docker.sock' },
-  'docker.addressMode': { env: 'HSC_DOCKER_ADDRESS_MODE', read: oneOf<AddressMode>('published', 'network'), fallback: 'network' },
-  'docker.network': { env: 'HSC_DOCKER_NETWORK', read: str, fallback: '' },
-  'docker.composeService': { env: 'HSC_DOCKER_COMPOSE_SERVICE', read: str, fallback: 'nginx' },
-  'docker.composeProject': { env: 'HSC_DOCKER_COMPOSE_PROJECT', read: str, fallback: '' },
-  'docker.labelPrefix': { env: 'HSC_DOCKER_LABEL_PREFIX', read: nonEmpty, fallback: 'haproxy' },
-  'docker.eventsMinBackoffMs': { env: 'HSC_DOCKER_EVENTS_MIN_BACKOFF_MS', read: int(10, 600_000), fallback: 500 },
-  'docker.eventsMaxBackoffMs': { env: 'HSC_DOCKER_EVENTS_MAX_BACKOFF_MS', read: int(10, 3_600_000), fallback: 30_000 },
-  'backends.defaultBackend': { env: 'HSC_DEFAULT_BACKEND', read: backendName, fallback: 'be_app' },
-  'backends.managedBackends': { env: 'HSC_MANAGED_BACKENDS', read: nameList, fallback: undefined },
-  'backends.port': { env: 'HSC_BACKEND_PORT', read: int(1, 65_535), fallback: 80 },
-  'backends.healthPath': { env: 'HSC_BACKEND_HEALTH_PATH', read: httpPath, fallback: '/healthz' },
-  'backends.weight': { env: 'HSC_BACKEND_WEIGHT', read: int(0, 256), fallback: 100 },
-  'backends.probeTimeoutMs': { env: 'HSC_BACKEND_PROBE_TIMEOUT_MS', read: int(50, 60_000), fallback: 1_000 },
-  'reconcile.resyncIntervalMs': { env: 'HSC_RESYNC_INTERVAL_MS', read: int(1000, 3_600_000), fallback: 30_000 },
-  'reconcile.debounceMs': { env: 'HSC_RECONCILE_DEBOUNCE_MS', read: int(0, 60_000), fallback: 250 },
-  'reconcile.maxDebounceMs': { env: 'HSC_RECONCILE_MAX_DEBOUNCE_MS', read: int(0, 600_000), fallback: 2_000 },
-  'reconcile.maxConflictRetries': { env: 'HSC_MAX_CONFLICT_RETRIES', read: int(0, 50), fallback: 5 },
-  'reconcile.readinessRetryMs': { env: 'HSC_RECONCILE_READINESS_RETRY_MS', read: int(50, 600_000), fallback: 1_000 },
-  'reconcile.failureBackoffMs': { env: 'HSC_RECONCILE_FAILURE_BACKOFF_MS', read: int(50, 600_000), fallback: 1_000 },
+  'dataplane.url': { env: 'HSC_DATAPLANE_URL', read: url, fallback: 'http://127.0.0.1:5555', doc: 'Root of the Data Plane API (the client adds /v3); used when haproxy.driver is dataplane.' },
+  'dataplane.username': { env: 'HSC_DATAPLANE_USERNAME', read: nonEmpty, fallback: 'admin', doc: 'User of the Data Plane API\'s userlist.' },
+  'dataplane.password': { env: 'HSC_DATAPLANE_PASSWORD', read: str, fallback: '', secret: true, doc: 'Password of that user; required when haproxy.driver is dataplane.' },
+  'dataplane.timeoutMs': { env: 'HSC_DATAPLANE_TIMEOUT_MS', read: int(100, 600_000), fallback: 10_000, doc: 'Timeout of one Data Plane API request, per attempt.' },
+  'dataplane.retries': { env: 'HSC_DATAPLANE_RETRIES', read: int(0, 20), fallback: 4, doc: 'Attempts after the first for transient failures (connection refused, 5xx, 429), with backoff.' },
+  'dataplane.reloadTimeoutMs': { env: 'HSC_DATAPLANE_RELOAD_TIMEOUT_MS', read: int(100, 600_000), fallback: 30_000, doc: 'How long to wait for a reload the Data Plane API scheduled before the pass fails.' },
+  'docker.mode': { env: 'HSC_DOCKER_MODE', read: oneOf<DockerMode>('compose', 'swarm'), fallback: 'compose', doc: 'compose: replicas are containers on this engine; swarm: tasks of a replicated service, through a manager.' },
+  'docker.socketPath': { env: 'HSC_DOCKER_SOCKET', read: nonEmpty, fallback: '/var/run/docker.sock', doc: 'The Docker Engine API socket (or a proxy that allows what the sidecar needs).' },
+  'docker.addressMode': { env: 'HSC_DOCKER_ADDRESS_MODE', read: oneOf<AddressMode>('published', 'network'), fallback: 'network', doc: 'published: HAProxy reaches a container through its port published on the loopback; network: through its address on docker.network.' },
+  'docker.network': { env: 'HSC_DOCKER_NETWORK', read: str, fallback: '', doc: 'The Docker network HAProxy shares with the replicas; required when docker.addressMode is network.' },
+  'docker.composeService': { env: 'HSC_DOCKER_COMPOSE_SERVICE', read: str, fallback: 'nginx', doc: 'Containers of this Compose service are managed without any label.' },
+  'docker.composeProject': { env: 'HSC_DOCKER_COMPOSE_PROJECT', read: str, fallback: '', doc: 'Compose project of that service; empty matches it in any project.' },
+  'docker.labelPrefix': { env: 'HSC_DOCKER_LABEL_PREFIX', read: nonEmpty, fallback: 'haproxy', doc: 'Prefix of the container labels the sidecar reads, as in haproxy.enable=true.' },
+  'docker.eventsMinBackoffMs': { env: 'HSC_DOCKER_EVENTS_MIN_BACKOFF_MS', read: int(10, 600_000), fallback: 500, doc: 'First wait before the Docker event stream is reopened after a break.' },
+  'docker.eventsMaxBackoffMs': { env: 'HSC_DOCKER_EVENTS_MAX_BACKOFF_MS', read: int(10, 3_600_000), fallback: 30_000, doc: 'Longest wait between reopenings of the event stream; not below docker.eventsMinBackoffMs.' },
+  'backends.defaultBackend': { env: 'HSC_DEFAULT_BACKEND', read: backendName, fallback: 'be_app', doc: 'The backend a container joins when it carries no backend label; one of backends.managedBackends.' },
+  'backends.managedBackends': { env: 'HSC_MANAGED_BACKENDS', read: nameList, fallback: undefined, defaultFrom: 'backends.defaultBackend', doc: 'Every backend the sidecar may manage; a label naming another one is rejected.' },
+  'backends.port': { env: 'HSC_BACKEND_PORT', read: int(1, 65_535), fallback: 80, doc: 'The port the replicas serve on inside their container, when a container\'s port label names none.' },
+  'backends.healthPath': { env: 'HSC_BACKEND_HEALTH_PATH', read: httpPath, fallback: '/healthz', doc: 'HTTP path of the readiness probe for a container without a Docker healthcheck.' },
+  'backends.weight': { env: 'HSC_BACKEND_WEIGHT', read: int(0, 256), fallback: 100, doc: 'HAProxy weight of a server whose container\'s weight label names none.' },
+  'backends.probeTimeoutMs': { env: 'HSC_BACKEND_PROBE_TIMEOUT_MS', read: int(50, 60_000), fallback: 1_000, doc: 'Timeout of that readiness probe.' },
+  'reconcile.resyncIntervalMs': { env: 'HSC_RESYNC_INTERVAL_MS', read: int(1000, 3_600_000), fallback: 30_000, doc: 'A full relist of Docker and HAProxy and a new plan at least this often, whatever the events said.' },
+  'reconcile.debounceMs': { env: 'HSC_RECONCILE_DEBOUNCE_MS', read: int(0, 60_000), fallback: 250, doc: 'Quiet time after the last Docker event before a reconcile starts.' },
+  'reconcile.maxDebounceMs': { env: 'HSC_RECONCILE_MAX_DEBOUNCE_MS', read: int(0, 600_000), fallback: 2_000, doc: 'A reconcile starts at most this long after the first pending event, even while events keep coming.' },
+  'reconcile.maxConflictRetries': { env: 'HSC_MAX_CONFLICT_RETRIES', read: int(0, 50), fallback: 5, doc: 'Re-reads and re-plans after a version conflict (another writer) before the pass gives up until the next one.' },
+  'reconcile.readinessRetryMs': { env: 'HSC_RECONCILE_READINESS_RETRY_MS', read: int(50, 600_000), fallback: 1_000, doc: 'How soon containers that are still starting are looked at again.' },
+  'reconcile.failureBackoffMs': { env: 'HSC_RECONCILE_FAILURE_BACKOFF_MS', read: int(50, 600_000), fallback: 1_000, doc: 'First retry after a failed pass; doubles up to reconcile.resyncIntervalMs.' },
   // No default: which writer to use is the operator's decision, not a guess.
-  'haproxy.driver': { env: 'HSC_HAPROXY_DRIVER', read: oneOf<HaproxyDriverKind>('dataplane', 'runtime') },
-  'haproxy.metricsUrl': { env: 'HSC_HAPROXY_METRICS_URL', read: url, fallback: 'http://127.0.0.1:8404/metrics' },
-  'haproxy.runtimeSocket': { env: 'HSC_HAPROXY_RUNTIME_SOCKET', read: str, fallback: '' },
-  'haproxy.configFile': { env: 'HSC_HAPROXY_CONFIG_FILE', read: str, fallback: '' },
-  'haproxy.socketTimeoutMs': { env: 'HSC_HAPROXY_SOCKET_TIMEOUT_MS', read: int(100, 600_000), fallback: 5_000 },
-  'haproxy.metricsTimeoutMs': { env: 'HSC_HAPROXY_METRICS_TIMEOUT_MS', read: int(100, 600_000), fallback: 2_000 },
-  'haproxy.check.intervalMs': { env: 'HSC_HAPROXY_CHECK_INTERVAL_MS', read: int(100, 3_600_000), fallback: 1_000 },
-  'haproxy.check.fall': { env: 'HSC_HAPROXY_CHECK_FALL', read: int(1, 100), fallback: 2 },
-  'haproxy.check.rise': { env: 'HSC_HAPROXY_CHECK_RISE', read: int(1, 100), fallback: 1 },
-  'drain.deadlineMs': { env: 'HSC_DRAIN_DEADLINE_MS', read: int(1_000, 86_400_000), fallback: 60_000 },
-  'drain.pollMs': { env: 'HSC_DRAIN_POLL_MS', read: int(50, 60_000), fallback: 500 },
-  'autoscale.enabled': { env: 'HSC_AUTOSCALE_ENABLED', read: bool, fallback: true },
-  'autoscale.dryRun': { env: 'HSC_AUTOSCALE_DRY_RUN', read: bool, fallback: false },
-  'autoscale.backend': { env: 'HSC_AUTOSCALE_BACKEND', read: backendName, fallback: undefined },
-  'autoscale.service': { env: 'HSC_AUTOSCALE_SERVICE', read: nonEmpty, fallback: undefined },
-  'autoscale.project': { env: 'HSC_AUTOSCALE_PROJECT', read: str, fallback: undefined },
-  'autoscale.intervalMs': { env: 'HSC_AUTOSCALE_INTERVAL_MS', read: int(1_000, 3_600_000), fallback: 30_000 },
-  'autoscale.stateFile': { env: 'HSC_AUTOSCALE_STATE_FILE', read: str, fallback: '' },
-  'autoscale.stopTimeoutSeconds': { env: 'HSC_AUTOSCALE_STOP_TIMEOUT_S', read: int(0, 3_600), fallback: 30 },
-  'autoscale.minReplicas': { env: 'HSC_AUTOSCALE_MIN', read: int(0, 1_000), fallback: 2 },
-  'autoscale.maxReplicas': { env: 'HSC_AUTOSCALE_MAX', read: int(1, 1_000), fallback: 10 },
-  'autoscale.cpu.target': { env: 'HSC_AUTOSCALE_CPU_TARGET', read: decimal(0.01, 64), fallback: 0.7 },
-  'autoscale.cpu.scaleDownBelow': { env: 'HSC_AUTOSCALE_CPU_DOWN', read: decimal(0, 64), fallback: 0.6 },
-  'autoscale.requestRate.target': { env: 'HSC_AUTOSCALE_RPS_TARGET', read: decimal(0.01, 1e9), fallback: 100 },
-  'autoscale.requestRate.scaleDownBelow': { env: 'HSC_AUTOSCALE_RPS_DOWN', read: decimal(0, 1e9), fallback: 85 },
-  'autoscale.queue.target': { env: 'HSC_AUTOSCALE_QUEUE_TARGET', read: decimal(0.01, 1e9), fallback: 5 },
-  'autoscale.queue.scaleDownBelow': { env: 'HSC_AUTOSCALE_QUEUE_DOWN', read: decimal(0, 1e9), fallback: 1 },
-  'autoscale.responseTime.targetSeconds': { env: 'HSC_AUTOSCALE_RT_TARGET', read: decimal(0.001, 600), fallback: 0.5 },
-  'autoscale.responseTime.scaleDownBelowSeconds': { env: 'HSC_AUTOSCALE_RT_DOWN', read: decimal(0, 600), fallback: 0.25 },
-  'autoscale.tolerance': { env: 'HSC_AUTOSCALE_TOLERANCE', read: decimal(0, 1), fallback: 0.1 },
-  'autoscale.scaleDownStabilisationMs': { env: 'HSC_AUTOSCALE_DOWN_WINDOW_MS', read: int(0, 86_400_000), fallback: 120_000 },
-  'autoscale.forecast': { env: 'HSC_AUTOSCALE_FORECAST', read: oneOf<'off' | 'shadow' | 'act'>('off', 'shadow', 'act'), fallback: 'act' },
-  'autoscale.startupMs': { env: 'HSC_AUTOSCALE_STARTUP_MS', read: int(0, 3_600_000), fallback: 20_000 },
-  'autoscale.breachCheckMs': { env: 'HSC_AUTOSCALE_BREACH_CHECK_MS', read: int(0, 3_600_000), fallback: 2_000 },
-  'autoscale.backlogDrainMs': { env: 'HSC_AUTOSCALE_BACKLOG_DRAIN_MS', read: int(0, 3_600_000), fallback: 30_000 },
-  'http.host': { env: 'HSC_HTTP_HOST', read: nonEmpty, fallback: '127.0.0.1' },
-  'http.port': { env: 'HSC_HTTP_PORT', read: int(0, 65_535), fallback: 9180 },
-  'http.adminToken': { env: 'HSC_ADMIN_TOKEN', read: str, fallback: '', secret: true },
+  'haproxy.driver': { env: 'HSC_HAPROXY_DRIVER', read: oneOf<HaproxyDriverKind>('dataplane', 'runtime'), doc: 'How the sidecar writes to HAProxy: dataplane through the Data Plane API (transactions), runtime through the runtime API and the managed region of haproxy.configFile.' },
+  'haproxy.metricsUrl': { env: 'HSC_HAPROXY_METRICS_URL', read: url, fallback: 'http://127.0.0.1:8404/metrics', doc: 'HAProxy\'s Prometheus exporter: sessions and queues for draining, signals for scaling.' },
+  'haproxy.runtimeSocket': { env: 'HSC_HAPROXY_RUNTIME_SOCKET', read: str, fallback: '', doc: 'HAProxy\'s runtime API at level admin (/path, unix:/path, host:port, tcp:host:port, [v6]:port); required by the runtime driver, lets the dataplane driver add servers without a reload.' },
+  'haproxy.configFile': { env: 'HSC_HAPROXY_CONFIG_FILE', read: str, fallback: '', doc: 'The configuration file HAProxy loads, whose managed-servers region the runtime driver keeps; required by it.' },
+  'haproxy.socketTimeoutMs': { env: 'HSC_HAPROXY_SOCKET_TIMEOUT_MS', read: int(100, 600_000), fallback: 5_000, doc: 'Timeout of one runtime API command.' },
+  'haproxy.metricsTimeoutMs': { env: 'HSC_HAPROXY_METRICS_TIMEOUT_MS', read: int(100, 600_000), fallback: 2_000, doc: 'Timeout of one scrape of haproxy.metricsUrl.' },
+  'haproxy.check.intervalMs': { env: 'HSC_HAPROXY_CHECK_INTERVAL_MS', read: int(100, 3_600_000), fallback: 1_000, doc: 'Health-check interval (inter) of every server the sidecar adds.' },
+  'haproxy.check.fall': { env: 'HSC_HAPROXY_CHECK_FALL', read: int(1, 100), fallback: 2, doc: 'Failed checks in a row that take such a server out of rotation.' },
+  'haproxy.check.rise': { env: 'HSC_HAPROXY_CHECK_RISE', read: int(1, 100), fallback: 1, doc: 'Passed checks in a row that put it back.' },
+  'drain.deadlineMs': { env: 'HSC_DRAIN_DEADLINE_MS', read: int(1_000, 86_400_000), fallback: 60_000, doc: 'A drain not complete by then puts the server in maintenance (a forced drain) and goes on.' },
+  'drain.pollMs': { env: 'HSC_DRAIN_POLL_MS', read: int(50, 60_000), fallback: 500, doc: 'How often a drain reads the server\'s sessions and queue.' },
+  'autoscale.enabled': { env: 'HSC_AUTOSCALE_ENABLED', read: bool, fallback: true, doc: 'Run the autoscaler (off: the sidecar only reconciles and drains).' },
+  'autoscale.dryRun': { env: 'HSC_AUTOSCALE_DRY_RUN', read: bool, fallback: false, doc: 'Decide and log, never act; also switchable at run time through the admin API.' },
+  'autoscale.backend': { env: 'HSC_AUTOSCALE_BACKEND', read: backendName, fallback: undefined, defaultFrom: 'backends.defaultBackend', doc: 'The backend whose figures drive scaling; one of backends.managedBackends.' },
+  'autoscale.service': { env: 'HSC_AUTOSCALE_SERVICE', read: nonEmpty, fallback: undefined, defaultFrom: 'docker.composeService', doc: 'The Compose (or Swarm) service whose replicas are scaled.' },
+  'autoscale.project': { env: 'HSC_AUTOSCALE_PROJECT', read: str, fallback: undefined, defaultFrom: 'docker.composeProject', doc: 'Its Compose project; empty matches the service in any project.' },
+  'autoscale.intervalMs': { env: 'HSC_AUTOSCALE_INTERVAL_MS', read: int(1_000, 3_600_000), fallback: 30_000, doc: 'Time between evaluations; also the rate-limit period, and three of them make a signal stale.' },
+  'autoscale.stateFile': { env: 'HSC_AUTOSCALE_STATE_FILE', read: str, fallback: '', doc: 'Where scale-downs in progress, operator drains and the autoscaler\'s mode (paused, a count set by hand) are recorded so a restarted sidecar goes on with them; empty keeps them in memory only.' },
+  'autoscale.stopTimeoutSeconds': { env: 'HSC_AUTOSCALE_STOP_TIMEOUT_S', read: int(0, 3_600), fallback: 30, doc: 'docker stop\'s grace period for a retired replica.' },
+  'autoscale.minReplicas': { env: 'HSC_AUTOSCALE_MIN', read: int(0, 1_000), fallback: 2, doc: 'Fewest replicas the autoscaler keeps.' },
+  'autoscale.maxReplicas': { env: 'HSC_AUTOSCALE_MAX', read: int(1, 1_000), fallback: 10, doc: 'Most replicas it starts; not below autoscale.minReplicas.' },
+  'autoscale.cpu.target': { env: 'HSC_AUTOSCALE_CPU_TARGET', read: decimal(0.01, 64), fallback: 0.7, doc: 'Mean CPU per replica, as a fraction of one core, above which the CPU signal scales up.' },
+  'autoscale.cpu.scaleDownBelow': { env: 'HSC_AUTOSCALE_CPU_DOWN', read: decimal(0, 64), fallback: 0.6, doc: 'CPU per replica below which the CPU signal allows fewer replicas; not above its target.' },
+  'autoscale.requestRate.target': { env: 'HSC_AUTOSCALE_RPS_TARGET', read: decimal(0.01, 1e9), fallback: 100, doc: 'Requests per second per replica above which the request-rate signal scales up.' },
+  'autoscale.requestRate.scaleDownBelow': { env: 'HSC_AUTOSCALE_RPS_DOWN', read: decimal(0, 1e9), fallback: 85, doc: 'Requests per second per replica below which it allows fewer replicas; not above its target.' },
+  'autoscale.queue.target': { env: 'HSC_AUTOSCALE_QUEUE_TARGET', read: decimal(0.01, 1e9), fallback: 5, doc: 'Requests queued in HAProxy per replica above which the queue signal scales up.' },
+  'autoscale.queue.scaleDownBelow': { env: 'HSC_AUTOSCALE_QUEUE_DOWN', read: decimal(0, 1e9), fallback: 1, doc: 'Queued requests per replica below which it allows fewer replicas; not above its target.' },
+  'autoscale.responseTime.targetSeconds': { env: 'HSC_AUTOSCALE_RT_TARGET', read: decimal(0.001, 600), fallback: 0.5, doc: 'Mean response time of the backend, in seconds, above which the response-time signal scales up.' },
+  'autoscale.responseTime.scaleDownBelowSeconds': { env: 'HSC_AUTOSCALE_RT_DOWN', read: decimal(0, 600), fallback: 0.25, doc: 'Mean response time below which it allows fewer replicas; not above its target.' },
+  'autoscale.tolerance': { env: 'HSC_AUTOSCALE_TOLERANCE', read: decimal(0, 1), fallback: 0.1, doc: 'A signal within this fraction of its target holds the count (no change).' },
+  'autoscale.scaleDownStabilisationMs': { env: 'HSC_AUTOSCALE_DOWN_WINDOW_MS', read: int(0, 86_400_000), fallback: 120_000, doc: 'A scale-down takes the highest recommendation of this window; scale-up acts at once.' },
+  'autoscale.forecast': { env: 'HSC_AUTOSCALE_FORECAST', read: oneOf<'off' | 'shadow' | 'act'>('off', 'shadow', 'act'), fallback: 'act', doc: 'The request-rate forecast: act on it (scale up ahead of a ramp, never down), only record it (shadow), or off.' },
+  'autoscale.startupMs': { env: 'HSC_AUTOSCALE_STARTUP_MS', read: int(0, 3_600_000), fallback: 20_000, doc: 'Time a new replica needs to serve: the forecast looks this far ahead (plus one interval), and a growing backlog is sized for it.' },
+  'autoscale.breachCheckMs': { env: 'HSC_AUTOSCALE_BREACH_CHECK_MS', read: int(0, 3_600_000), fallback: 2_000, doc: 'Between evaluations, a check of HAProxy\'s figures this often for a saturated pool; 0: none.' },
+  'autoscale.backlogDrainMs': { env: 'HSC_AUTOSCALE_BACKLOG_DRAIN_MS', read: int(0, 3_600_000), fallback: 30_000, doc: 'Requests in flight beyond what the pool holds are sized to be served within this time; 0 leaves the backlog out.' },
+  'http.host': { env: 'HSC_HTTP_HOST', read: nonEmpty, fallback: '127.0.0.1', doc: 'Address of the admin API, /metrics, /healthz and /readyz; beyond the loopback http.adminToken is required.' },
+  'http.port': { env: 'HSC_HTTP_PORT', read: int(0, 65_535), fallback: 9180, doc: 'Port of that listener (0: any free port).' },
+  'http.adminToken': { env: 'HSC_ADMIN_TOKEN', read: str, fallback: '', secret: true, doc: 'Bearer token for the admin API\'s changing routes; empty: loopback only and read-only.' },
   logLevel: {
     env: 'HSC_LOG_LEVEL',
     read: oneOf<LogLevel>('fatal', 'error', 'warn', 'info', 'debug', 'trace'),
     fallback: 'info',
+    doc: 'Lowest level of the JSON log lines written to stdout.',
   },
 } satisfies Record<string, KeySpec<unknown>>;
 
@@ -606,4 +629,39 @@ export function redactConfig(config: SidecarConfig): unknown {
     dataplane: config.dataplane === undefined ? undefined : { ...config.dataplane, password: '[redacted]' },
     http: { ...config.http, adminToken: config.http.adminToken === '' ? '' : '[redacted]' },
   };
+}
+
+/** One key as the configuration reference (docs/configuration.md) shows it. */
+export interface ConfigKeyReference {
+  /** Dotted path: nested mappings in the YAML file. */
+  readonly key: string;
+  readonly env: string;
+  /** For a secret, the variable naming a file to read it from (Docker and Compose secrets). */
+  readonly fileEnv: string | undefined;
+  readonly type: string;
+  /** The default as JSON; undefined for a required key and for one derived from another key. */
+  readonly default: string | undefined;
+  /** The key whose value is the default, for a derived one. */
+  readonly defaultFrom: string | undefined;
+  readonly required: boolean;
+  readonly allowed: string | undefined;
+  /** For a key that takes one of a few words: those words. */
+  readonly choices: readonly string[] | undefined;
+  readonly meaning: string;
+}
+
+/** Every key the loader reads, in its order, from the same table it validates with. */
+export function configurationReference(): readonly ConfigKeyReference[] {
+  return Object.entries(spec).map(([key, entry]: [string, KeySpec<unknown>]) => ({
+    key,
+    env: entry.env,
+    fileEnv: entry.secret === true ? `${entry.env}_FILE` : undefined,
+    type: entry.read.type,
+    default: entry.fallback === undefined ? undefined : JSON.stringify(entry.fallback),
+    defaultFrom: entry.defaultFrom,
+    required: !('fallback' in entry),
+    allowed: entry.read.allowed,
+    choices: entry.read.choices,
+    meaning: entry.doc,
+  }));
 }

@@ -110,10 +110,17 @@ type ApiServer = components['schemas']['server'];
  * 409 with a version mismatch, and 406 for a transaction another commit made outdated; both
  * mean re-read and re-plan. A 409 for an object that already exists is told apart, so logs
  * and metrics say which it was.
+ *
+ * The HTTP status decides, never the error body's `code`: v3.2 and v3.3 (go-swagger) put their
+ * own validation codes there (601 for a parameter of the wrong type, 602 for a missing field,
+ * 605 for a pattern, all with HTTP 422), v3.4 puts the HTTP status (its UPGRADE.md).
  */
 export function kindOf(status: number, message: string): EdgeErrorKind {
   if (status === 409) return /already exists/i.test(message) ? 'exists' : 'conflict';
   if (status === 406 && /outdated/i.test(message)) return 'conflict';
+  // A path or a method the API does not route is another API version (or a wrong
+  // dataplane.url), not a missing object: retrying or re-planning will not help.
+  if ((status === 404 && UNROUTED.test(message)) || status === 405) return 'unsupported';
   if (status === 404) return 'not-found';
   if (status === 401 || status === 403) return 'unauthorized';
   if (status === 501) return 'unsupported';
@@ -121,12 +128,29 @@ export function kindOf(status: number, message: string): EdgeErrorKind {
   return 'invalid';
 }
 
-function apiMessage(body: unknown, fallback: string): string {
-  if (body !== null && typeof body === 'object' && 'message' in body && typeof body.message === 'string') {
-    return body.message;
+/**
+ * The router's answer for a path it has no route for, the same in every v3 release (measured on
+ * v3.2.5 and v3.3.0; v3.4's chi router keeps the go-swagger text, respond.NotFound); a handler's
+ * 404 names the missing object instead ("missing object: server x does not exist in be_app
+ * backend", "no data for be_app: not found").
+ */
+const UNROUTED = /^path \S+ was not found$/;
+
+/**
+ * The error body of the specification's `error` schema, `{code, message}`, both nullable. A 401
+ * gets a hint: v3.4 checks the credentials before it routes, so it answers 401 even for a path it
+ * does not have (v3.2 and v3.3 answered 404 there), and a wrong password must not be taken for a
+ * missing endpoint, nor the other way round.
+ */
+function apiMessage(status: number, body: unknown): string {
+  let message = `HTTP ${status}`;
+  if (body !== null && typeof body === 'object' && 'message' in body && typeof body.message === 'string' && body.message.trim() !== '') {
+    message = body.message.trim();
+  } else if (typeof body === 'string' && body.trim() !== '') {
+    message = body.trim();
   }
-  if (typeof body === 'string' && body.trim() !== '') return body.trim();
-  return fallback;
+  if (status === 401) return `${message} (the Data Plane API refused dataplane.username / dataplane.password)`;
+  return message;
 }
 
 /** Runs one openapi-fetch call and converts its outcome into a Result. */
@@ -146,7 +170,7 @@ async function call<T, R>(
   const { response } = outcome;
   if (!response.ok) {
     const status = response.status;
-    const message = apiMessage(outcome.error, `HTTP ${status}`);
+    const message = apiMessage(status, outcome.error);
     return fail(operation, kindOf(status, message), message, status);
   }
   return convert(outcome.data, response);

@@ -24,7 +24,7 @@ import type {
   RuntimeSocketOps,
   ServerSnapshot,
 } from '../driver/port.js';
-import { fail, ok, type Result } from '../edge/result.js';
+import { fail, ok, type EdgeErrorKind, type Result } from '../edge/result.js';
 import type { DesiredServer, Operation } from '../driver/port.js';
 import { applyInTransaction, type DataplaneClient, type ServerSpec, type TransactionLedger } from './client.js';
 import type { Logger } from '../log/logger.js';
@@ -47,6 +47,8 @@ export interface DataplaneDriverOptions {
 }
 
 const NO_RUNTIME_DATA = /no data for/i;
+/** Failures that say the API did not answer at all, after the transport's own retries. */
+const UNREACHABLE: ReadonlySet<EdgeErrorKind> = new Set(['timeout', 'network', 'unavailable']);
 
 export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyDriver {
   const { client, socket } = options;
@@ -84,11 +86,13 @@ export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyD
   /**
    * Deletes the transactions the sidecar opened and never closed (a crash between opening and
    * committing one leaves it in_progress, then outdated, for ever); another writer's are left
-   * alone and reported once. Failures are left to the next pass.
+   * alone and reported once. Failures are left to the next pass, except an API that does not
+   * answer: the pass's next read would only wait as long again before it failed (measured with
+   * the API stopped: the pass then failed after about twice the request timeout and retries).
    */
-  async function sweepTransactions(): Promise<void> {
+  async function sweepTransactions(): Promise<Result<void>> {
     const listed = await client.listTransactions();
-    if (!listed.ok) return;
+    if (!listed.ok) return UNREACHABLE.has(listed.error.kind) ? listed : ok(undefined);
     const ours = new Set(ledger.list());
     for (const t of listed.value) {
       if (live.has(t.id)) continue;
@@ -106,11 +110,13 @@ export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyD
     // Ids the API no longer holds are closed already.
     const held = new Set(listed.value.map((t) => t.id));
     for (const id of ours) if (!held.has(id) && !live.has(id)) await options.ledger?.closed(id);
+    return ok(undefined);
   }
 
   async function readServers(backends: readonly string[]): Promise<Result<ServerSnapshot>> {
     if (!inspected) await inspect(backends);
-    await sweepTransactions();
+    const swept = await sweepTransactions();
+    if (!swept.ok) return swept;
     // The version first: a write between the two reads then makes the plan's commit conflict.
     const version = await client.configurationVersion();
     if (!version.ok) return version;

@@ -55,7 +55,7 @@ export interface RuntimeDriverOptions {
 /** How often a removal on HAProxy < 3.0 asks again whether the server can be deleted. */
 const REMOVAL_POLL_MS = 100;
 
-/** What differs between the HAProxy versions this driver was verified on, 2.6 and 3.0. */
+/** What differs between the HAProxy versions this driver was verified on: 2.6, 3.0, 3.2 and 3.4. */
 interface Dialect {
   /** `wait <ms> srv-removable <b>/<s>` exists (3.0). */
   readonly waitRemovable: boolean;
@@ -63,12 +63,20 @@ interface Dialect {
   readonly cookieOnAdd: boolean;
   /** Entering maintenance purges a server's idle connection pool (3.0; see serverArguments). */
   readonly idlePool: boolean;
+  /**
+   * `del server` no longer closes idle connections itself and refuses while any remain (3.3's
+   * change log: "do not remove idle conns in del server"); they close on their own shortly after
+   * maintenance or `shutdown sessions`. The first `del server` already comes after a wait; after
+   * cutting sessions the removal waits once more rather than race their closing (3.4.7 answered
+   * "Done." at once in every case tried here, so this costs one round trip).
+   */
+  readonly idleCloseDeferred: boolean;
 }
 
 /** An unreadable version gets 2.6's sequences, which work on 3.0 too, only slower to remove. */
 function dialectOf(version: string | undefined): Dialect {
   const v3 = versionAtLeast(version, 3, 0);
-  return { waitRemovable: v3, cookieOnAdd: v3, idlePool: v3 };
+  return { waitRemovable: v3, cookieOnAdd: v3, idlePool: v3, idleCloseDeferred: versionAtLeast(version, 3, 3) };
 }
 
 const key = (backend: string, name: string): string => `${backend}/${name}`;
@@ -155,8 +163,10 @@ export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDrive
     let deleted: Result<void>;
     if (dialect.waitRemovable) {
       // HAProxy >= 3.0 waits itself: "Done." once removable, "Wait delay expired." or
-      // "Failed." (not removable, or no such server) otherwise. Either way `del server` below
-      // gives the precise refusal, so the answer only needs to be an answer.
+      // "Failed." (not removable, or no such server) otherwise; 3.4 adds the reason on the same
+      // line ("Failed. No such server."). Either way `del server` below gives the precise
+      // refusal, so the answer only needs to be an answer. 3.3+ also waits here for the idle
+      // connections that `del server` no longer closes.
       const waited = await socket.query(`wait ${removalWaitMs} srv-removable ${id}`, {
         timeoutMs: options.timeoutMs + removalWaitMs,
       });
@@ -174,6 +184,10 @@ export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDrive
     if (deleted.ok || !stillConnected(deleted.error)) return deleted;
     const shutdown = await socket.execute(`shutdown sessions server ${id}`);
     if (!shutdown.ok) return shutdown;
+    if (dialect.idleCloseDeferred) {
+      const waited = await socket.query(`wait ${removalWaitMs} srv-removable ${id}`, { timeoutMs: options.timeoutMs + removalWaitMs });
+      if (!waited.ok) return waited;
+    }
     return socket.execute(`del server ${id}`);
   };
 

@@ -107,6 +107,8 @@ export function createMemoryDataplane(initial: Record<string, ConfiguredServer[]
       return Promise.resolve(ok(undefined));
     },
     listTransactions() {
+      const error = injected('listTransactions');
+      if (error) return Promise.resolve(fail(error));
       return Promise.resolve(
         ok([...transactions.entries()].map(([id, tx]) => ({ id, version: tx.version, status: tx.version === model.version ? ('in_progress' as const) : ('outdated' as const) }))),
       );

@@ -55,4 +55,17 @@ describe('the Data Plane API driver', () => {
       'setAdminState be_app/hsc-web-1 ready',
     ]);
   });
+
+  it('fails the pass at once when the API does not answer its transaction listing, and reads on past any other failure of it', async () => {
+    const api = createMemoryDataplane({ be_app: [] });
+    const driver = createDataplaneDriver({ client: api, healthCheck: check, reloadTimeoutMs: 1_000 });
+    expect((await driver.inspect(['be_app'])).ok).toBe(true);
+    api.failNext('listTransactions', { kind: 'timeout', message: 'request timed out', operation: 'list transactions' });
+    expect(await driver.readServers(['be_app'])).toMatchObject({ ok: false, error: { kind: 'timeout', operation: 'list transactions' } });
+    // No second wait for a version read that would time out the same way.
+    expect(api.calls.filter((c) => c.startsWith('configurationVersion') || c.startsWith('listServers'))).toEqual([]);
+
+    api.failNext('listTransactions', { kind: 'malformed', message: 'expected a list', operation: 'list transactions' });
+    expect((await driver.readServers(['be_app'])).ok).toBe(true);
+  });
 });

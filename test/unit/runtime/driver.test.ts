@@ -30,6 +30,7 @@ backend be_api
 
 const VERSION_30 = '3.0.11-1+deb13u4';
 const VERSION_26 = '2.6.12-1+deb12u4';
+const VERSION_34 = '3.4.7-1';
 
 interface Sent {
   readonly command: string;
@@ -163,6 +164,29 @@ describe('runtime driver', () => {
         'del server be_app/hsc-old',
       ]);
     });
+
+    // 3.4's texts (measured on 3.4.7): the reason follows on the same line.
+    it.each(['Wait delay expired. Server still has connections attached to it, cannot remove it.', 'Failed. No such server.'])(
+      'on 3.3+ (del server leaves idle connections to close later), waits once more after cutting the sessions; wait answered %j',
+      async (waitAnswer) => {
+        let deletes = 0;
+        const fake = fakeHaproxy(VERSION_34, (command) => {
+          if (command.startsWith('wait ') && !fake.commands().some((c) => c.startsWith('shutdown'))) return waitAnswer;
+          if (command.startsWith('del server ') && deletes++ === 0) return 'Server still has connections attached to it, cannot remove it.';
+          return undefined;
+        });
+        const result = await driverFor(fake, { removalWaitMs: 500 }).apply([remove('hsc-old')], snapshot);
+        expect(result.ok).toBe(true);
+        expect(fake.sent.slice(1)).toEqual([
+          { command: 'set server be_app/hsc-old state maint', timeoutMs: 5_000 },
+          { command: 'wait 500 srv-removable be_app/hsc-old', timeoutMs: 5_500 },
+          { command: 'del server be_app/hsc-old', timeoutMs: 5_000 },
+          { command: 'shutdown sessions server be_app/hsc-old', timeoutMs: 5_000 },
+          { command: 'wait 500 srv-removable be_app/hsc-old', timeoutMs: 5_500 },
+          { command: 'del server be_app/hsc-old', timeoutMs: 5_000 },
+        ]);
+      },
+    );
 
     it('replaces: removes, then adds with the new address', async () => {
       const fake = fakeHaproxy(VERSION_30);
