@@ -252,7 +252,7 @@ async function main(): Promise<number> {
     if (!selected.has(id)) return;
     for (const driver of ALL_DRIVERS) {
       if (drivers.includes(driver)) await run(id, driver, title, () => scenario(driver));
-      else results.push({ id, driver, title, status: 'not-measured', reason: NEEDS_DATAPLANE, figures: [], notes: ['No Data Plane API binary was found (HSC_DATAPLANEAPI_BIN, PATH, setup.sh cache): see README, "Data Plane API availability".'], seconds: 0 });
+      else results.push({ id, driver, title, status: 'not-measured', reason: NEEDS_DATAPLANE, figures: [], notes: ['No Data Plane API binary was found (HSC_DATAPLANEAPI_BIN, PATH, setup.sh cache): see docs/drivers.md, "Data Plane API availability".'], seconds: 0 });
     }
   };
 

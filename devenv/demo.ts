@@ -104,7 +104,7 @@ function parseOptions(): Options {
   if (driver !== 'runtime' && driver !== 'dataplane') throw new UsageError(`--driver must be runtime or dataplane, not ${driver}`);
   if (driver === 'dataplane' && dataplaneApiBinary() === undefined) {
     throw new UsageError(
-      `--driver dataplane needs the Data Plane API binary (${readPinnedVersions().DATAPLANEAPI_RELEASE}), which is not on this machine (README: Data Plane API availability); use --driver runtime`,
+      `--driver dataplane needs the Data Plane API binary (${readPinnedVersions().DATAPLANEAPI_RELEASE}), which is not on this machine (docs/drivers.md: Data Plane API availability); use --driver runtime`,
     );
   }
   return { once: values.once === true, prometheus: values.prometheus === true, driver };
