@@ -477,7 +477,7 @@ async function main(): Promise<number> {
   await checkPrerequisites();
   const env = await environment();
   log(`seed ${seed}, ${rate} req/s, ${minutes} min per driver, drivers ${drivers.join(', ')}; compiling the sidecar`);
-  build = await buildSidecar();
+  build = await buildSidecar('soak');
   const rng = seededRng(seed);
   const results: DriverResult[] = [];
   try {

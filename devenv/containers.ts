@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { readPinnedVersions } from './versions.js';
 
 export const OWNER_LABEL = 'hsc.owner';
-export type ContainerOwner = 'test' | 'demo' | 'bench';
+export type ContainerOwner = 'test' | 'demo' | 'bench' | 'soak';
 
 export const docker = new Docker({ socketPath: process.env.HSC_DOCKER_SOCKET ?? '/var/run/docker.sock' });
 

@@ -21,7 +21,8 @@ const repoRoot = fileURLToPath(new URL('..', import.meta.url));
  * Every instance directory starts with `hsc-<purpose>-`, which is how leftovers are recognised;
  * the test suite sweeps only its own (`hsc-test-`), never a demo that runs beside it.
  */
-export type InstancePurpose = 'test' | 'demo' | 'bench';
+/** Who owns an instance: each kind of run sweeps only its own leftovers (a bench run never a running soak). */
+export type InstancePurpose = 'test' | 'demo' | 'bench' | 'soak';
 export const instancePrefix = (purpose: InstancePurpose): string => `hsc-${purpose}-`;
 
 export interface ManualServer {

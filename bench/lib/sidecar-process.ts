@@ -18,7 +18,7 @@ const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
  * test's sidecar, nor the other way round.
  */
 const BUILD_PREFIX = 'hsc-bench-sidecar-';
-const buildPrefix = (purpose: 'bench' | 'test'): string => (purpose === 'bench' ? BUILD_PREFIX : 'hsc-test-sidecar-');
+const buildPrefix = (purpose: 'bench' | 'test' | 'soak'): string => (purpose === 'bench' ? BUILD_PREFIX : `hsc-${purpose}-sidecar-`);
 
 export interface SidecarBuild {
   readonly dir: string;
@@ -27,7 +27,7 @@ export interface SidecarBuild {
 }
 
 /** Compiles sidecar/ (tsconfig.build.json) into a private directory; a few seconds. */
-export async function buildSidecar(purpose: 'bench' | 'test' = 'bench'): Promise<SidecarBuild> {
+export async function buildSidecar(purpose: 'bench' | 'test' | 'soak' = 'bench'): Promise<SidecarBuild> {
   const dir = await mkdtemp(join(tmpdir(), buildPrefix(purpose)));
   await promisify(execFile)(join(repoRoot, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', dir], { cwd: repoRoot });
   // main.js reads ../package.json (its version) and is an ES module; dependencies resolve

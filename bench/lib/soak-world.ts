@@ -213,7 +213,7 @@ export function fallbackRecords(autoscaler: unknown, backends: unknown, backend:
 
 /** Project names of soaks whose process is gone: their containers are leftovers. */
 async function removeDeadSoakProjects(): Promise<number> {
-  const listed = await docker.listContainers({ all: true, filters: { label: [`${OWNER_LABEL}=bench`] } });
+  const listed = await docker.listContainers({ all: true, filters: { label: [`${OWNER_LABEL}=soak`] } });
   const dead = listed.filter((c) => {
     const project = c.Labels[COMPOSE_PROJECT] ?? '';
     if (!project.startsWith(PROJECT_PREFIX)) return false;
@@ -292,9 +292,9 @@ export async function createSoakWorld(build: SidecarBuild, settings: SoakSetting
     dockerProxy = await startDockerProxy(join(dir, 'docker.sock'), process.env.HSC_DOCKER_SOCKET ?? '/var/run/docker.sock');
     // One after the other: their creation times differ, as in a Compose project scaled over time.
     for (let i = 1; i <= settings.replicas; i++) {
-      await startNginx({ owner: 'bench', name: `${project}-${SOAK_SERVICE}-${i}`, labels: labels(i) });
+      await startNginx({ owner: 'soak', name: `${project}-${SOAK_SERVICE}-${i}`, labels: labels(i) });
     }
-    haproxy = await startLocalHaproxy({ purpose: 'bench', withDataplane: settings.driver === 'dataplane' });
+    haproxy = await startLocalHaproxy({ purpose: 'soak', withDataplane: settings.driver === 'dataplane' });
     await enableErrorLog(haproxy, settings.driver);
   } catch (error) {
     await haproxy?.stop().catch(() => undefined);
