@@ -331,7 +331,7 @@ export function startChaos(options: ChaosOptions): Chaos {
         await world.killSidecar();
         await sleep(1_000);
         await restartSidecar();
-        return `${set}, SIGKILL of the sidecar ${delay} ms later, started again (automatic again: the count by hand died with it)`;
+        return `${set}, SIGKILL of the sidecar ${delay} ms later, started again (the count set by hand is kept across the kill, from the state file, until the resume that follows)`;
       },
     },
     'sidecar-restart': {
