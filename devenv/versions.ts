@@ -10,7 +10,6 @@ const versionsFile = new URL('./versions.env', import.meta.url);
 export interface PinnedVersions {
   readonly HAPROXY_SUITE: string;
   readonly HAPROXY_SERIES: string;
-  readonly HAPROXY_SECOND_SERIES: string;
   readonly DATAPLANEAPI_MODULE: string;
   readonly DATAPLANEAPI_GO_VERSION: string;
   readonly DATAPLANEAPI_RELEASE: string;
@@ -35,7 +34,6 @@ export function readPinnedVersions(): PinnedVersions {
   return {
     HAPROXY_SUITE: get('HAPROXY_SUITE'),
     HAPROXY_SERIES: get('HAPROXY_SERIES'),
-    HAPROXY_SECOND_SERIES: get('HAPROXY_SECOND_SERIES'),
     DATAPLANEAPI_MODULE: get('DATAPLANEAPI_MODULE'),
     DATAPLANEAPI_GO_VERSION: get('DATAPLANEAPI_GO_VERSION'),
     DATAPLANEAPI_RELEASE: get('DATAPLANEAPI_RELEASE'),
@@ -75,7 +73,7 @@ export const FLOOR_HAPROXY_BINARY = '/usr/sbin/haproxy';
 export const FLOOR_HAPROXY_SERIES = '2.6';
 
 /** The HAProxy series HSC_HAPROXY_SERIES accepts: the floor and those versions.env names a Debian suite for. */
-export function haproxySeriesChoices(): readonly string[] {
+function haproxySeriesChoices(): readonly string[] {
   const bootstrapped = [...readVersionsFile().keys()]
     .map((key) => /^HAPROXY_(\d+)_(\d+)_SUITE$/.exec(key))
     .filter((match) => match !== null)

@@ -1,8 +1,8 @@
 // The environment the sidecar-process scenarios share: one HAProxy (3.0 unless HSC_HAPROXY_SERIES
-// or HSC_HAPROXY_BIN says otherwise; with the Data Plane API beside it for the dataplane driver) and a pool of
-// nginx containers labelled like a Compose service (project, service, number), so the sidecar's
-// discovery selects them, its autoscaler counts them as replicas, copies them to scale up and
-// reads their CPU, and their servers carry the names the sidecar gives (hsc-nginx-<n>).
+// or HSC_HAPROXY_BIN says otherwise; with the Data Plane API beside it for the dataplane driver)
+// and a pool of nginx containers labelled like a Compose service (project, service, number), so
+// the sidecar's discovery selects them, its autoscaler counts them as replicas, copies them to
+// scale up and reads their CPU, and their servers carry the names the sidecar gives (hsc-nginx-<n>).
 //
 // Every server in HAProxy is the sidecar's doing: a first sidecar process adds the pool through
 // the chosen driver (the runtime driver writes its managed region, the Data Plane API driver its
