@@ -123,6 +123,9 @@ export function proposeForSignal(signal: SignalName, target: SignalTarget, sampl
   const current = samples.replicas;
   const reading = samples[signal];
   if (reading === undefined) return { signal, status: 'missing', observed: undefined, replicas: current, reason: 'missing: hold' };
+  // NaN or an infinity (an exporter may write either) compares false with every bound, which
+  // would read as "within the band" and hold the pool without freezing it visibly: it is missing.
+  if (!Number.isFinite(reading.value)) return { signal, status: 'missing', observed: undefined, replicas: current, reason: `not a number (${reading.value}): hold` };
   const age = now - reading.at;
   if (age > settings.maxSampleAgeMs) {
     return { signal, status: 'stale', observed: undefined, replicas: current, reason: `stale (${Math.round(age / 1000)} s old): hold` };

@@ -241,7 +241,9 @@ export function createWorld(settings: WorldSettings, now: () => number): World {
         served = open.served + closed.served;
         dropped = open.dropped;
         p99 = Math.max(open.p99, closed.p99);
-        mean = served > 0 ? (open.mean * open.served + closed.p99 * closed.served) / served : open.mean;
+        // An overloaded instance's steady state has no mean; its requests wait up to the queue timeout.
+        const openMean = Number.isFinite(open.mean) ? open.mean : settings.queueTimeoutSeconds;
+        mean = served > 0 ? (openMean * open.served + closed.p99 * closed.served) / served : openMean;
         busy = Math.min(1, open.busy + closed.served / (serving.length * capacity));
         closedInFlight = closed.inFlight;
         closedServed = closed.served;

@@ -39,6 +39,8 @@ const proposal = (signal: SignalProposal['signal'], replicas: number, status: Si
 describe('proposeForSignal', () => {
   const cases: Array<{ name: string; signal: SignalProposal['signal']; target: typeof cpu; input: Samples; status: string; observed: number | undefined; replicas: number; reason: string }> = [
     { name: 'missing: holds, never read as zero', signal: 'cpu', target: cpu, input: samples(6, {}), status: 'missing', observed: undefined, replicas: 6, reason: 'missing: hold' },
+    { name: 'not a number (an exporter may write NaN): missing, so it freezes a scale-down instead of holding as "within"', signal: 'responseTime', target: rt, input: samples(6, { responseTime: at(NaN) }), status: 'missing', observed: undefined, replicas: 6, reason: 'not a number (NaN): hold' },
+    { name: 'an infinity is no reading either', signal: 'cpu', target: cpu, input: samples(6, { cpu: at(Infinity) }), status: 'missing', observed: undefined, replicas: 6, reason: 'not a number (Infinity): hold' },
     { name: 'stale: holds, with its age', signal: 'cpu', target: cpu, input: samples(6, { cpu: at(0.05, 120_000) }), status: 'stale', observed: undefined, replicas: 6, reason: 'stale (120 s old): hold' },
     { name: 'exactly maxSampleAgeMs old is still fresh', signal: 'cpu', target: cpu, input: samples(4, { cpu: at(0.5, 90_000) }), status: 'ok', observed: 0.5, replicas: 4, reason: '0.5 within 0.3..0.7: hold' },
     { name: 'CPU over target: proportional', signal: 'cpu', target: cpu, input: samples(4, { cpu: at(0.91) }), status: 'ok', observed: 0.91, replicas: 6, reason: '0.91 > target 0.7: 6' },
