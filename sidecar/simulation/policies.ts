@@ -101,10 +101,13 @@ const defaults = ours(DEFAULT_AUTOSCALE);
 export const oursReactive: PolicyUnderTest = defaults.reactive;
 export const oursPredictive: PolicyUnderTest = defaults.predictive;
 
-/** The four policies compared, ours with these autoscale settings. */
+/** The four policies compared, ours with these autoscale settings and the others within the same minimum and maximum. */
 export function policiesFor(autoscale: AutoscaleConfig): readonly PolicyUnderTest[] {
   const mine = autoscale === DEFAULT_AUTOSCALE ? defaults : ours(autoscale);
-  return [bashRule, hpaRule, mine.reactive, mine.predictive];
+  const { minReplicas, maxReplicas } = autoscale.policy;
+  const bounded = (p: PolicyUnderTest): PolicyUnderTest =>
+    p.policy.minReplicas === minReplicas && p.policy.maxReplicas === maxReplicas ? p : { ...p, policy: { ...p.policy, minReplicas, maxReplicas } };
+  return [bounded(bashRule), bounded(hpaRule), mine.reactive, mine.predictive];
 }
 
 export const comparedPolicies: readonly PolicyUnderTest[] = policiesFor(DEFAULT_AUTOSCALE);
