@@ -6,8 +6,8 @@
 // suggests the settings that would have met the SLO at the lowest cost on that history.
 //
 //   hsc backtest --prometheus URL [--backend be_app] [--start=-1h] [--end=now] [--step 15s]
-//                [--rate-window 1m] [--query PROMQL] [--capacity REQ/S] [--slo-budget MIN]
-//                [--out backtest.svg]
+//                [--rate-window 1m] [--query PROMQL] [--capacity REQ/S] [--slo-p99 S]
+//                [--slo-budget MIN] [--out backtest.svg]
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { errorMessage, fail, ok, type Result } from '../edge/result.js';
@@ -19,7 +19,7 @@ import { NON_SCALING_SETTINGS } from '../simulation/policies.js';
 import { resample, type RatePoint } from '../simulation/trace.js';
 
 export const BACKTEST_USAGE =
-  'usage: hsc backtest --prometheus URL [--backend be_app] [--start=-1h] [--end=now] [--step 15s] [--rate-window 1m] [--query PROMQL] [--capacity REQ/S] [--slo-budget MIN] [--out backtest.svg]';
+  'usage: hsc backtest --prometheus URL [--backend be_app] [--start=-1h] [--end=now] [--step 15s] [--rate-window 1m] [--query PROMQL] [--capacity REQ/S] [--slo-p99 S] [--slo-budget MIN] [--out backtest.svg]';
 
 export interface BacktestIo {
   readonly out: (line: string) => void;
@@ -116,6 +116,7 @@ export async function backtest(argv: readonly string[], io: BacktestIo): Promise
         query: { type: 'string' },
         capacity: { type: 'string' },
         'slo-budget': { type: 'string', default: '0' },
+        'slo-p99': { type: 'string', default: '0.5' },
         out: { type: 'string', default: 'backtest.svg' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -148,6 +149,8 @@ export async function backtest(argv: readonly string[], io: BacktestIo): Promise
   if (capacity !== undefined && !(capacity > 0)) return usage('--capacity must be requests per second an instance serves at saturation, > 0');
   const budget = Number(values['slo-budget']);
   if (!(budget >= 0)) return usage('--slo-budget must be minutes >= 0');
+  const sloP99 = Number(values['slo-p99']);
+  if (!(sloP99 > 0)) return usage('--slo-p99 must be seconds > 0');
 
   let autoscale: AutoscaleConfig;
   try {
@@ -181,6 +184,7 @@ export async function backtest(argv: readonly string[], io: BacktestIo): Promise
     ...(capacity === undefined ? {} : { capacityPerInstance: capacity }),
     ...(recorded[0] === undefined ? {} : { initialReplicas: Math.round(recorded[0].rate) }),
     sloBudgetMinutes: budget,
+    sloP99Seconds: sloP99,
   });
 
   const minutes = (trace.rates.length / 60).toFixed(1);

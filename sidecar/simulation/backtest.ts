@@ -13,20 +13,23 @@ import type { Trace } from './trace.js';
 export const TARGET_SHARE_OF_CAPACITY = 0.7;
 
 /**
- * The model of the user's instances: the simulator's M/M/c instance (4 workers), scaled so that
- * it saturates at `capacityPerInstance` requests a second, by default the request-rate target
- * over TARGET_SHARE_OF_CAPACITY (a target is set below what an instance can serve); the
- * start-up and the pool's first size are the user's.
+ * The model of the user's instances: the simulator's M/M/c instance, with as many workers of
+ * about its service time (28 ms) as make it saturate at `capacityPerInstance` requests a second,
+ * by default the request-rate target over TARGET_SHARE_OF_CAPACITY (a target is set below what
+ * an instance can serve). Workers, not a longer service time: a request's own time stays what
+ * it is, and the SLO is judged on it. The start-up, the pool's first size and the SLO are the user's.
  */
-export function modelFor(autoscale: AutoscaleConfig, capacityPerInstance?: number, initialReplicas?: number): ModelSettings {
+export function modelFor(autoscale: AutoscaleConfig, options: Pick<BacktestOptions, 'capacityPerInstance' | 'initialReplicas' | 'sloP99Seconds'> = {}): ModelSettings {
   const target = autoscale.policy.signals.requestRate?.target ?? 100;
-  const capacity = capacityPerInstance ?? target / TARGET_SHARE_OF_CAPACITY;
-  const workers = 4;
+  const capacity = options.capacityPerInstance ?? target / TARGET_SHARE_OF_CAPACITY;
+  const base = DEFAULT_MODEL.station.kind === 'mmc' ? DEFAULT_MODEL.station.serviceTime : 0.028;
+  const workers = Math.max(1, Math.round(capacity * base));
   return {
     ...DEFAULT_MODEL,
     station: { kind: 'mmc', workers, serviceTime: workers / capacity },
     startupSeconds: autoscale.policy.demand.startupMs / 1000,
-    initialReplicas: Math.max(autoscale.policy.minReplicas, initialReplicas ?? autoscale.policy.minReplicas),
+    initialReplicas: Math.max(autoscale.policy.minReplicas, options.initialReplicas ?? autoscale.policy.minReplicas),
+    sloP99Seconds: options.sloP99Seconds ?? DEFAULT_MODEL.sloP99Seconds,
   };
 }
 
@@ -79,6 +82,8 @@ export interface BacktestOptions {
   readonly capacityPerInstance?: number;
   /** The pool's size at the start of the history (the recorded one, where known). */
   readonly initialReplicas?: number;
+  /** The SLO's p99 response time, in seconds (default the simulator's 0.5). */
+  readonly sloP99Seconds?: number;
   /** SLO-violation minutes a setting may have and still count as meeting the SLO. */
   readonly sloBudgetMinutes?: number;
   /** Search settings of ours for the cheapest that meets the SLO (default true). */
@@ -86,7 +91,7 @@ export interface BacktestOptions {
 }
 
 export async function runBacktest(trace: Trace, autoscale: AutoscaleConfig, options: BacktestOptions = {}): Promise<BacktestResult> {
-  const model = modelFor(autoscale, options.capacityPerInstance, options.initialReplicas);
+  const model = modelFor(autoscale, options);
   const policies = policiesFor(autoscale);
   const runs: RunResult[] = [];
   for (const policy of policies) runs.push(await simulate(trace, policy, model));

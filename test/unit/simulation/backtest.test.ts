@@ -10,9 +10,17 @@ describe('backtest', () => {
   it('models the user’s instances from their settings: the target at 70 % of capacity, their start-up and minimum', () => {
     const model = modelFor(settings({ HSC_AUTOSCALE_RPS_TARGET: '35', HSC_AUTOSCALE_RPS_DOWN: '20', HSC_AUTOSCALE_STARTUP_MS: '8000', HSC_AUTOSCALE_MIN: '3' }));
     expect(instanceCapacity(model.station)).toBeCloseTo(50, 6);
-    expect(model).toMatchObject({ startupSeconds: 8, initialReplicas: 3 });
-    expect(instanceCapacity(modelFor(settings(), 400, 5).station)).toBeCloseTo(400, 6);
-    expect(modelFor(settings(), undefined, 5).initialReplicas).toBe(5);
+    expect(model).toMatchObject({ startupSeconds: 8, initialReplicas: 3, sloP99Seconds: 0.5 });
+    expect(instanceCapacity(modelFor(settings(), { capacityPerInstance: 400, initialReplicas: 5 }).station)).toBeCloseTo(400, 6);
+    expect(modelFor(settings(), { initialReplicas: 5, sloP99Seconds: 0.2 })).toMatchObject({ initialReplicas: 5, sloP99Seconds: 0.2 });
+  });
+
+  it('a small instance has fewer workers, not slower requests: an idle one meets the SLO', async () => {
+    // 20 req/s at 70 %: 28.6 req/s at saturation, one worker of 35 ms (not four of 140 ms, whose p99 alone would be 0.64 s).
+    const model = modelFor(settings({ HSC_AUTOSCALE_RPS_TARGET: '20', HSC_AUTOSCALE_RPS_DOWN: '10' }));
+    expect(model.station).toEqual({ kind: 'mmc', workers: 1, serviceTime: 1 / (20 / 0.7) });
+    const quiet = await runBacktest({ name: 'quiet', description: '', rates: new Array<number>(120).fill(5) }, settings({ HSC_AUTOSCALE_RPS_TARGET: '20', HSC_AUTOSCALE_RPS_DOWN: '10' }), { suggest: false });
+    expect(quiet.runs.every((r) => r.summary.sloViolationMinutes === 0)).toBe(true);
   });
 
   it('tries targets around the user’s, three windows and theirs, the forecast on and off', () => {
