@@ -1,13 +1,17 @@
-// npm run simulate [-- --seed N] [--family name,name] [--trace file.csv ...] [--out dir]
+// npm run simulate [-- --seed N] [--family name,name] [--trace file.csv ...] [--fidelity dir] [--out dir]
 // Runs every trace of every family (bench/sim/families.ts) against every compared policy, each a
 // configuration of the sidecar itself (sidecar/simulation), and reports per family, and for the
 // families the defaults were tuned on apart from those they were not. Prints the tables and the
 // summary lines; writes report.md, report.json and one SVG chart per family (its first trace).
+// It also replays the recorded runs of the real environment (bench/results/fidelity, written by
+// npm run bench's load-step and varying scenarios) and prints the simulator's error against them.
 // The same seed gives the same bytes; no wall-clock time goes into the reports.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FAMILIES, tracesOf, type TraceFamily } from './sim/families.js';
+import { fidelityLine, replay, type Fidelity } from './sim/fidelity.js';
+import type { Recording } from './lib/timeline.js';
 import { fromCsv, LOAD_STEP, loadStep, type Trace } from './sim/traces.js';
 import { traceChart } from '../sidecar/simulation/chart.js';
 import { markdownTable, meetsGoal, summaryLine, textTable, totals, type Totals } from '../sidecar/simulation/compare.js';
@@ -27,6 +31,7 @@ const { values } = parseArgs({
     family: { type: 'string', default: FAMILIES.map((f) => f.name).join(',') },
     trace: { type: 'string', multiple: true, default: [] },
     out: { type: 'string', default: 'bench/results/simulation' },
+    fidelity: { type: 'string', default: 'bench/results/fidelity' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -37,6 +42,7 @@ if (values.help) {
       `  --family  families to run, of: ${FAMILIES.map((f) => `${f.name}${f.tunedOn ? '' : '*'}`).join(', ')} (* not tuned on; default: all)`,
       '  --trace   a recorded trace as CSV lines "timestamp,requests per second" (repeatable), reported on its own',
       '  --seed    the model\'s random seed (arrivals); the traces have their own seeds',
+      '  --fidelity  a directory of recorded runs of the real environment to replay (default bench/results/fidelity; npm run bench writes them)',
       '  --out     where report.md, report.json and the charts go (default bench/results/simulation)',
       '',
     ].join('\n'),
@@ -136,10 +142,20 @@ for (const startupSeconds of [model.startupSeconds, MEASURED_STARTUP_SECONDS]) {
 }
 const stepColumns = ['start-up', 'policy', 'step → decision', 'step → first new capacity', 'step → all of it', 'SLO-violation min', 'instance-hours'];
 
+// The simulator against the product: each recorded run replayed with its load and settings.
+const fidelityDir = resolve(values.fidelity);
+const fidelity: Fidelity[] = [];
+if (existsSync(fidelityDir)) {
+  for (const file of readdirSync(fidelityDir).filter((f) => f.endsWith('.json')).sort()) {
+    fidelity.push(await replay(JSON.parse(readFileSync(join(fidelityDir, file), 'utf8')) as Recording));
+  }
+}
+
 const verdictText = verdicts.map((v) => [`${v.title}:`, ...v.lines, ...(v.goal === undefined ? [] : [v.goal])].join('\n')).join('\n\n');
 process.stdout.write(`${textTable(familyColumns, familyRows)}\n`);
 process.stdout.write(`\n${all.length} runs (${groups.reduce((n, g) => n + g.traces.length, 0)} traces × ${comparedPolicies.length} policies) in ${(elapsedMs / 1000).toFixed(1)} s; reports in ${outDir}\n`);
 process.stdout.write(`\nload step: ${stepTrace.description}\n${textTable(stepColumns, stepRows)}\n`);
+if (fidelity.length > 0) process.stdout.write(`\nfidelity (recorded runs of the real environment, replayed):\n${fidelity.map(fidelityLine).join('\n')}\n`);
 process.stdout.write(`\n${verdictText}\n`);
 
 const traceColumns = ['trace', 'policy', 'SLO-violation min', 'instance-hours', 'scaling actions', 'failed requests', 'max instances', 'worst p99 s'];
@@ -178,6 +194,14 @@ const markdown = [
   '## Summary',
   '',
   ...verdicts.flatMap((v) => [`${v.title}:`, '', '```', ...v.lines, ...(v.goal === undefined ? [] : [v.goal]), '```', '']),
+  '## Fidelity: recorded runs of the real environment, replayed',
+  '',
+  fidelity.length === 0
+    ? `No recording in ${values.fidelity} (npm run bench -- --only load-step,varying writes them).`
+    : `Each run recorded by \`npm run bench\` (its load each second, its sidecar settings, the servers HAProxy had in rotation) replayed here with the same load and settings; the model's start-up and Docker's CPU read are the ones measured in the run:`,
+  '',
+  ...fidelity.map((f) => `- ${fidelityLine(f)}`),
+  '',
   '## The load step',
   '',
   `${stepTrace.description}; start-up as the model's, and as measured on this machine by the bench's load-step (decision → first request served by a new container, about ${MEASURED_STARTUP_SECONDS} s).`,

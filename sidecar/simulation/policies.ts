@@ -16,7 +16,7 @@ export const bashRule: PolicyUnderTest = {
   intervalSeconds: 30,
   breachCheckSeconds: 0,
   // Its Prometheus query: the containers' CPU over the 30 s between polls.
-  cpu: { windowSeconds: 30, readyOnly: false },
+  cpu: { windowSeconds: 30, readyOnly: false, latencyMs: 0 },
   policy: {
     ...DEFAULT_POLICY,
     signals: { cpu: { target: 0.7, scaleDownBelow: 0.3 }, requestRate: { target: 100, scaleDownBelow: 50 } },
@@ -38,7 +38,7 @@ export const hpaRule: PolicyUnderTest = {
   intervalSeconds: 15,
   breachCheckSeconds: 0,
   // The metrics pipeline's window, over ready pods only (HPA leaves unready ones out).
-  cpu: { windowSeconds: 15, readyOnly: true },
+  cpu: { windowSeconds: 15, readyOnly: true, latencyMs: 0 },
   policy: {
     ...DEFAULT_POLICY,
     signals: { cpu: { target: 0.7, scaleDownBelow: 0.63 } },
@@ -62,8 +62,8 @@ export const NON_SCALING_SETTINGS: Readonly<Record<string, string>> = {
   HSC_DOCKER_NETWORK: 'app',
 };
 
-/** The sidecar reads Docker's stats of every running replica: the CPU of the last second. */
-const dockerCpu = { windowSeconds: 1, readyOnly: false } as const;
+/** The sidecar reads Docker's stats of every running replica: the CPU of the last second, a second after asking. */
+export const DOCKER_CPU = { windowSeconds: 1, readyOnly: false, latencyMs: 1000 } as const;
 
 /** Ours with these autoscale settings (as the configuration loader built them): reactive, and with the forecast as configured. */
 export function ours(autoscale: AutoscaleConfig): { readonly reactive: PolicyUnderTest; readonly predictive: PolicyUnderTest } {
@@ -80,7 +80,7 @@ export function ours(autoscale: AutoscaleConfig): { readonly reactive: PolicyUnd
       description: `the sidecar without the forecast: ${schedule}; the demand stage, ${down}`,
       intervalSeconds,
       breachCheckSeconds,
-      cpu: dockerCpu,
+      cpu: DOCKER_CPU,
       policy: { ...policy, forecast: { ...policy.forecast, mode: 'off' } },
     },
     predictive: {
@@ -88,7 +88,7 @@ export function ours(autoscale: AutoscaleConfig): { readonly reactive: PolicyUnd
       description: `the sidecar as configured (autoscale.forecast: ${policy.forecast.mode}): the reactive stages plus the request-rate forecast over start-up and one interval (${policy.forecast.horizonMs / 1000} s)`,
       intervalSeconds,
       breachCheckSeconds,
-      cpu: dockerCpu,
+      cpu: DOCKER_CPU,
       policy,
     },
   };

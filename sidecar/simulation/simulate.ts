@@ -29,6 +29,11 @@ export interface ModelSettings extends WorldSettings {
   readonly reconcileDelayMs: number;
   /** Chart resolution: one point per this many seconds. */
   readonly seriesStepSeconds: number;
+  /**
+   * How long Docker takes to answer the sidecar's actions, while its control loop waits: starting
+   * containers (one after the other: per container), stopping one.
+   */
+  readonly dockerLatency: { readonly startPerContainerMs: number; readonly stopMs: number };
 }
 
 export const DEFAULT_MODEL: ModelSettings = {
@@ -45,6 +50,10 @@ export const DEFAULT_MODEL: ModelSettings = {
   drainDeadlineMs: 60_000,
   reconcileDelayMs: 250,
   seriesStepSeconds: 30,
+  // As the local environment's runs show them (bench/results/fidelity): a container created and
+  // started about a second after the one before it.
+  startupStaggerSeconds: 1,
+  dockerLatency: { startPerContainerMs: 1000, stopMs: 500 },
 };
 
 export interface PolicyUnderTest {
@@ -56,9 +65,10 @@ export interface PolicyUnderTest {
   readonly breachCheckSeconds: number;
   /**
    * The CPU figure the policy reads: Docker's stats cover the last second and every running
-   * replica (the sidecar's); Kubernetes' metrics cover a longer window of ready pods only.
+   * replica (the sidecar's), and answer a second after they are asked (they wait for a second
+   * reading); Kubernetes' metrics cover a longer window of ready pods only, at once.
    */
-  readonly cpu: { readonly windowSeconds: number; readonly readyOnly: boolean };
+  readonly cpu: { readonly windowSeconds: number; readonly readyOnly: boolean; readonly latencyMs: number };
 }
 
 export interface SeriesPoint {
@@ -87,7 +97,8 @@ export interface ScaleUp {
   /** Draining instances put back (they serve at once) and containers started. */
   readonly undrained: number;
   readonly started: number;
-  /** When the last of them serves. */
+  /** When the first of them serves, and the last (Docker starts them one after the other). */
+  readonly firstServingAt: number;
   readonly servingAt: number;
 }
 
@@ -118,7 +129,7 @@ export function stepTimings(run: Pick<RunResult, 'scaleUps'>, stepAt: number, en
   const first = ups[0];
   return {
     decisionSeconds: first === undefined ? undefined : first.decidedAt - stepAt,
-    firstCapacitySeconds: first === undefined ? undefined : Math.min(...ups.map((u) => u.servingAt)) - stepAt,
+    firstCapacitySeconds: first === undefined ? undefined : Math.min(...ups.map((u) => u.firstServingAt)) - stepAt,
     fullCapacitySeconds: ups.length === 0 ? undefined : Math.max(...ups.map((u) => u.servingAt)) - stepAt,
   };
 }
@@ -170,6 +181,11 @@ export interface SimulateOptions {
   readonly perSecond?: boolean;
   /** Closed-loop clients per second, on top of the trace's open-loop rates. */
   readonly clients?: readonly number[];
+  /**
+   * When the sidecar's control loop starts, in ms from the trace's start (default 0): its
+   * evaluations come an interval after, so a replay can put them where the recorded run had them.
+   */
+  readonly controlStartMs?: number;
 }
 
 export async function simulate(trace: Trace, candidate: PolicyUnderTest, model: ModelSettings = DEFAULT_MODEL, options: SimulateOptions = {}): Promise<RunResult> {
@@ -177,6 +193,8 @@ export async function simulate(trace: Trace, candidate: PolicyUnderTest, model: 
   const clock = simulatedTimers(EPOCH);
   const { timers } = clock;
   const now = (): number => timers.now();
+  /** A value the simulated clock hands over `ms` later (at once for 0). */
+  const later = <T>(ms: number, value: T): Promise<T> => (ms <= 0 ? Promise.resolve(value) : new Promise((resolve) => timers.schedule(() => resolve(value), ms)));
   const world = createWorld(model, now);
   const retirements = retirementStore();
   const drainer = product.createDrainer({
@@ -199,14 +217,18 @@ export async function simulate(trace: Trace, candidate: PolicyUnderTest, model: 
     sampler: product.createSampler({
       backend: BACKEND,
       scrape: () => Promise.resolve(world.scrape()),
-      cpu: (ids) => Promise.resolve(world.cpu(ids, candidate.cpu.windowSeconds, candidate.cpu.readyOnly)),
+      // Docker's answer comes a latency later, with the CPU as it was when asked.
+      cpu: (ids) => later(candidate.cpu.latencyMs, world.cpu(ids, candidate.cpu.windowSeconds, candidate.cpu.readyOnly)),
       now,
       peekWindowMs: breachCheckMs * BREACH_WINDOW_CHECKS,
     }),
     pool: () => Promise.resolve(ok(world.replicas())),
     scaler: {
-      startLike: (_template, count) => Promise.resolve(ok(world.startLike(count))),
-      stopAndRemove: (id) => Promise.resolve(ok(world.stop(id))),
+      startLike: (_template, count) => later(model.dockerLatency.startPerContainerMs * count, ok(world.startLike(count))),
+      stopAndRemove: async (id) => {
+        await later(model.dockerLatency.stopMs, undefined);
+        return ok(world.stop(id));
+      },
     },
     drainer,
     haproxy: {
@@ -262,7 +284,9 @@ export async function simulate(trace: Trace, candidate: PolicyUnderTest, model: 
   const servingPerSecond: number[] = [];
   const violatedPerSecond: boolean[] = [];
 
-  loop.start();
+  const controlStartMs = options.controlStartMs ?? 0;
+  if (controlStartMs > 0) timers.schedule(() => loop.start(), controlStartMs);
+  else loop.start();
   for (let t = 0; t < trace.rates.length; t++) {
     const offered = { rate: trace.rates[t] ?? 0, clients: options.clients?.[t] ?? 0 };
     const outcome = world.step(offered, random);
@@ -295,7 +319,13 @@ export async function simulate(trace: Trace, candidate: PolicyUnderTest, model: 
       Object.assign(bucket, { offered: 0, replicas: 0, p99: 0, seconds: 0, violations: 0 });
     }
   }
-  await loop.stop();
+  // The pass in progress may wait on Docker: the clock goes on until it is over.
+  let stopped = false;
+  const stopping = loop.stop().then(() => {
+    stopped = true;
+  });
+  for (let extra = 1; !stopped && extra <= 600; extra++) await clock.advanceTo(EPOCH + (trace.rates.length + extra) * 1000);
+  await stopping;
 
   const scaleUps: ScaleUp[] = acted
     .filter((r) => r.actions.some((a) => a.kind === 'start' || a.kind === 'undrain'))
@@ -305,7 +335,8 @@ export async function simulate(trace: Trace, candidate: PolicyUnderTest, model: 
         decidedAt: seconds(r.at),
         undrained: r.actions.filter((a) => a.kind === 'undrain').length,
         started,
-        servingAt: seconds(r.at) + (started > 0 ? model.startupSeconds : 0),
+        firstServingAt: seconds(r.at) + (started > 0 ? model.startupSeconds : 0),
+        servingAt: seconds(r.at) + (started > 0 ? model.startupSeconds + (started - 1) * (model.startupStaggerSeconds ?? 0) : 0),
       };
     });
 

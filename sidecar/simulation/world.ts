@@ -37,6 +37,11 @@ export interface WorldSettings {
   readonly station: Station;
   /** Seconds from "start a container" to its server serving (start-up, reconcile, first health check). */
   readonly startupSeconds: number;
+  /**
+   * Seconds between the containers of one scale-up: Docker creates and starts them one after the
+   * other (the local environment's load step: about one a second), so the last serves later.
+   */
+  readonly startupStaggerSeconds?: number;
   /** HAProxy's `timeout queue`: a request queued longer fails with 503 (M/M/c only). */
   readonly queueTimeoutSeconds: number;
   /** CPU of one instance at full utilisation, as a fraction of one core. */
@@ -317,7 +322,8 @@ export function createWorld(settings: WorldSettings, now: () => number): World {
     },
 
     startLike(count) {
-      return Array.from({ length: count }, () => create(now() + settings.startupSeconds * 1000).id);
+      const stagger = (settings.startupStaggerSeconds ?? 0) * 1000;
+      return Array.from({ length: count }, (_, i) => create(now() + settings.startupSeconds * 1000 + i * stagger).id);
     },
 
     stop(id) {

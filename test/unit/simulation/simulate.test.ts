@@ -99,10 +99,10 @@ describe('what the simulator models for the policies', () => {
   const endAt = LOAD_STEP.stepAt + LOAD_STEP.seconds;
 
   it('runs ours as the sidecar’s configuration loader builds its defaults', () => {
-    expect(oursPredictive).toMatchObject({ intervalSeconds: 30, breachCheckSeconds: 2, cpu: { windowSeconds: 1, readyOnly: false } });
+    expect(oursPredictive).toMatchObject({ intervalSeconds: 30, breachCheckSeconds: 2, cpu: { windowSeconds: 1, readyOnly: false, latencyMs: 1000 } });
     expect(oursPredictive.policy.forecast).toMatchObject({ mode: 'act', horizonMs: 50_000 });
     expect(oursPredictive.policy.demand).toEqual({ startupMs: DEFAULT_MODEL.startupSeconds * 1000, backlogDrainMs: 30_000 });
-    expect(hpaRule).toMatchObject({ intervalSeconds: 15, breachCheckSeconds: 0, cpu: { windowSeconds: 15, readyOnly: true }, policy: { scaleDownStabilisationMs: 300_000, tolerance: 0.1 } });
+    expect(hpaRule).toMatchObject({ intervalSeconds: 15, breachCheckSeconds: 0, cpu: { windowSeconds: 15, readyOnly: true, latencyMs: 0 }, policy: { scaleDownStabilisationMs: 300_000, tolerance: 0.1 } });
   });
 
   it('a breach check decides within its period of a step, the HPA rule at its sync, and capacity comes a start-up later', async () => {
@@ -125,13 +125,13 @@ describe('what the simulator models for the policies', () => {
   it('times a step from the run’s scale-ups', () => {
     const run = {
       scaleUps: [
-        { decidedAt: 105, undrained: 0, started: 3, servingAt: 125 },
-        { decidedAt: 140, undrained: 1, started: 0, servingAt: 140 },
-        { decidedAt: 150, undrained: 0, started: 2, servingAt: 170 },
-        { decidedAt: 400, undrained: 0, started: 2, servingAt: 420 },
+        { decidedAt: 105, undrained: 0, started: 3, firstServingAt: 125, servingAt: 127 },
+        { decidedAt: 140, undrained: 1, started: 0, firstServingAt: 140, servingAt: 140 },
+        { decidedAt: 150, undrained: 0, started: 2, firstServingAt: 170, servingAt: 171 },
+        { decidedAt: 400, undrained: 0, started: 2, firstServingAt: 420, servingAt: 421 },
       ],
     };
-    expect(stepTimings(run, 100, 300)).toEqual({ decisionSeconds: 5, firstCapacitySeconds: 25, fullCapacitySeconds: 70 });
+    expect(stepTimings(run, 100, 300)).toEqual({ decisionSeconds: 5, firstCapacitySeconds: 25, fullCapacitySeconds: 71 });
     expect(stepTimings(run, 500, 600)).toEqual({ decisionSeconds: undefined, firstCapacitySeconds: undefined, fullCapacitySeconds: undefined });
   });
 });
