@@ -281,7 +281,8 @@ export function stabilisationWindow(
     const back = changes.slice(i + 1).find((c) => c.to > c.from);
     // Only the first scale-up after it, and only one the pool needed at once (saturation, a
     // breach): one the forecast made ahead of the load cost no violation, so the scale-down paid.
-    const hold = (down.windowMs ?? base) + (back === undefined ? 0 : back.at - down.at);
+    // In whole seconds: a window is a setting one reads, not a measurement.
+    const hold = Math.ceil(((down.windowMs ?? base) + (back === undefined ? 0 : back.at - down.at)) / 1000) * 1000;
     // A return later than the longest window would have held through is not one this can help.
     if (back === undefined || back.breach !== true || hold > maxMs || back.at < now - memoryMs || back.to <= down.to) return;
     if (hold > needed) {
