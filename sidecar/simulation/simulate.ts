@@ -1,24 +1,29 @@
 // A deterministic simulation (1 s steps of traffic) of a pool behind HAProxy, scaled by the
-// sidecar itself: its control loop (sidecar/autoscale/loop.ts) on a simulated clock runs its
-// autoscaler (controller.ts: sampler, decide(), planActions, retirements, undrain through the
-// drainer), wired as sidecar/main.ts wires them. Only Docker, HAProxy and time are simulated
-// (world.ts). The policies compared are configurations of that one product, never copies of it.
+// sidecar itself: its work queue (sidecar/queue/queue.ts) on a simulated clock runs its
+// autoscaler's schedule (autoscale/work.ts: evaluations and breach checks) and the records' pass
+// (retirements and drains moved on every drain poll period), and the autoscaler itself
+// (controller.ts: sampler, decide(), planActions, retirements, undrain through the drainer),
+// wired as sidecar/wiring.ts wires them. Only Docker, HAProxy (with the reconciler's part in
+// it) and time are simulated (world.ts). The policies compared are configurations of that one
+// product, never copies of it.
 import { createAutoscaler, isRemovableRetiree, type DecisionRecord } from '../autoscale/controller.js';
-import { createControlLoop } from '../autoscale/loop.js';
-import { retirementStore } from '../autoscale/retirement.js';
 import { BREACH_WINDOW_CHECKS, createSampler } from '../autoscale/sampler.js';
 import type { ScalingPolicy } from '../autoscale/policy.js';
-import { createDrainer } from '../drain/drainer.js';
+import { autoscalerWork } from '../autoscale/work.js';
 import { ok } from '../edge/result.js';
-import type { Timers } from '../reconcile/loop.js';
-import { memoryStateStore } from '../state/store.js';
-import { silentLogger } from '../telemetry/logger.js';
+import { silentLogger } from '../log/logger.js';
+import { createWorkQueue, type Timers } from '../queue/queue.js';
+import { createDrainer } from '../records/drains.js';
+import { memoryStateStore, retirementsOf } from '../records/store.js';
 import { seededRandom } from './random.js';
 import type { Trace } from './trace.js';
 import { BACKEND, createWorld, type WorldSettings } from './world.js';
 
 /** The product's pieces the simulator runs: exported so a test can prove they are the sidecar's own. */
-export const product = { createAutoscaler, createSampler, createControlLoop, createDrainer } as const;
+export const product = { createAutoscaler, createSampler, createWorkQueue, autoscalerWork, createDrainer } as const;
+
+/** The key of the records' pass on the work queue (sidecar/wiring.ts registers it as RECORDS). */
+const RECORDS = 'records';
 
 export interface ModelSettings extends WorldSettings {
   readonly seed: number;
@@ -30,7 +35,7 @@ export interface ModelSettings extends WorldSettings {
   /** Chart resolution: one point per this many seconds. */
   readonly seriesStepSeconds: number;
   /**
-   * How long Docker takes to answer the sidecar's actions, while its control loop waits: starting
+   * How long Docker takes to answer the sidecar's actions, while its autoscaler waits: starting
    * containers (one after the other: per container), stopping one.
    */
   readonly dockerLatency: { readonly startPerContainerMs: number; readonly stopMs: number };
@@ -140,7 +145,8 @@ const EPOCH = Date.UTC(2026, 0, 1);
 /**
  * Timers on a simulated clock: callbacks run in time order as the simulation advances it. Every
  * port of the simulated world answers with a settled promise, so a callback's whole pass (the
- * control loop's tick: progress, evaluation, actions) is over once the microtasks have run.
+ * queue's run: progress, evaluation, actions) is over once the microtasks have run, unless it
+ * waits on one of these timers (Docker's latency), which the clock then reaches.
  */
 function simulatedTimers(start: number) {
   let clock = start;
@@ -182,7 +188,7 @@ export interface SimulateOptions {
   /** Closed-loop clients per second, on top of the trace's open-loop rates. */
   readonly clients?: readonly number[];
   /**
-   * When the sidecar's control loop starts, in ms from the trace's start (default 0): its
+   * When the sidecar's work queue starts, in ms from the trace's start (default 0): its
    * evaluations come an interval after, so a replay can put them where the recorded run had them.
    */
   readonly controlStartMs?: number;
@@ -196,14 +202,16 @@ export async function simulate(trace: Trace, candidate: PolicyUnderTest, model: 
   /** A value the simulated clock hands over `ms` later (at once for 0). */
   const later = <T>(ms: number, value: T): Promise<T> => (ms <= 0 ? Promise.resolve(value) : new Promise((resolve) => timers.schedule(() => resolve(value), ms)));
   const world = createWorld(model, now);
-  const retirements = retirementStore();
+  // One state for the drains and the retirements, as the sidecar keeps them in one state file.
+  const state = memoryStateStore();
+  const retirements = retirementsOf(state);
   const drainer = product.createDrainer({
     ports: {
       setAdminState: (_backend, server, state) => Promise.resolve(ok(world.setAdminState(server, state))),
       listRuntimeServers: () => Promise.resolve(ok(world.runtimeServers())),
       readLoad: (_backend, server) => Promise.resolve(world.serverLoad(server)),
     },
-    store: memoryStateStore(),
+    store: state,
     deadlineMs: model.drainDeadlineMs,
     now,
     logger: silentLogger,
@@ -262,16 +270,24 @@ export async function simulate(trace: Trace, candidate: PolicyUnderTest, model: 
     lastPredicted = record.predictedRequestRate ?? lastPredicted;
     if (record.applied && record.actions.length > 0) acted.push(record);
   };
-  const loop = product.createControlLoop({
-    evaluate: async () => note(await autoscaler.evaluate()),
-    breachCheck: async () => note(await autoscaler.checkBreach()),
-    breachCheckMs,
-    progress: () => autoscaler.progress(),
-    intervalMs: candidate.intervalSeconds * 1000,
-    pollMs: model.drainPollMs,
-    timers,
-    logger: silentLogger,
+  // The work queue as sidecar/wiring.ts's registerWork() fills it: the records' pass every drain
+  // poll period (moving retirements on; the simulated pool has no operator drains), and the
+  // autoscaler's evaluations and breach checks.
+  const queue = product.createWorkQueue({ timers, logger: silentLogger });
+  queue.register(RECORDS, {
+    async run() {
+      await drainer.tick();
+      await autoscaler.progress();
+      return { requeueAfterMs: model.drainPollMs };
+    },
   });
+  const evaluations = {
+    evaluate: async () => note(await autoscaler.evaluate()),
+    checkBreach: async () => note(await autoscaler.checkBreach()),
+  };
+  for (const [key, spec] of Object.entries(product.autoscalerWork(evaluations, queue, { intervalMs: candidate.intervalSeconds * 1000, breachCheckMs, logger: silentLogger, recordsKey: RECORDS }))) {
+    queue.register(key, spec);
+  }
 
   let violationSeconds = 0;
   let instanceSeconds = 0;
@@ -285,8 +301,8 @@ export async function simulate(trace: Trace, candidate: PolicyUnderTest, model: 
   const violatedPerSecond: boolean[] = [];
 
   const controlStartMs = options.controlStartMs ?? 0;
-  if (controlStartMs > 0) timers.schedule(() => loop.start(), controlStartMs);
-  else loop.start();
+  if (controlStartMs > 0) timers.schedule(() => queue.start(), controlStartMs);
+  else queue.start();
   for (let t = 0; t < trace.rates.length; t++) {
     const offered = { rate: trace.rates[t] ?? 0, clients: options.clients?.[t] ?? 0 };
     const outcome = world.step(offered, random);
@@ -319,9 +335,9 @@ export async function simulate(trace: Trace, candidate: PolicyUnderTest, model: 
       Object.assign(bucket, { offered: 0, replicas: 0, p99: 0, seconds: 0, violations: 0 });
     }
   }
-  // The pass in progress may wait on Docker: the clock goes on until it is over.
+  // A run in progress may wait on Docker: the clock goes on until it is over.
   let stopped = false;
-  const stopping = loop.stop().then(() => {
+  const stopping = queue.stop().then(() => {
     stopped = true;
   });
   for (let extra = 1; !stopped && extra <= 600; extra++) await clock.advanceTo(EPOCH + (trace.rates.length + extra) * 1000);

@@ -9,8 +9,8 @@
 // is busy (the stack's nginx + PHP-FPM, the policy comparisons' model), and the local
 // environment's nginx /work, a token bucket per instance (limit_req: a rate, a line of `burst`
 // waiting requests at the instance, a 503 beyond it, then a fixed time of work).
-import type { PromSample, ScrapeResult } from '../haproxy-metrics/index.js';
-import type { AdminState, ConfiguredServer, RuntimeServer } from '../driver/index.js';
+import type { PromSample, ScrapeResult } from '../haproxy-metrics/exporter.js';
+import type { AdminState, ConfiguredServer, RuntimeServer } from '../driver/port.js';
 import type { Replica } from '../scaling/replicas.js';
 import { ok } from '../edge/result.js';
 import { stationFigures } from './queueing.js';

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { createAutoscaler } from '../../../sidecar/autoscale/controller.js';
-import { createControlLoop } from '../../../sidecar/autoscale/loop.js';
 import { createSampler } from '../../../sidecar/autoscale/sampler.js';
-import { createDrainer } from '../../../sidecar/drain/drainer.js';
+import { autoscalerWork } from '../../../sidecar/autoscale/work.js';
+import { createWorkQueue } from '../../../sidecar/queue/queue.js';
+import { createDrainer } from '../../../sidecar/records/drains.js';
 import { hpaRule, oursPredictive, oursReactive } from '../../../sidecar/simulation/policies.js';
 import { stationFigures } from '../../../sidecar/simulation/queueing.js';
 import { DEFAULT_MODEL, product, simulate, stepTimings, type ModelSettings } from '../../../sidecar/simulation/simulate.js';
@@ -16,11 +17,12 @@ const pinned = { ...oursReactive, name: 'pinned to 1', policy: { ...oursReactive
 const queueing = { workers: 4, serviceTime: 0.028 };
 
 describe('the simulator', () => {
-  it('runs the sidecar’s own control loop, autoscaler, sampler and drainer, not copies', async () => {
-    expect(product).toEqual({ createAutoscaler, createSampler, createControlLoop, createDrainer });
+  it('runs the sidecar’s own work queue, autoscaler schedule, autoscaler, sampler and drainer, not copies', async () => {
+    expect(product).toEqual({ createAutoscaler, createSampler, createWorkQueue, autoscalerWork, createDrainer });
     expect(product.createAutoscaler).toBe(createAutoscaler);
     expect(product.createSampler).toBe(createSampler);
-    expect(product.createControlLoop).toBe(createControlLoop);
+    expect(product.createWorkQueue).toBe(createWorkQueue);
+    expect(product.autoscalerWork).toBe(autoscalerWork);
     // The decisions that acted are the controller's own records: a breach check's reason is the
     // controller's "breach check: …", and the actions are planActions' (a start of several at once).
     const step: Trace = { name: 'step', description: '', rates: Array.from({ length: 600 }, (_, t) => (t >= 120 ? 600 : 60)) };
