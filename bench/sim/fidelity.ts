@@ -34,30 +34,33 @@ export interface Fidelity {
 /** The SLO the bench's runs are judged by, as the simulator's model judges its seconds. */
 const SLO_P99_SECONDS = DEFAULT_MODEL.sloP99Seconds;
 
+/** The lower median: of two values, the smaller. */
 const median = (values: readonly number[]): number | undefined => {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted.length === 0 ? undefined : sorted[Math.floor(sorted.length / 2)];
+  return sorted.length === 0 ? undefined : sorted[Math.floor((sorted.length - 1) / 2)];
 };
 
 /**
  * The start-up as the run shows it, per scale-up that started containers: from the decision to
  * the first second with more servers in rotation than at the decision (the first container), and
  * from there, per further container, to the second all of them served (Docker starts them one
- * after the other). Medians; undefined without a scale-up that completed.
+ * after the other); the latter only where no other scale-up came in between, which would mix its
+ * containers in. Lower medians; undefined without a scale-up that completed.
  */
-export function measuredStartup(recording: Recording): { readonly firstSeconds: number; readonly staggerSeconds: number } | undefined {
-  const ups = recording.decisions
-    .filter((d) => d.applied && d.started > 0)
-    .flatMap((d) => {
-      const before = recording.seconds[Math.max(0, Math.floor(d.at) - 1)]?.serving ?? 0;
-      const first = recording.seconds.findIndex((s, t) => t >= Math.ceil(d.at) && s.serving > before);
-      const all = recording.seconds.findIndex((s, t) => t >= Math.ceil(d.at) && s.serving >= before + d.started);
-      if (first < 0) return [];
-      return [{ first: first + 1 - d.at, stagger: all < 0 || d.started < 2 ? undefined : (all - first) / (d.started - 1) }];
-    });
-  const firstSeconds = median(ups.map((u) => u.first));
+export function measuredStartup(recording: Recording): { readonly firstSeconds: number; readonly staggerSeconds: number | undefined } | undefined {
+  const ups = recording.decisions.filter((d) => d.applied && d.started > 0);
+  const measured = ups.flatMap((d, i) => {
+    const before = recording.seconds[Math.max(0, Math.floor(d.at) - 1)]?.serving ?? 0;
+    const first = recording.seconds.findIndex((s, t) => t >= Math.ceil(d.at) && s.serving > before);
+    if (first < 0) return [];
+    const all = recording.seconds.findIndex((s, t) => t >= Math.ceil(d.at) && s.serving >= before + d.started);
+    const next = ups[i + 1]?.at ?? Infinity;
+    const alone = all >= 0 && d.started >= 2 && all < next;
+    return [{ first: first + 1 - d.at, stagger: alone ? (all - first) / (d.started - 1) : undefined }];
+  });
+  const firstSeconds = median(measured.map((m) => m.first));
   if (firstSeconds === undefined) return undefined;
-  return { firstSeconds, staggerSeconds: median(ups.flatMap((u) => (u.stagger === undefined ? [] : [u.stagger]))) ?? 0 };
+  return { firstSeconds, staggerSeconds: median(measured.flatMap((m) => (m.stagger === undefined ? [] : [m.stagger]))) };
 }
 
 /**
