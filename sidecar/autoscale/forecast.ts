@@ -5,6 +5,8 @@
 //            1 − e^(−Δt/τ), so a breach check 2 s after an evaluation moves them a little and an
 //            evaluation 30 s later a lot, instead of the same fixed weight for both (which read a
 //            step, or two readings of a noisy steady load seconds apart, as a steep trend). The
+//            level follows a fall faster than a rise (a forecast must not hold a pool for a load
+//            that has gone). The
 //            trend is used only where it stands out of the load's own noise (the recent one-step
 //            surprises), so a steady load is forecast at its level and a ramp ahead of itself.
 //   period   the arrivals of the last hours in fixed buckets; where they repeat with a period
@@ -17,8 +19,13 @@
 //            day at 12:00 is anticipated before it starts.
 
 export interface ForecastSettings {
-  /** Time constant of the level, in seconds: how fast it follows the arrivals. */
+  /** Time constant of the level, in seconds: how fast it follows arrivals that rise. */
   readonly levelSeconds: number;
+  /**
+   * …and arrivals that fall: faster, since a forecast is there to scale up ahead of a rise and
+   * must not hold a pool for a load that has gone while its level catches up.
+   */
+  readonly levelFallSeconds: number;
   /** Time constant of the trend (and of the surprise it is judged against), in seconds. */
   readonly trendSeconds: number;
   /** The trend counts only when it moves the forecast by more than this many standard deviations of the surprise. */
@@ -41,6 +48,7 @@ export interface ForecastSettings {
 
 export const DEFAULT_FORECAST_SETTINGS: ForecastSettings = {
   levelSeconds: 45,
+  levelFallSeconds: 10,
   trendSeconds: 90,
   trendSignificance: 1,
   gamma: 0.2,
@@ -50,7 +58,7 @@ export const DEFAULT_FORECAST_SETTINGS: ForecastSettings = {
   periodHistory: 540,
   minPeriodBuckets: 2,
   periodCorrelation: 0.6,
-  periodRecheckMs: 300_000,
+  periodRecheckMs: 60_000,
 };
 
 export interface Period {
@@ -162,7 +170,7 @@ export function observe(
   if (at <= state.lastAt) return state; // an old or repeated sample teaches nothing
   const dtSeconds = (at - state.lastAt) / 1000;
   const projected = state.level + state.trendPerSecond * dtSeconds;
-  const level = projected + weight(dtSeconds, settings.levelSeconds) * (value - projected);
+  const level = projected + weight(dtSeconds, value < projected ? settings.levelFallSeconds : settings.levelSeconds) * (value - projected);
   const toTrend = weight(dtSeconds, settings.trendSeconds);
   const trendPerSecond = state.trendPerSecond + toTrend * ((level - state.level) / dtSeconds - state.trendPerSecond);
   const surprise = state.surprise + toTrend * ((value - projected) ** 2 - state.surprise);

@@ -235,7 +235,7 @@ export function validatePolicy(policy: ScalingPolicy): void {
     }
   }
   const f = policy.forecast.settings;
-  const positive = [f.levelSeconds, f.trendSeconds, f.trendSignificance, f.periodBucketMs, f.periodRecheckMs].every((v) => Number.isFinite(v) && v >= 0);
+  const positive = [f.levelSeconds, f.levelFallSeconds, f.trendSeconds, f.trendSignificance, f.periodBucketMs, f.periodRecheckMs].every((v) => Number.isFinite(v) && v >= 0);
   const counts = [f.seasonalBuckets, f.periodHistory, f.minPeriodBuckets].every((v) => Number.isInteger(v) && v >= 1);
   if (!positive || !counts || !(f.gamma >= 0 && f.gamma <= 1) || !(f.periodCorrelation >= 0 && f.periodCorrelation <= 1) || f.periodBucketMs === 0) {
     throw new Error('policy: forecast.settings needs time constants >= 0, gamma and periodCorrelation from 0 to 1, a periodBucketMs > 0 and whole seasonalBuckets, periodHistory and minPeriodBuckets >= 1');
