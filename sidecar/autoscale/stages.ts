@@ -278,13 +278,14 @@ export function stabilisationWindow(
   let why: string | undefined;
   changes.forEach((down, i) => {
     if (down.to >= down.from) return;
-    const back = changes.slice(i + 1).find((c) => c.to > c.from);
     // Only the first scale-up after it, and only one the pool needed at once (saturation, a
     // breach): one the forecast made ahead of the load cost no violation, so the scale-down paid.
-    // In whole seconds: a window is a setting one reads, not a measurement.
-    const hold = Math.ceil(((down.windowMs ?? base) + (back === undefined ? 0 : back.at - down.at)) / 1000) * 1000;
-    // A return later than the longest window would have held through is not one this can help.
-    if (back === undefined || back.breach !== true || hold > maxMs || back.at < now - memoryMs || back.to <= down.to) return;
+    const back = changes.slice(i + 1).find((c) => c.to > c.from);
+    if (back === undefined || back.breach !== true || back.at < now - memoryMs || back.to <= down.to) return;
+    // In whole seconds: a window is a setting one reads, not a measurement. A return later than
+    // the longest window would have held through is not one this can help.
+    const hold = Math.ceil(((down.windowMs ?? base) + back.at - down.at) / 1000) * 1000;
+    if (hold > maxMs) return;
     if (hold > needed) {
       needed = hold;
       why = `the pool came back ${Math.round((back.at - down.at) / 1000)} s after its scale-down to ${down.to}`;
@@ -309,7 +310,7 @@ export function stabiliseRecommendation(
   const mine = { at: now, replicas: recommended };
   const recommendations = [...recent.filter((r) => r.at > now - Math.max(windowMs, window.keepMs)), mine].slice(-KEEP_RECOMMENDATIONS);
   if (recommended >= current) return { value: recommended, reason: 'scale-up or hold acts at once', recommendations };
-  const inWindow = [...recommendations.filter((r) => r.at > now - windowMs && r !== mine), mine];
+  const inWindow = recommendations.filter((r) => r === mine || r.at > now - windowMs);
   const highest = Math.max(...inWindow.map((r) => r.replicas));
   const value = Math.min(current, highest);
   const lengthened = window.reason === undefined ? '' : ` (${window.reason})`;
@@ -401,7 +402,8 @@ export function settlingStage(stages: readonly Stage[], current: number): Stage 
 
 /**
  * The changes the rate limits and the window's adaptation count: this decision's, if it changes
- * the count (with the scale-down window it had, and whether the pool was saturated), and those of the longest period they look back.
+ * the count (with the scale-down window it had, and whether the pool was saturated), and those
+ * of the longest time either looks back.
  */
 export function rememberChange(
   changes: History['changes'],

@@ -234,7 +234,7 @@ export function createWorld(settings: WorldSettings, now: () => number): World {
       let mean = 0;
       let busy = 0;
       let closedInFlight = 0;
-      let closedServed = 0;
+      let openServed = 0;
       if (serving.length === 0) {
         // HAProxy answers 503 at once when no server is up.
         dropped = arrivals + queue + offered.clients;
@@ -251,7 +251,7 @@ export function createWorld(settings: WorldSettings, now: () => number): World {
         mean = served > 0 ? (openMean * open.served + closed.p99 * closed.served) / served : openMean;
         busy = Math.min(1, open.busy + closed.served / (serving.length * capacity));
         closedInFlight = closed.inFlight;
-        closedServed = closed.served;
+        openServed = open.served;
       }
       // HAProxy counts a request in its backend's counter when it ends, served or failed.
       requestsTotal += served + dropped;
@@ -261,7 +261,7 @@ export function createWorld(settings: WorldSettings, now: () => number): World {
       for (const c of containers) {
         if (!c.running) continue;
         if (inRotation(c)) {
-          const inService = ((served - closedServed) * work) / serving.length;
+          const inService = (openServed * work) / serving.length;
           c.sessions = Math.round(inService + c.backlog + closedInFlight / serving.length);
           c.busy.push(busy);
         } else {
@@ -272,12 +272,11 @@ export function createWorld(settings: WorldSettings, now: () => number): World {
         }
         if (c.busy.length > BUSY_HISTORY) c.busy.shift();
       }
-      const failed = dropped;
       return {
         arrivals: arrivals + offered.clients,
-        failed,
+        failed: dropped,
         p99,
-        violated: p99 > settings.sloP99Seconds || failed > 0,
+        violated: p99 > settings.sloP99Seconds || dropped > 0,
         serving: serving.length,
         running: containers.filter((c) => c.running).length,
       };
