@@ -14,7 +14,7 @@ import { fidelityLine, replay, type Fidelity } from './sim/fidelity.js';
 import type { Recording } from './lib/timeline.js';
 import { fromCsv, LOAD_STEP, loadStep, type Trace } from './sim/traces.js';
 import { traceChart } from '../sidecar/simulation/chart.js';
-import { markdownTable, meetsGoal, summaryLine, textTable, totals, type Totals } from '../sidecar/simulation/compare.js';
+import { markdownTable, meetsGoal, ratio, summaryLine, textTable, totals, type Totals } from '../sidecar/simulation/compare.js';
 import { comparedPolicies, hpaRule, oursPredictive } from '../sidecar/simulation/policies.js';
 import { DEFAULT_MODEL, simulate, stepTimings, type RunResult } from '../sidecar/simulation/simulate.js';
 import { instanceCapacity } from '../sidecar/simulation/world.js';
@@ -93,7 +93,7 @@ const worseThanHpa = (of: readonly RunResult[]): string[] => {
     return mine > hpa;
   });
 };
-const cell = (t: Totals, base: Totals): string => `${t.minutes.toFixed(2)} / ${t.hours.toFixed(1)}${t.policy === base.policy ? '' : ` (×${(base.minutes === 0 ? (t.minutes === 0 ? 1 : Infinity) : t.minutes / base.minutes).toFixed(2)}, ×${(t.hours / base.hours).toFixed(2)})`}`;
+const cell = (t: Totals, base: Totals): string => `${t.minutes.toFixed(2)} / ${t.hours.toFixed(1)}${t.policy === base.policy ? '' : ` (×${ratio(t.minutes, base.minutes)}, ×${ratio(t.hours, base.hours)})`}`;
 
 const familyColumns = ['family', 'tuned on', 'traces', ...comparedPolicies.map((p) => `${p.name}: min / h`), `${ours} worse than the HPA rule on`];
 const familyRows = groups.map((group) => {

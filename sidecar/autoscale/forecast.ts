@@ -6,9 +6,9 @@
 //            evaluation 30 s later a lot, instead of the same fixed weight for both (which read a
 //            step, or two readings of a noisy steady load seconds apart, as a steep trend). The
 //            level follows a fall faster than a rise (a forecast must not hold a pool for a load
-//            that has gone). The
-//            trend is used only where it stands out of the load's own noise (the recent one-step
-//            surprises), so a steady load is forecast at its level and a ramp ahead of itself.
+//            that has gone). The trend is used only where it stands out of the load's own noise
+//            (the recent one-step surprises), so a steady load is forecast at its level and a ramp
+//            ahead of itself.
 //   period   the arrivals of the last hours in fixed buckets; where they repeat with a period
 //            (the autocorrelation of the series has a clear peak at a lag of minutes to an hour
 //            and a half: a cron job, a batch, a periodic burst), the load seen one period ago over
@@ -117,10 +117,10 @@ function addToSeries(state: ForecastState, value: number, at: number, settings: 
 
 /**
  * The period of `series`: the lag (from minLag to a third of the series: three repetitions, since
- * any two bursts are one "period" apart) where its autocorrelation has
- * a local peak of at least `threshold`, after it first fell below zero (so a trend, whose
- * autocorrelation only decays, has none). Of the peaks, the shortest lag within 0.05 of the
- * highest: the fundamental, not one of its multiples. Undefined when nothing repeats.
+ * any two bursts are one "period" apart) where its autocorrelation has a local peak of at least
+ * `threshold`, after it first fell below zero (so a trend, whose autocorrelation only decays, has
+ * none). Of the peaks, the shortest lag within 0.05 of the highest: the fundamental, not one of
+ * its multiples. Undefined when nothing repeats.
  */
 export function findPeriod(series: readonly number[], minLag: number, threshold: number): Period | undefined {
   const n = series.length;

@@ -318,7 +318,7 @@ export async function simulate(trace: Trace, candidate: PolicyUnderTest, model: 
     }
     await clock.advanceTo(EPOCH + (t + 1) * 1000);
 
-    bucket.offered += offered.rate + offered.clients;
+    bucket.offered += offered.rate;
     bucket.replicas = Math.max(bucket.replicas, outcome.serving);
     bucket.p99 = Math.max(bucket.p99, Number.isFinite(outcome.p99) ? outcome.p99 : model.queueTimeoutSeconds);
     bucket.violations += outcome.violated ? 1 : 0;
