@@ -24,8 +24,9 @@ import { overheadScenario } from './scenarios/overhead.js';
 import { reconcileScaleScenario } from './scenarios/reconcile-scale.js';
 import { resourcesScenario } from './scenarios/resources.js';
 import { scaleEventsScenario } from './scenarios/scale-events.js';
+import { VARYING_LOAD_TITLE, varyingLoadScenario } from './scenarios/varying-load.js';
 
-const SCENARIOS = ['overhead', 'resources', 'drain', 'scale-events', 'scale', 'load-step', 'capacity'] as const;
+const SCENARIOS = ['overhead', 'resources', 'drain', 'scale-events', 'scale', 'load-step', 'varying', 'capacity'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 const ALL_DRIVERS: readonly DriverChoice[] = ['dataplane', 'runtime'];
 
@@ -194,6 +195,8 @@ const SUMMARY: ReadonlyArray<{ readonly scenario: ScenarioId; readonly key: stri
   { scenario: 'load-step', key: 'step-reloads-up', figure: 'load step: reloads while scaling up', goal: '0', show: 'spread' },
   { scenario: 'load-step', key: 'step-reloads-down', figure: 'load step: reloads per retirement', goal: '≤ 1', show: 'spread' },
   { scenario: 'load-step', key: 'step-failed', figure: 'load step: failed requests, all trials', goal: '0', show: 'value' },
+  { scenario: 'load-step', key: 'sim-serving-error', figure: 'load step replayed in the simulator: mean |simulated − real| servers in rotation', goal: '', show: 'spread' },
+  { scenario: 'varying', key: 'sim-serving-error', figure: 'varying load replayed in the simulator: mean |simulated − real| servers in rotation', goal: '', show: 'value' },
 ];
 
 function summaryRows(results: readonly ScenarioResult[]): SummaryRow[] {
@@ -308,6 +311,20 @@ async function main(): Promise<number> {
         stepClients: 12,
         backgroundRate: 5,
         workDir,
+        recordTo: join(outDir, 'fidelity'),
+        log,
+      }),
+    );
+    await perDriver('varying', VARYING_LOAD_TITLE, (driver) =>
+      varyingLoadScenario({
+        build: sidecarBuild,
+        driver,
+        // Four and a half minutes (a smoke run: a third of it) of an open loop that rises, falls and rises again.
+        segments: [15, 40, 90, 150, 100, 40, 120, 15, 15].map((rate) => ({ rate, seconds: quick ? 10 : 30 })),
+        intervalMs: STEP_INTERVAL_MS,
+        downWindowMs: 20_000,
+        workDir,
+        recordTo: join(outDir, 'fidelity'),
         log,
       }),
     );

@@ -14,6 +14,13 @@ export interface Failure {
   readonly error: string | undefined;
 }
 
+/** One request as the client saw it: when it was sent, when its answer ended, whether it was a 2xx. */
+export interface Answer {
+  readonly sentAt: number;
+  readonly endedAt: number;
+  readonly ok: boolean;
+}
+
 export interface TrafficReport {
   readonly sent: number;
   readonly ok: number;
@@ -27,6 +34,8 @@ export interface Traffic {
   between(from: number, to: number): { readonly sent: number; readonly failures: readonly Failure[] };
   /** Resolves when `host` has answered, or with undefined after `timeoutMs`. */
   waitForHost(host: string, timeoutMs: number): Promise<number | undefined>;
+  /** Every request answered (or failed) so far, in the order they ended: a run's timeline is made of them. */
+  answers(): readonly Answer[];
   stop(): Promise<TrafficReport>;
 }
 
@@ -43,6 +52,7 @@ function recorder(url: string, limits: Limits) {
   const firstSeen = new Map<string, number>();
   const sentTimes: number[] = [];
   const failures: Failure[] = [];
+  const answers: Answer[] = [];
   const deadline = Date.now() + limits.maxDurationMs;
   let ok = 0;
   let stopped = false;
@@ -60,6 +70,7 @@ function recorder(url: string, limits: Limits) {
         const response = await fetch(url, { signal: AbortSignal.timeout(limits.requestTimeoutMs ?? 15_000) });
         await response.arrayBuffer();
         const endedAt = Date.now();
+        answers.push({ sentAt, endedAt, ok: response.status >= 200 && response.status < 300 });
         if (response.status >= 200 && response.status < 300) {
           ok++;
           const servedBy = response.headers.get('x-served-by');
@@ -69,12 +80,15 @@ function recorder(url: string, limits: Limits) {
         }
       } catch (error) {
         const cause = error instanceof Error && error.cause instanceof Error ? `: ${error.cause.message}` : '';
-        failures.push({ sentAt, endedAt: Date.now(), status: 0, error: `${error instanceof Error ? error.message : String(error)}${cause}` });
+        const endedAt = Date.now();
+        answers.push({ sentAt, endedAt, ok: false });
+        failures.push({ sentAt, endedAt, status: 0, error: `${error instanceof Error ? error.message : String(error)}${cause}` });
       }
     },
     traffic(settle: () => Promise<void>): Traffic {
       return {
         firstServedBy: (h) => firstSeen.get(h),
+        answers: () => answers,
         between: (from, to) => ({
           sent: sentTimes.filter((t) => t >= from && t <= to).length,
           failures: failures.filter((f) => f.sentAt >= from && f.sentAt <= to),

@@ -17,7 +17,9 @@ import { startPool, type BenchPool } from '../lib/pool.js';
 import { spread, type Figure, type ScenarioResult } from '../lib/report.js';
 import type { SidecarBuild, SidecarProcess } from '../lib/sidecar-process.js';
 import { summarise } from '../lib/stats.js';
-import { startClosedLoop, startTraffic, type Failure } from '../lib/traffic.js';
+import { NGINX_WORK, recording, saveRecordings, watchDecisions, watchPool } from '../lib/timeline.js';
+import { startClosedLoop, startTraffic, type Answer, type Failure } from '../lib/traffic.js';
+import { fidelityLine, replay } from '../sim/fidelity.js';
 
 export interface LoadStepOptions {
   readonly build: SidecarBuild;
@@ -32,6 +34,8 @@ export interface LoadStepOptions {
   /** Requests per second on / through the whole trial. */
   readonly backgroundRate: number;
   readonly workDir: string;
+  /** Where each trial's recording (bench/lib/timeline.ts) is written, for the fidelity replay; none when absent. */
+  readonly recordTo?: string;
   readonly log: (message: string) => void;
 }
 
@@ -75,6 +79,7 @@ export async function loadStepScenario(options: LoadStepOptions): Promise<Omit<S
   const { driver } = options;
   let pool: BenchPool | undefined;
   let sidecar: SidecarProcess | undefined;
+  let watches: ReadonlyArray<{ stop(): Promise<unknown> }> = [];
   const logFile = join(options.workDir, `load-step-${driver}-sidecar.log`);
   try {
     pool = await startPool(options.build, MINIMUM, driver);
@@ -112,6 +117,15 @@ export async function loadStepScenario(options: LoadStepOptions): Promise<Omit<S
     const logLinesSoFar = async (): Promise<number> => (await side.logLines()).length;
 
     const trials: Trial[] = [];
+    // The trials second by second, for the simulator to replay (bench/sim/fidelity.ts): one
+    // recording of them all, since one sidecar runs through them and its history carries over.
+    const recordingStart = Date.now();
+    const poolWatch = watchPool(local, pool);
+    const decisionWatch = watchDecisions(side);
+    watches = [poolWatch, decisionWatch];
+    const backgroundAnswers: Answer[] = [];
+    const stepAnswers: Answer[] = [];
+    const steps: Array<{ readonly from: number; readonly to: number }> = [];
     for (let i = 1; i <= options.trials; i++) {
       const background = startTraffic(`${local.frontendUrl}/`, { ratePerSecond: options.backgroundRate, maxDurationMs: SHRINK_TIMEOUT_MS + 180_000, maxRequests: options.backgroundRate * (SHRINK_TIMEOUT_MS / 1000 + 180) });
       let step: ReturnType<typeof startClosedLoop> | undefined;
@@ -148,6 +162,8 @@ export async function loadStepScenario(options: LoadStepOptions): Promise<Omit<S
         await sleep(3_000);
         const dropAt = Date.now();
         const stepReport = await load.stop();
+        stepAnswers.push(...load.answers());
+        steps.push({ from: stepAt, to: dropAt });
         step = undefined;
         options.log(`load step (${driver}): trial ${i}: decision ${up.at - stepAt} ms (desired ${up.desired}), first new capacity ${firstServing - stepAt} ms, all ${allServing === undefined ? '?' : allServing - stepAt} ms; load dropped`);
 
@@ -177,6 +193,7 @@ export async function loadStepScenario(options: LoadStepOptions): Promise<Omit<S
           }
         });
         const backgroundReport = await background.stop();
+        backgroundAnswers.push(...background.answers());
         const failures = [...stepReport.failures, ...backgroundReport.failures].sort((a, b) => a.sentAt - b.sentAt);
         trials.push({
           trial: i,
@@ -203,6 +220,22 @@ export async function loadStepScenario(options: LoadStepOptions): Promise<Omit<S
         await background.stop();
       }
     }
+    await poolWatch.stop();
+    const recorded = recording({
+      name: `load-step-${driver}`,
+      description: `the bench's load step, ${options.trials} trial(s), ${driver} driver: ${options.backgroundRate} req/s on / throughout each trial, ${options.stepClients} closed-loop clients on /work for ${steps.map((s) => `${((s.to - s.from) / 1000).toFixed(0)} s`).join(' and ')}`,
+      settings: Object.fromEntries(Object.entries(settings).filter(([key]) => key.startsWith('HSC_AUTOSCALE_'))),
+      station: NGINX_WORK,
+      startedAt: recordingStart,
+      endedAt: Date.now(),
+      answers: [...backgroundAnswers, ...stepAnswers],
+      openAnswers: backgroundAnswers,
+      clients: (at) => (steps.some((s) => at >= s.from && at < s.to) ? options.stepClients : 0),
+      pool: poolWatch.samples(),
+      decisions: await decisionWatch.stop(),
+    });
+    if (options.recordTo !== undefined) await saveRecordings(options.recordTo, [recorded]);
+    const fidelity = [await replay(recorded)];
 
     const failed = trials.reduce((sum, t) => sum + t.failures.length, 0);
     const requests = trials.reduce((sum, t) => sum + t.stepRequests + t.backgroundRequests, 0);
@@ -215,16 +248,26 @@ export async function loadStepScenario(options: LoadStepOptions): Promise<Omit<S
       { key: 'step-reloads-up', metric: 'HAProxy reloads while scaling up, per trial', unit: 'count', ...spread(summarise(trials.map((t) => t.reloadsUp))) },
       { key: 'step-reloads-down', metric: 'HAProxy reloads while scaling down, per retirement', unit: 'count', ...spread(summarise(trials.map((t) => (t.retirements === 0 ? 0 : t.reloadsDown / t.retirements)))) },
       { key: 'step-failed', metric: 'failed requests over every trial', unit: 'count', value: failed, note: `${requests} requests; failures: ${failed === 0 ? 'none' : [...new Set(trials.flatMap((t) => t.failures.map((f) => `${f.status} ${f.error ?? ''}`)))].slice(0, 3).join('; ')}` },
+      {
+        key: 'sim-serving-error',
+        metric: 'simulator vs this run, second by second: mean |simulated − real| servers in rotation',
+        unit: 'count',
+        ...spread(summarise(fidelity.map((f) => f.serving.meanAbsoluteError))),
+        note: 'the trials replayed in the simulator with the same load and settings (bench/sim/fidelity.ts)',
+      },
     ];
     const notes = [
+      ...fidelity.map((f) => `Fidelity: ${fidelityLine(f)}.`),
       `HAProxy ${local.haproxyVersion}, the ${driver === 'dataplane' ? 'Data Plane API driver' : 'runtime API driver'}; the sidecar as its own process; ${options.trials} trials on a Compose-style pool of ${MINIMUM} nginx replicas (minimum ${MINIMUM}, maximum ${MAXIMUM}), the autoscaler on (not a dry run), forecast off, request-rate target 20 req/s per instance (scale down below 10).`,
       `Step: ${options.stepClients} closed-loop clients on /work (a token bucket of 50 req/s per instance with 10 ms of work: the step saturates whatever pool it meets), from rest; held until every container started for it served and 3 s more, then dropped. A light open loop of ${options.backgroundRate} GET / per second runs through the whole trial, so the scale-downs happen under traffic; a failure is any non-2xx answer or a request with no answer, step and background.`,
       'Decision times are the decision records\' own timestamps (GET /v1/autoscaler); serving is the first answer of the step\'s own requests from a container that was not running at the step; back to the minimum is when Docker runs 2 containers of the project and HAProxy holds 2 servers of the sidecar\'s.',
       'This scenario used to fail with "the pool did not shrink back to 2 replicas within 240 s" (reproduced on 6d702ce, when HAProxy 2.6 was the local default): the Data Plane API v3.2 answers its runtime server endpoint with 404 "no data for be_app/<server>" against HAProxy 2.6, so every scale-down failed at its first step (setting the server to drain) and was tried again each interval while the pool stayed at its peak. The product has changed since: HAProxy 3.0 is the default, and the Data Plane API driver sets drain states through the runtime socket where the API cannot (sidecar/dataplane/driver.ts).',
       `Shortened from production defaults so that a trial fits the benchmark: autoscaler interval ${options.intervalMs} ms (default 30 000; the scale-down decisions come at it, and the scale-up and scale-down rate limits use it as their period), scale-down stabilisation window ${options.downWindowMs} ms (default 120 000). At their defaults: the breach check every 2 s between evaluations (it makes the scale-up decision, so the step → decision time does not depend on the interval), up to half the pool fewer per period, one scale-down at a time, drain poll 500 ms, drain deadline 60 s, docker stop grace 30 s, reconcile debounce 250 ms, health checks every 1 s (rise 1).`,
     ];
-    return { id: 'load-step', driver, title: LOAD_STEP_TITLE, status: 'measured', figures, notes, data: { trials } };
+    return { id: 'load-step', driver, title: LOAD_STEP_TITLE, status: 'measured', figures, notes, data: { trials, fidelity: fidelity.map(({ perSecond: _, ...summary }) => summary) } };
   } finally {
+    // A trial that failed leaves them polling: they stop before what they poll does.
+    for (const watch of watches) await watch.stop();
     await sidecar?.stop();
     await pool?.stop();
   }

@@ -15,7 +15,8 @@
 //                instance may raise the recommendation, never lower it; in shadow mode it is
 //                recorded, not acted on
 //   stabilise    stabiliseRecommendation: scale-down takes the highest recommendation of the
-//                window; scale-up acts at once
+//                window; scale-up acts at once. The window lengthens (stabilisationWindow) where
+//                scale-downs had to be taken back within minutes
 //   rateLimit    limitRate: at most so many instances added or removed per period
 //   clamp        clampReplicas: min and max
 //   safety       holdOnIncompleteData: a missing or stale signal, or a metrics source that is down,
@@ -37,6 +38,7 @@ import {
   rememberChange,
   saturationBreach,
   settlingStage,
+  stabilisationWindow,
   stabiliseRecommendation,
 } from './stages.js';
 
@@ -108,6 +110,12 @@ export interface ScalingPolicy {
   /** A reading older than this is stale. */
   readonly maxSampleAgeMs: number;
   readonly scaleDownStabilisationMs: number;
+  /**
+   * The scale-down window lengthens, up to maxMs, to what would have held the pool through the
+   * scale-downs it had to take back within maxMs; those older than memoryMs are forgotten (see
+   * stabilisationWindow). maxMs at or below scaleDownStabilisationMs keeps the window fixed.
+   */
+  readonly adaptiveWindow: { readonly maxMs: number; readonly memoryMs: number };
   readonly scaleUp: RateLimit;
   readonly scaleDown: RateLimit;
   readonly forecast: {
@@ -143,6 +151,7 @@ export const DEFAULT_POLICY: ScalingPolicy = {
   tolerance: 0.1,
   maxSampleAgeMs: 90_000,
   scaleDownStabilisationMs: 120_000,
+  adaptiveWindow: { maxMs: 300_000, memoryMs: 1_800_000 },
   scaleUp: { instances: 4, fraction: 4, periodMs: 30_000 },
   scaleDown: { instances: 1, fraction: 0.5, periodMs: 30_000 },
   forecast: { mode: 'act', horizonMs: 30_000, settings: DEFAULT_FORECAST_SETTINGS },
@@ -153,8 +162,8 @@ export const DEFAULT_POLICY: ScalingPolicy = {
 export interface History {
   /** Recent recommendations (before stabilisation), for the scale-down window. */
   readonly recommendations: readonly { readonly at: number; readonly replicas: number }[];
-  /** Recent scaling decisions that changed the count, for the rate limits. */
-  readonly changes: readonly { readonly at: number; readonly from: number; readonly to: number }[];
+  /** Recent scaling decisions that changed the count (with the scale-down window then), for the rate limits and the window. */
+  readonly changes: readonly { readonly at: number; readonly from: number; readonly to: number; readonly windowMs?: number; readonly breach?: boolean }[];
   readonly forecast: ForecastState | undefined;
   /** Forecasts made, to compare with what came (shadow mode's record). */
   readonly predictions: readonly { readonly madeAt: number; readonly forAt: number; readonly requestRate: number }[];
@@ -216,7 +225,7 @@ export function validatePolicy(policy: ScalingPolicy): void {
       throw new Error(`policy: ${signal} needs target > 0 and 0 <= scaleDownBelow <= target`);
     }
   }
-  const atLeastZero = { tolerance: policy.tolerance, maxSampleAgeMs: policy.maxSampleAgeMs, scaleDownStabilisationMs: policy.scaleDownStabilisationMs, idleRequestRate: policy.idleRequestRate, 'forecast.horizonMs': policy.forecast.horizonMs, 'demand.startupMs': policy.demand.startupMs, 'demand.backlogDrainMs': policy.demand.backlogDrainMs };
+  const atLeastZero = { tolerance: policy.tolerance, maxSampleAgeMs: policy.maxSampleAgeMs, scaleDownStabilisationMs: policy.scaleDownStabilisationMs, 'adaptiveWindow.maxMs': policy.adaptiveWindow.maxMs, 'adaptiveWindow.memoryMs': policy.adaptiveWindow.memoryMs, idleRequestRate: policy.idleRequestRate, 'forecast.horizonMs': policy.forecast.horizonMs, 'demand.startupMs': policy.demand.startupMs, 'demand.backlogDrainMs': policy.demand.backlogDrainMs };
   for (const [name, value] of Object.entries(atLeastZero)) {
     if (!(Number.isFinite(value) && value >= 0)) throw new Error(`policy: ${name} must be a finite number >= 0, not ${value}`);
   }
@@ -225,9 +234,11 @@ export function validatePolicy(policy: ScalingPolicy): void {
       throw new Error(`policy: ${name} needs whole instances >= 0, fraction >= 0 and periodMs >= 0`);
     }
   }
-  const { alpha, beta, gamma, seasonalBuckets } = policy.forecast.settings;
-  if (![alpha, beta, gamma].every((w) => w >= 0 && w <= 1) || !(Number.isInteger(seasonalBuckets) && seasonalBuckets >= 1)) {
-    throw new Error('policy: forecast.settings needs alpha, beta and gamma from 0 to 1 and a whole seasonalBuckets >= 1');
+  const f = policy.forecast.settings;
+  const positive = [f.levelSeconds, f.levelFallSeconds, f.trendSeconds, f.trendSignificance, f.periodBucketMs, f.periodRecheckMs].every((v) => Number.isFinite(v) && v >= 0);
+  const counts = [f.seasonalBuckets, f.periodHistory, f.minPeriodBuckets].every((v) => Number.isInteger(v) && v >= 1);
+  if (!positive || !counts || !(f.gamma >= 0 && f.gamma <= 1) || !(f.periodCorrelation >= 0 && f.periodCorrelation <= 1) || f.periodBucketMs === 0) {
+    throw new Error('policy: forecast.settings needs time constants >= 0, gamma and periodCorrelation from 0 to 1, a periodBucketMs > 0 and whole seasonalBuckets, periodHistory and minPeriodBuckets >= 1');
   }
   validated.add(policy);
 }
@@ -243,7 +254,8 @@ export function decide(samples: Samples, history: History, policy: ScalingPolicy
   // The forecaster learns the arrivals (without the backlog's share): what the traffic does.
   const forecastState = observeRequestRate(history.forecast, demand.arrivals, policy, now);
   const forecasted = forecastRecommendation(largest.value, forecastState, history.predictions, policy, now);
-  const stabilised = stabiliseRecommendation(forecasted.value, current, history.recommendations, policy.scaleDownStabilisationMs, now);
+  const window = stabilisationWindow(history.changes, policy, now);
+  const stabilised = stabiliseRecommendation(forecasted.value, current, history.recommendations, { ...window, keepMs: policy.adaptiveWindow.maxMs }, now);
   const limited = limitRate(stabilised.value, current, history.changes, policy, now);
   const clamped = clampReplicas(limited.value, policy);
   const safe = holdOnIncompleteData(clamped.value, current, proposed.proposals, samples.sourceUp, policy);
@@ -261,6 +273,7 @@ export function decide(samples: Samples, history: History, policy: ScalingPolicy
   ).map(([stage, { value, reason }]): Stage => ({ stage, replicas: value, reason }));
   const replicas = safe.value;
   const settled = settlingStage(stages, current);
+  const breach = saturationBreach(samples.requestRate, demand.requestRate, proposed.proposals, policy, current);
   return {
     replicas,
     direction: replicas > current ? 'up' : replicas < current ? 'down' : 'none',
@@ -270,10 +283,10 @@ export function decide(samples: Samples, history: History, policy: ScalingPolicy
     proposals: proposed.proposals,
     predictedRequestRate: forecasted.predicted,
     scaleDownFrozen: safe.scaleDownFrozen,
-    breach: saturationBreach(samples.requestRate, demand.requestRate, proposed.proposals, policy, current),
+    breach,
     history: {
       recommendations: stabilised.recommendations,
-      changes: rememberChange(history.changes, current, replicas, policy, now),
+      changes: rememberChange(history.changes, current, replicas, window.windowMs, breach, policy, now),
       forecast: forecastState,
       predictions: forecasted.predictions,
     },

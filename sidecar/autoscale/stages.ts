@@ -3,8 +3,8 @@
 // controller splits its own (computeReplicasForMetrics, stabilizeRecommendation…,
 // calculateScaleUpLimit…). decide() in policy.ts only runs them in order and records each one.
 // Every function here trusts a policy that validatePolicy accepted.
-import { forecast, observe, type ForecastState } from './forecast.js';
-import type { History, RateLimit, Reading, Samples, ScalingPolicy, SignalName, SignalProposal, SignalTarget, Stage } from './policy.js';
+import { forecastParts, observe, type ForecastState } from './forecast.js';
+import type { DemandSettings, History, RateLimit, Reading, Samples, ScalingPolicy, SignalName, SignalProposal, SignalTarget, Stage } from './policy.js';
 
 /** What a stage decided: the replica count it hands on, and why. */
 export interface StageResult {
@@ -112,7 +112,7 @@ export function saturationBreach(
   );
 }
 
-export type ProposalSettings = Pick<ScalingPolicy, 'tolerance' | 'maxSampleAgeMs' | 'idleRequestRate'>;
+export type ProposalSettings = Pick<ScalingPolicy, 'tolerance' | 'maxSampleAgeMs' | 'idleRequestRate'> & { readonly demand?: Pick<DemandSettings, 'backlogDrainMs'> };
 
 /**
  * One signal's proposal, sized proportionally: ceil(current × observed / target). Above the
@@ -123,6 +123,9 @@ export function proposeForSignal(signal: SignalName, target: SignalTarget, sampl
   const current = samples.replicas;
   const reading = samples[signal];
   if (reading === undefined) return { signal, status: 'missing', observed: undefined, replicas: current, reason: 'missing: hold' };
+  // NaN or an infinity (an exporter may write either) compares false with every bound, which
+  // would read as "within the band" and hold the pool without freezing it visibly: it is missing.
+  if (!Number.isFinite(reading.value)) return { signal, status: 'missing', observed: undefined, replicas: current, reason: `not a number (${reading.value}): hold` };
   const age = now - reading.at;
   if (age > settings.maxSampleAgeMs) {
     return { signal, status: 'stale', observed: undefined, replicas: current, reason: `stale (${Math.round(age / 1000)} s old): hold` };
@@ -143,6 +146,12 @@ export function proposeForSignal(signal: SignalName, target: SignalTarget, sampl
     // instances needed: their proposals at most double the pool per decision. CPU and request
     // rate scale with the load, so their proportion is used as it is.
     const nonLinear = signal === 'queue' || signal === 'responseTime';
+    const clearing = nonLinear ? backlogClearing(samples, settings, now) : undefined;
+    if (clearing !== undefined) {
+      // The pool already serves more than arrives and the backlog will be gone within the time it
+      // is given (the demand stage's backlogDrainMs): more instances would come after it has.
+      return { signal, status: 'ok', observed, replicas: current, reason: `${observed} > target ${target.target}, but ${clearing}: hold` };
+    }
     const replicas = Math.ceil(base * (nonLinear ? Math.min(ratio, NON_LINEAR_MAX_FACTOR) : ratio));
     return { signal, status: 'ok', observed, replicas, reason: `${observed} > target ${target.target}: ${replicas}` };
   }
@@ -152,6 +161,21 @@ export function proposeForSignal(signal: SignalName, target: SignalTarget, sampl
     return { signal, status: 'ok', observed, replicas, reason: `${observed} < ${target.scaleDownBelow}: ${replicas} suffice` };
   }
   return { signal, status: 'ok', observed, replicas: current, reason: `${observed} within ${target.scaleDownBelow}..${target.target}: hold` };
+}
+
+/**
+ * Why a backlog needs no more instances, if it does not: the requests in flight shrink fast
+ * enough to be gone within the demand stage's backlogDrainMs. Undefined when they do not, or
+ * when the figures to tell are missing or stale.
+ */
+function backlogClearing(samples: Samples, settings: ProposalSettings, now: number): string | undefined {
+  const drainMs = settings.demand?.backlogDrainMs ?? 0;
+  const growth = samples.inFlightGrowth;
+  const inFlight = samples.inFlight;
+  if (drainMs <= 0 || growth === undefined || inFlight === undefined || !isFresh(growth, settings.maxSampleAgeMs, now) || !isFresh(inFlight, settings.maxSampleAgeMs, now)) return undefined;
+  if (!(growth.value < 0)) return undefined;
+  const seconds = inFlight.value / -growth.value;
+  return seconds * 1000 <= drainMs ? `the ${Math.round(inFlight.value)} in flight shrink by ${round(-growth.value, 1)}/s (gone in ${Math.round(seconds)} s)` : undefined;
 }
 
 /** Stage `proposals`: every configured signal's proposal; its value is the current count (it decides nothing yet). */
@@ -212,11 +236,14 @@ export function forecastRecommendation(
     return { value: recommended, reason: mode === 'off' ? 'forecast off' : 'no request-rate history yet', predicted: undefined, predictions };
   }
   // The state was last updated at state.lastAt: look from there to `now` plus the horizon.
-  const predicted = round(forecast(state, horizonMs + (now - state.lastAt), settings.forecast.settings), 2);
+  const parts = forecastParts(state, horizonMs + (now - state.lastAt), settings.forecast.settings);
+  const periodic = parts.periodic !== undefined && parts.periodic > parts.trend;
+  const predicted = round(Math.max(parts.trend, parts.periodic ?? 0), 2);
   const remembered = [...predictions, { madeAt: now, forAt: now + horizonMs, requestRate: predicted }].slice(-KEEP_PREDICTIONS);
   const needed = Math.ceil(predicted / rateTarget.target);
   if (mode === 'act' && needed > recommended) {
-    return { value: needed, reason: `forecast ${predicted} req/s in ${horizonMs / 1000} s needs ${needed}`, predicted, predictions: remembered };
+    const why = periodic && parts.period !== undefined ? ` (the load repeats every ${periodText(parts.period.buckets * settings.forecast.settings.periodBucketMs)}: this is what it reached one period ago)` : '';
+    return { value: needed, reason: `forecast ${predicted} req/s in ${horizonMs / 1000} s${why} needs ${needed}`, predicted, predictions: remembered };
   }
   return {
     value: recommended,
@@ -229,30 +256,70 @@ export function forecastRecommendation(
   };
 }
 
+const periodText = (ms: number): string => (ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`);
+
+/**
+ * The scale-down window now. A scale-down that the pool had to take back under saturation (its
+ * first scale-up after it, for a breach, above its count) shows how long the low would have had
+ * to be held through: the window that scale-down had, plus the time until the pool came back.
+ * The window is the longest of these up to `adaptiveWindow.maxMs` over the last `memoryMs` (a cron
+ * job's teeth, bursts that come back), never shorter than the configured one: releasing instances
+ * that are needed again within minutes saves little and meets the next rise a start-up late. A
+ * return later than maxMs does not count: holding a pool that long costs more than a late start.
+ */
+export function stabilisationWindow(
+  changes: History['changes'],
+  settings: Pick<ScalingPolicy, 'scaleDownStabilisationMs' | 'adaptiveWindow'>,
+  now: number,
+): { readonly windowMs: number; readonly reason: string | undefined } {
+  const base = settings.scaleDownStabilisationMs;
+  const { maxMs, memoryMs } = settings.adaptiveWindow;
+  let needed = base;
+  let why: string | undefined;
+  changes.forEach((down, i) => {
+    if (down.to >= down.from) return;
+    // Only the first scale-up after it, and only one the pool needed at once (saturation, a
+    // breach): one the forecast made ahead of the load cost no violation, so the scale-down paid.
+    const back = changes.slice(i + 1).find((c) => c.to > c.from);
+    if (back === undefined || back.breach !== true || back.at < now - memoryMs || back.to <= down.to) return;
+    // In whole seconds: a window is a setting one reads, not a measurement. A return later than
+    // the longest window would have held through is not one this can help.
+    const hold = Math.ceil(((down.windowMs ?? base) + back.at - down.at) / 1000) * 1000;
+    if (hold > maxMs) return;
+    if (hold > needed) {
+      needed = hold;
+      why = `the pool came back ${Math.round((back.at - down.at) / 1000)} s after its scale-down to ${down.to}`;
+    }
+  });
+  return { windowMs: needed, reason: why === undefined ? undefined : `window ${needed / 1000} s, not ${base / 1000} s: ${why}` };
+}
+
 /**
  * Stage `stabilise`: a scale-down must hold for the whole window, so the highest recommendation
  * of the window wins (never above the current count); a scale-up or a hold acts at once. Returns
- * the window's recommendations with this one, for the next decision.
+ * the recommendations the longest window may need, with this one, for the next decision.
  */
 export function stabiliseRecommendation(
   recommended: number,
   current: number,
   recent: History['recommendations'],
-  windowMs: number,
+  window: { readonly windowMs: number; readonly reason: string | undefined; readonly keepMs: number },
   now: number,
 ): StageResult & { readonly recommendations: History['recommendations'] } {
-  const windowStart = now - windowMs;
-  const inWindow = [...recent.filter((r) => r.at > windowStart), { at: now, replicas: recommended }];
-  const recommendations = inWindow.slice(-KEEP_RECOMMENDATIONS);
+  const { windowMs } = window;
+  const mine = { at: now, replicas: recommended };
+  const recommendations = [...recent.filter((r) => r.at > now - Math.max(windowMs, window.keepMs)), mine].slice(-KEEP_RECOMMENDATIONS);
   if (recommended >= current) return { value: recommended, reason: 'scale-up or hold acts at once', recommendations };
+  const inWindow = recommendations.filter((r) => r === mine || r.at > now - windowMs);
   const highest = Math.max(...inWindow.map((r) => r.replicas));
   const value = Math.min(current, highest);
+  const lengthened = window.reason === undefined ? '' : ` (${window.reason})`;
   return {
     value,
     reason:
       value > recommended
-        ? `scale-down held: ${highest} recommended within the last ${windowMs / 1000} s`
-        : `${recommended} recommended throughout the last ${windowMs / 1000} s`,
+        ? `scale-down held: ${highest} recommended within the last ${windowMs / 1000} s${lengthened}`
+        : `${recommended} recommended throughout the last ${windowMs / 1000} s${lengthened}`,
     recommendations,
   };
 }
@@ -334,17 +401,20 @@ export function settlingStage(stages: readonly Stage[], current: number): Stage 
 }
 
 /**
- * The changes the rate limits count: this decision's, if it changes the count, and those of the
- * longer of the two periods.
+ * The changes the rate limits and the window's adaptation count: this decision's, if it changes
+ * the count (with the scale-down window it had, and whether the pool was saturated), and those
+ * of the longest time either looks back.
  */
 export function rememberChange(
   changes: History['changes'],
   current: number,
   replicas: number,
-  limits: Pick<ScalingPolicy, 'scaleUp' | 'scaleDown'>,
+  windowMs: number,
+  breach: boolean,
+  settings: Pick<ScalingPolicy, 'scaleUp' | 'scaleDown' | 'adaptiveWindow'>,
   now: number,
 ): History['changes'] {
-  const all = replicas === current ? changes : [...changes, { at: now, from: current, to: replicas }];
-  const keepFor = Math.max(limits.scaleUp.periodMs, limits.scaleDown.periodMs);
+  const all = replicas === current ? changes : [...changes, { at: now, from: current, to: replicas, windowMs, breach }];
+  const keepFor = Math.max(settings.scaleUp.periodMs, settings.scaleDown.periodMs, settings.adaptiveWindow.memoryMs + settings.adaptiveWindow.maxMs);
   return all.filter((c) => c.at > now - keepFor);
 }

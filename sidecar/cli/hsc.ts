@@ -5,6 +5,8 @@
 //   hsc undrain <backend>/<server>
 //   hsc resync
 //   hsc config check [--file <path>]            validate a configuration file and the environment
+//   hsc backtest --prometheus URL [...]        what each policy would have done on your history
+//                                               (sidecar/cli/backtest.ts; hsc backtest --help)
 //
 // --url (HSC_ADMIN_URL, default http://127.0.0.1:9180) and --token (HSC_ADMIN_TOKEN) say where and
 // how. `config check` talks to no sidecar: it runs the sidecar's own loader over the file
@@ -14,10 +16,12 @@
 //   2 usage error; 3 sidecar unreachable or failing (5xx, network);
 //   4 the drain ended but not cleanly (forced at its deadline, or cancelled);
 //   5 the configuration is invalid (the message names the key).
+import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadConfigFromProcess, redactConfig } from '../config/index.js';
 import { errorMessage } from '../edge/result.js';
+import { backtest } from './backtest.js';
 
 export const EXIT = { ok: 0, refused: 1, usage: 2, unavailable: 3, drainNotClean: 4, invalidConfig: 5 } as const;
 
@@ -40,7 +44,7 @@ interface ServerView {
 }
 
 const USAGE =
-  'usage: hsc [--url URL] [--token TOKEN] status | drain <backend>/<server> [--wait] [--force] [--deadline S] | undrain <backend>/<server> | resync | config check [--file PATH]';
+  'usage: hsc [--url URL] [--token TOKEN] status | drain <backend>/<server> [--wait] [--force] [--deadline S] | undrain <backend>/<server> | resync | config check [--file PATH] | backtest --prometheus URL [...]';
 
 /**
  * Loads the configuration exactly as the sidecar does at start-up (loadConfigFromProcess), with
@@ -64,6 +68,8 @@ function checkConfig(file: string | undefined, io: Io): number {
 }
 
 export async function run(argv: readonly string[], io: Io): Promise<number> {
+  // The backtest talks to Prometheus, not to the sidecar: its own options.
+  if (argv[0] === 'backtest') return backtest(argv.slice(1), { ...io, readFile: (path) => readFile(path, 'utf8') });
   let parsed;
   try {
     parsed = parseArgs({

@@ -16,6 +16,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ['discovery', 'scaling', 'records'],
   ['reconcile', 'autoscale'],
   ['telemetry', 'config'],
+  // The policy simulator: the autoscaler and its schedule, with Docker, HAProxy and time simulated.
+  ['simulation'],
   ['admin', 'cli'],
   ['.'],
 ];

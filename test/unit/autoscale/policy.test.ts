@@ -18,6 +18,8 @@ import {
   limitRate,
   observeRequestRate,
   proposeReplicas,
+  rememberChange,
+  stabilisationWindow,
   stabiliseRecommendation,
 } from '../../../sidecar/autoscale/stages.js';
 
@@ -170,9 +172,23 @@ describe('decide: stabilisation and rate limits', () => {
     expect(decision.reason).toMatch(/scale-down limit used/);
   });
 
-  it('records the change in the returned history and forgets what is older than the periods', () => {
-    const decision = decide(samples(4, { cpu: 0.91, requestRate: 300 }), history([], [[100_000, 2, 4]]), classic, NOW);
-    expect(decision.history.changes).toEqual([{ at: NOW, from: 4, to: 6 }]);
+  it('records the change in the returned history (its window, whether for a breach) and forgets what is older than the periods', () => {
+    const decision = decide(samples(4, { cpu: 0.91, requestRate: 300 }), history([], [[100_000, 2, 4]]), { ...classic, adaptiveWindow: { maxMs: 0, memoryMs: 0 } }, NOW);
+    // CPU over target is no breach (a breach is saturation, or a request rate far over target).
+    expect(decision.history.changes).toEqual([{ at: NOW, from: 4, to: 6, windowMs: 120_000, breach: false }]);
+  });
+
+  it('lengthens the window where a scale-down had to be taken back under saturation', () => {
+    const returned: History = {
+      ...history([[150_000, 6]]),
+      changes: [
+        { at: NOW - 400_000, from: 6, to: 3, windowMs: 120_000, breach: false },
+        { at: NOW - 320_000, from: 3, to: 6, windowMs: 120_000, breach: true },
+      ],
+    };
+    const decision = decide(samples(6, { cpu: 0.1, requestRate: 120 }), returned, classic, NOW);
+    expect(decision.replicas).toBe(6);
+    expect(decision.reason).toBe('scale-down held: 6 recommended within the last 200 s (window 200 s, not 120 s: the pool came back 80 s after its scale-down to 3)');
   });
 });
 
@@ -270,7 +286,8 @@ describe('decide: composes the stages', () => {
     const largest = largestProposal(proposed.proposals, input.replicas);
     const state = observeRequestRate(history.forecast, demand.arrivals, predictive, NOW);
     const forecasted = forecastRecommendation(largest.value, state, history.predictions, predictive, NOW);
-    const stabilised = stabiliseRecommendation(forecasted.value, input.replicas, history.recommendations, predictive.scaleDownStabilisationMs, NOW);
+    const window = stabilisationWindow(history.changes, predictive, NOW);
+    const stabilised = stabiliseRecommendation(forecasted.value, input.replicas, history.recommendations, { ...window, keepMs: predictive.adaptiveWindow.maxMs }, NOW);
     const limited = limitRate(stabilised.value, input.replicas, history.changes, predictive, NOW);
     const clamped = clampReplicas(limited.value, predictive);
     const safe = holdOnIncompleteData(clamped.value, input.replicas, proposed.proposals, input.sourceUp, predictive);
@@ -287,6 +304,7 @@ describe('decide: composes the stages', () => {
     expect(decision.predictedRequestRate).toBe(forecasted.predicted);
     expect(decision.history.forecast).toEqual(state);
     expect(decision.history.recommendations).toEqual(stabilised.recommendations);
+    expect(decision.history.changes).toEqual(rememberChange(history.changes, input.replicas, safe.value, window.windowMs, decision.breach, predictive, NOW));
   });
 
   it('is pure: frozen inputs, and the same inputs give the same decision', () => {
@@ -324,7 +342,10 @@ describe('validatePolicy', () => {
     { name: 'a negative horizon', policy: { ...classic, forecast: { ...classic.forecast, horizonMs: -1 } }, message: /forecast.horizonMs/ },
     { name: 'a fractional rate limit', policy: { ...classic, scaleUp: { instances: 1.5, fraction: 0, periodMs: 30_000 } }, message: /scaleUp needs whole instances/ },
     { name: 'a negative scale-down fraction', policy: { ...classic, scaleDown: { instances: 1, fraction: -1, periodMs: 30_000 } }, message: /scaleDown needs/ },
-    { name: 'a forecast weight above one', policy: { ...classic, forecast: { ...classic.forecast, settings: { ...DEFAULT_FORECAST_SETTINGS, alpha: 1.5 } } }, message: /forecast.settings/ },
+    { name: 'a daily weight above one', policy: { ...classic, forecast: { ...classic.forecast, settings: { ...DEFAULT_FORECAST_SETTINGS, gamma: 1.5 } } }, message: /forecast.settings/ },
+    { name: 'a negative time constant', policy: { ...classic, forecast: { ...classic.forecast, settings: { ...DEFAULT_FORECAST_SETTINGS, trendSeconds: -1 } } }, message: /time constants/ },
+    { name: 'no period bucket', policy: { ...classic, forecast: { ...classic.forecast, settings: { ...DEFAULT_FORECAST_SETTINGS, periodBucketMs: 0 } } }, message: /periodBucketMs/ },
+    { name: 'a negative adaptive window', policy: { ...classic, adaptiveWindow: { maxMs: -1, memoryMs: 0 } }, message: /adaptiveWindow.maxMs/ },
     { name: 'no daily buckets', policy: { ...classic, forecast: { ...classic.forecast, settings: { ...DEFAULT_FORECAST_SETTINGS, seasonalBuckets: 0 } } }, message: /seasonalBuckets/ },
   ])('rejects $name', ({ policy, message }) => {
     expect(() => validatePolicy(policy)).toThrow(message);

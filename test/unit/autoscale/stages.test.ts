@@ -17,6 +17,7 @@ import {
   saturationBreach,
   settlingStage,
   SIGNALS,
+  stabilisationWindow,
   stabiliseRecommendation,
 } from '../../../sidecar/autoscale/stages.js';
 
@@ -39,6 +40,8 @@ const proposal = (signal: SignalProposal['signal'], replicas: number, status: Si
 describe('proposeForSignal', () => {
   const cases: Array<{ name: string; signal: SignalProposal['signal']; target: typeof cpu; input: Samples; status: string; observed: number | undefined; replicas: number; reason: string }> = [
     { name: 'missing: holds, never read as zero', signal: 'cpu', target: cpu, input: samples(6, {}), status: 'missing', observed: undefined, replicas: 6, reason: 'missing: hold' },
+    { name: 'not a number (an exporter may write NaN): missing, so it freezes a scale-down instead of holding as "within"', signal: 'responseTime', target: rt, input: samples(6, { responseTime: at(NaN) }), status: 'missing', observed: undefined, replicas: 6, reason: 'not a number (NaN): hold' },
+    { name: 'an infinity is no reading either', signal: 'cpu', target: cpu, input: samples(6, { cpu: at(Infinity) }), status: 'missing', observed: undefined, replicas: 6, reason: 'not a number (Infinity): hold' },
     { name: 'stale: holds, with its age', signal: 'cpu', target: cpu, input: samples(6, { cpu: at(0.05, 120_000) }), status: 'stale', observed: undefined, replicas: 6, reason: 'stale (120 s old): hold' },
     { name: 'exactly maxSampleAgeMs old is still fresh', signal: 'cpu', target: cpu, input: samples(4, { cpu: at(0.5, 90_000) }), status: 'ok', observed: 0.5, replicas: 4, reason: '0.5 within 0.3..0.7: hold' },
     { name: 'CPU over target: proportional', signal: 'cpu', target: cpu, input: samples(4, { cpu: at(0.91) }), status: 'ok', observed: 0.91, replicas: 6, reason: '0.91 > target 0.7: 6' },
@@ -56,6 +59,24 @@ describe('proposeForSignal', () => {
   ];
   it.each(cases)('$name', ({ signal, target, input, status, observed, replicas, reason }) => {
     expect(proposeForSignal(signal, target, input, settings, NOW)).toEqual({ signal, status, observed, replicas, reason });
+  });
+});
+
+describe('proposeForSignal: a backlog that clears by itself', () => {
+  const withDrain = { ...settings, demand: { backlogDrainMs: 30_000 } };
+  const backlog = (inFlight: number, growth: number): Samples => ({ ...samples(4, { queue: at(28), responseTime: at(1.2) }), inFlight: at(inFlight), inFlightGrowth: at(growth) });
+  it.each([
+    { name: 'the queue shrinks fast enough to be gone within backlogDrainMs: hold', signal: 'queue' as const, target: queue, input: backlog(300, -20), replicas: 4, reason: '7 > target 5, but the 300 in flight shrink by 20/s (gone in 15 s): hold' },
+    { name: 'the response time too', signal: 'responseTime' as const, target: rt, input: backlog(300, -20), replicas: 4, reason: '1.2 > target 0.5, but the 300 in flight shrink by 20/s (gone in 15 s): hold' },
+    { name: 'shrinking too slowly: the proposal stands', signal: 'queue' as const, target: queue, input: backlog(300, -5), replicas: 6, reason: '7 > target 5: 6' },
+    { name: 'growing: the proposal stands', signal: 'queue' as const, target: queue, input: backlog(300, 5), replicas: 6, reason: '7 > target 5: 6' },
+  ])('$name', ({ signal, target, input, replicas, reason }) => {
+    expect(proposeForSignal(signal, target, input, withDrain, NOW)).toMatchObject({ replicas, reason });
+  });
+
+  it('not without backlogDrainMs, and not for CPU or the request rate', () => {
+    expect(proposeForSignal('queue', queue, backlog(300, -20), settings, NOW).replicas).toBe(6);
+    expect(proposeForSignal('cpu', cpu, { ...backlog(300, -20), cpu: at(0.91) }, withDrain, NOW).replicas).toBe(6);
   });
 });
 
@@ -94,9 +115,24 @@ describe('largestProposal (stage largest)', () => {
   });
 });
 
+/** A forecast state of Holt's level and trend alone: no surprise, no daily profile, no period. */
+const holt = (level: number, trendPerSecond: number, lastAt: number): ForecastState => ({
+  level,
+  trendPerSecond,
+  surprise: 0,
+  lastAt,
+  firstAt: lastAt,
+  profile: [],
+  series: [level],
+  seriesAt: lastAt,
+  seriesCount: 1,
+  period: undefined,
+  periodCheckedAt: lastAt,
+});
+
 describe('observeRequestRate', () => {
   const policy = { forecast: DEFAULT_POLICY.forecast, maxSampleAgeMs: 90_000 };
-  const state: ForecastState = { level: 100, trendPerSecond: 0, lastAt: NOW - 30_000, firstAt: NOW - 30_000, profile: new Array<number | null>(48).fill(null) };
+  const state: ForecastState = { ...holt(100, 0, NOW - 30_000), profile: new Array<number | null>(48).fill(null) };
 
   it.each([
     { name: 'no reading: the state is unchanged', reading: undefined },
@@ -115,8 +151,9 @@ describe('observeRequestRate', () => {
 });
 
 describe('forecastRecommendation (stage forecast)', () => {
-  // Holt without a daily profile: level + trend × (horizon + time since the last observation).
-  const rising: ForecastState = { level: 400, trendPerSecond: 1, lastAt: NOW, firstAt: NOW - 600_000, profile: [] };
+  // Holt without a daily profile or a period, on a quiet load: level + trend × (horizon + time
+  // since the last observation).
+  const rising: ForecastState = { ...holt(400, 1, NOW), firstAt: NOW - 600_000 };
   const falling: ForecastState = { ...rising, trendPerSecond: -5 };
   const policy = (mode: 'off' | 'shadow' | 'act', signals: typeof DEFAULT_POLICY.signals = { requestRate: rps }) => ({
     forecast: { ...DEFAULT_POLICY.forecast, mode, horizonMs: 60_000 },
@@ -149,6 +186,22 @@ describe('forecastRecommendation (stage forecast)', () => {
     expect(forecastRecommendation(4, { ...rising, lastAt: NOW - 20_000 }, [], policy('act'), NOW).predicted).toBe(480);
   });
 
+  it('a trend within the noise of the load is not extrapolated', () => {
+    // A trend of 1 req/s² would add 60 req/s over the horizon; surprises of ±80 req/s are the load's own noise.
+    const noisy: ForecastState = { ...rising, surprise: 80 ** 2 };
+    expect(forecastRecommendation(4, noisy, [], policy('act'), NOW)).toMatchObject({ predicted: 400, value: 4 });
+  });
+
+  it('a load that repeats: what it reached one period ago over the horizon, and why', () => {
+    // 30 s buckets, a period of 4 buckets (2 min): one period ago the next two buckets held 700.
+    const periodic: ForecastState = { ...holt(200, 0, NOW), series: [200, 200, 700, 700, 200, 200, 700, 700, 200, 200, 700, 700, 200], period: { buckets: 4, correlation: 0.9 } };
+    expect(forecastRecommendation(2, periodic, [], policy('act'), NOW)).toMatchObject({
+      value: 7,
+      predicted: 700,
+      reason: 'forecast 700 req/s in 60 s (the load repeats every 2 min: this is what it reached one period ago) needs 7',
+    });
+  });
+
   it('keeps the last 200 predictions', () => {
     const many = Array.from({ length: 200 }, (_, i) => ({ madeAt: i, forAt: i, requestRate: i }));
     const result = forecastRecommendation(4, rising, many, policy('shadow'), NOW);
@@ -160,6 +213,7 @@ describe('forecastRecommendation (stage forecast)', () => {
 
 describe('stabiliseRecommendation (stage stabilise)', () => {
   const window = 120_000;
+  const fixed = (windowMs: number) => ({ windowMs, reason: undefined, keepMs: 0 });
   const recent = (entries: Array<[ago: number, replicas: number]>): History['recommendations'] => entries.map(([ago, replicas]) => ({ at: NOW - ago, replicas }));
   it.each([
     { name: 'scale-up acts at once, whatever the window says', recommended: 8, current: 4, recent: recent([[10_000, 2]]), value: 8, reason: 'scale-up or hold acts at once' },
@@ -171,19 +225,25 @@ describe('stabiliseRecommendation (stage stabilise)', () => {
     { name: 'a recommendation exactly at the window start is out', recommended: 4, current: 6, recent: recent([[120_000, 6]]), value: 4, reason: '4 recommended throughout the last 120 s' },
     { name: 'an empty history lets a scale-down through', recommended: 2, current: 6, recent: [], value: 2, reason: '2 recommended throughout the last 120 s' },
   ])('$name', ({ recommended, current, recent: history, value, reason }) => {
-    const result = stabiliseRecommendation(recommended, current, history, window, NOW);
+    const result = stabiliseRecommendation(recommended, current, history, fixed(window), NOW);
     expect({ value: result.value, reason: result.reason }).toEqual({ value, reason });
     expect(result.recommendations.at(-1)).toEqual({ at: NOW, replicas: recommended });
     expect(result.recommendations.every((r) => r.at > NOW - window)).toBe(true);
   });
 
   it('with no window, a scale-down acts at once', () => {
-    expect(stabiliseRecommendation(2, 6, recent([[0, 6]]), 0, NOW)).toMatchObject({ value: 2, reason: '2 recommended throughout the last 0 s' });
+    expect(stabiliseRecommendation(2, 6, recent([[0, 6]]), fixed(0), NOW)).toMatchObject({ value: 2, reason: '2 recommended throughout the last 0 s' });
+  });
+
+  it('keeps what the longest window may need, and says why a window was lengthened', () => {
+    const result = stabiliseRecommendation(2, 6, recent([[250_000, 6], [100_000, 3]]), { windowMs: 120_000, reason: 'window 180 s, not 120 s: why', keepMs: 300_000 }, NOW);
+    expect(result).toMatchObject({ value: 3, reason: 'scale-down held: 3 recommended within the last 120 s (window 180 s, not 120 s: why)' });
+    expect(result.recommendations.map((r) => r.at)).toEqual([NOW - 250_000, NOW - 100_000, NOW]);
   });
 
   it('remembers at most 500 recommendations', () => {
     const full = Array.from({ length: 600 }, (_, i) => ({ at: NOW - 600 + i, replicas: 6 }));
-    const result = stabiliseRecommendation(2, 6, full, window, NOW);
+    const result = stabiliseRecommendation(2, 6, full, fixed(window), NOW);
     expect(result.value).toBe(6);
     expect(result.recommendations).toHaveLength(500);
   });
@@ -264,13 +324,47 @@ describe('settlingStage', () => {
 });
 
 describe('rememberChange', () => {
-  const limits = { scaleUp: { instances: 4, fraction: 1, periodMs: 30_000 }, scaleDown: { instances: 1, fraction: 0, periodMs: 60_000 } };
+  const limits = { scaleUp: { instances: 4, fraction: 1, periodMs: 30_000 }, scaleDown: { instances: 1, fraction: 0, periodMs: 60_000 }, adaptiveWindow: { maxMs: 0, memoryMs: 0 } };
   const old = [{ at: NOW - 90_000, from: 2, to: 3 }, { at: NOW - 45_000, from: 3, to: 4 }];
   it.each([
     { name: 'no change: only forgets what is older than the longer period', current: 4, replicas: 4, expected: [old[1]] },
-    { name: 'a change is appended', current: 4, replicas: 6, expected: [old[1], { at: NOW, from: 4, to: 6 }] },
+    { name: 'a change is appended, with its window and whether it was for a breach', current: 4, replicas: 6, expected: [old[1], { at: NOW, from: 4, to: 6, windowMs: 120_000, breach: true }] },
   ])('$name', ({ current, replicas, expected }) => {
-    expect(rememberChange(old, current, replicas, limits, NOW)).toEqual(expected);
+    expect(rememberChange(old, current, replicas, 120_000, true, limits, NOW)).toEqual(expected);
+  });
+
+  it('keeps what the window’s adaptation looks back on', () => {
+    const adaptive = { ...limits, adaptiveWindow: { maxMs: 60_000, memoryMs: 60_000 } };
+    expect(rememberChange(old, 4, 4, 120_000, false, adaptive, NOW)).toEqual(old);
+  });
+});
+
+describe('stabilisationWindow', () => {
+  const settings = { scaleDownStabilisationMs: 120_000, adaptiveWindow: { maxMs: 300_000, memoryMs: 1_800_000 } };
+  type Change = History['changes'][number];
+  const down = (ago: number, from: number, to: number, windowMs = 120_000): Change => ({ at: NOW - ago, from, to, windowMs, breach: false });
+  const up = (ago: number, from: number, to: number, breach = true): Change => ({ at: NOW - ago, from, to, windowMs: 120_000, breach });
+  it.each([
+    { name: 'no history: the configured window', changes: [], windowMs: 120_000, reason: undefined },
+    { name: 'a scale-down not taken back', changes: [up(900_000, 2, 6), down(600_000, 6, 2)], windowMs: 120_000, reason: undefined },
+    {
+      name: 'taken back under saturation 100 s later: held 120 + 100 s next time',
+      changes: [down(600_000, 6, 2), up(500_000, 2, 6)],
+      windowMs: 220_000,
+      reason: 'window 220 s, not 120 s: the pool came back 100 s after its scale-down to 2',
+    },
+    { name: 'taken back by a forecast ahead of the load (no breach): the scale-down paid', changes: [down(600_000, 6, 2), up(500_000, 2, 6, false)], windowMs: 120_000, reason: undefined },
+    { name: 'back, but not above where it went down to', changes: [down(600_000, 6, 3), up(500_000, 2, 3)], windowMs: 120_000, reason: undefined },
+    { name: 'back later than the longest window would have held: no help', changes: [down(900_000, 6, 2), up(650_000, 2, 6)], windowMs: 120_000, reason: undefined },
+    { name: 'forgotten after memoryMs', changes: [down(2_000_000, 6, 2), up(1_900_000, 2, 6)], windowMs: 120_000, reason: undefined },
+    {
+      name: 'the longest of the returns, from the window each scale-down had',
+      changes: [down(1_000_000, 6, 2), up(950_000, 2, 6), down(600_000, 6, 2, 170_000), up(520_000, 2, 6)],
+      windowMs: 250_000,
+      reason: 'window 250 s, not 120 s: the pool came back 80 s after its scale-down to 2',
+    },
+  ])('$name', ({ changes, windowMs, reason }) => {
+    expect(stabilisationWindow(changes, settings, NOW)).toEqual({ windowMs, reason });
   });
 });
 

@@ -1,5 +1,6 @@
-// Plain SVG line charts for the simulation report: one file per trace, three stacked panels
-// (offered load and forecast, serving instances, p99 response time), one line per policy.
+// Plain SVG line charts for the simulation report and the backtest: one file per trace, four
+// stacked panels (offered load and forecast, serving instances, p99 response time, seconds that
+// violated the SLO), one line per policy.
 // Written by hand so the report needs no browser or native library; the output is deterministic.
 import type { RunResult } from './simulate.js';
 
@@ -62,11 +63,19 @@ function downsample(points: ReadonlyArray<readonly [number, number]>): Array<rea
   return kept;
 }
 
-export function traceChart(traceName: string, runs: readonly RunResult[], sloP99Seconds: number): string {
+export interface ChartOptions {
+  readonly title: string;
+  readonly sloP99Seconds: number;
+  /** What the pool really was (a backtest's recorded servers), as [seconds, instances]. */
+  readonly actualReplicas?: ReadonlyArray<readonly [number, number]>;
+}
+
+export function traceChart(runs: readonly RunResult[], options: ChartOptions): string {
   const first = runs[0];
   if (first === undefined) throw new Error('traceChart: no runs');
   const last = first.series[first.series.length - 1];
   const tMax = Math.max(1, (last?.t ?? 0) + 1);
+  const step = first.series.length > 1 ? (first.series[1]?.t ?? 0) - (first.series[0]?.t ?? 0) : tMax;
   const predictive = runs.find((r) => r.series.some((p) => p.predicted !== null));
   const load: Line[] = [{ label: 'offered req/s', colour: '#333', points: first.series.map((p) => [p.t, p.offered]) }];
   if (predictive !== undefined) {
@@ -79,13 +88,16 @@ export function traceChart(traceName: string, runs: readonly RunResult[], sloP99
   }
   const byPolicy = (pick: (p: RunResult['series'][number]) => number): Line[] =>
     runs.map((run, i) => ({ label: run.policy, colour: COLOURS[i % COLOURS.length] ?? '#000', points: run.series.map((p) => [p.t, pick(p)]) }));
+  const pool = byPolicy((p) => p.replicas);
+  if (options.actualReplicas !== undefined) pool.push({ label: 'actual (recorded)', colour: '#000', dashed: true, points: options.actualReplicas });
   const svg = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${PANEL_HEIGHT * 3 + 30}" font-family="sans-serif">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${PANEL_HEIGHT * 4 + 30}" font-family="sans-serif">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${WIDTH / 2}" y="20" font-size="16" text-anchor="middle">Simulated trace: ${escapeXml(traceName)}</text>`,
+    `<text x="${WIDTH / 2}" y="20" font-size="16" text-anchor="middle">${escapeXml(options.title)}</text>`,
     panel(30, 'Load', 'req/s', load, tMax),
-    panel(30 + PANEL_HEIGHT, 'Serving instances', 'instances', byPolicy((p) => p.replicas), tMax),
-    panel(30 + PANEL_HEIGHT * 2, `p99 response time (worst per 30 s; SLO ${sloP99Seconds} s, axis capped at 2 s)`, 'seconds', byPolicy((p) => p.p99), tMax, 2),
+    panel(30 + PANEL_HEIGHT, 'Serving instances', 'instances', pool, tMax),
+    panel(30 + PANEL_HEIGHT * 2, `p99 response time (worst per ${step} s; SLO ${options.sloP99Seconds} s, axis capped at 2 s)`, 'seconds', byPolicy((p) => p.p99), tMax, 2),
+    panel(30 + PANEL_HEIGHT * 3, `SLO violations (seconds per ${step} s)`, 'seconds', byPolicy((p) => p.violations), tMax),
     '</svg>',
   ];
   return `${svg.join('\n')}\n`;
