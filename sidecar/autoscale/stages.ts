@@ -4,7 +4,7 @@
 // calculateScaleUpLimit…). decide() in policy.ts only runs them in order and records each one.
 // Every function here trusts a policy that validatePolicy accepted.
 import { forecastParts, observe, type ForecastState } from './forecast.js';
-import type { DemandSettings, History, RateLimit, Reading, Samples, ScalingPolicy, SignalName, SignalProposal, SignalTarget, Stage } from './policy.js';
+import type { DemandSettings, History, RateLimit, Reading, Samples, ScalingPolicy, SignalName, SignalProposal, SignalTarget, Stage } from './types.js';
 
 /** What a stage decided: the replica count it hands on, and why. */
 export interface StageResult {

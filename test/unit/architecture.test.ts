@@ -84,6 +84,28 @@ describe('the import graph of sidecar/', () => {
     expect(circles).toEqual([]);
   });
 
+  it('has no circle between files either, types included', () => {
+    const files = new Map<string, string[]>();
+    for (const file of sources(root)) {
+      const targets = [...readFileSync(file, 'utf8').matchAll(/from '(\.[^']+)\.js'/g)].map((m) => `${normalize(join(file, '..', m[1] ?? ''))}.ts`);
+      files.set(file, targets.filter((t) => t.startsWith(root)));
+    }
+    const state = new Map<string, 'visiting' | 'done'>();
+    const circles: string[] = [];
+    const visit = (file: string, path: string[]): void => {
+      if (state.get(file) === 'done') return;
+      if (state.get(file) === 'visiting') {
+        circles.push([...path.slice(path.indexOf(file)), file].map((f) => relative(root, f)).join(' -> '));
+        return;
+      }
+      state.set(file, 'visiting');
+      for (const next of files.get(file) ?? []) visit(next, [...path, file]);
+      state.set(file, 'done');
+    };
+    for (const file of files.keys()) visit(file, []);
+    expect(circles).toEqual([]);
+  });
+
   it('runs one way: at most three imports back up, each listed with its reason', () => {
     const upward = [...graph.entries()].flatMap(([from, targets]) => [...targets].filter((to) => layerOf(to) > layerOf(from)).map((to) => `${from} -> ${to}`));
     expect(upward.filter((edge) => !ALLOWED_UPWARD.has(edge))).toEqual([]);
