@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { docker, OWNER_LABEL, startNginx } from '../../devenv/containers.js';
+import { parseServerStates } from '../../test/support/runtime.js';
 import { freePort, startLocalHaproxy, type LocalHaproxy } from '../../devenv/localenv.js';
 import { haproxyEnv, type DriverChoice } from '../../devenv/sidecar-env.js';
 import { createDataplaneClient, type DataplaneClient } from '../../sidecar/dataplane/client.js';
@@ -124,32 +125,8 @@ export function socketCommand(path: string, command: string, timeoutMs = 5_000):
   });
 }
 
-/** Parses `show servers state <backend>` (the same columns HAProxy writes to its state file). */
-export function parseServersState(answer: string): SoakServer[] {
-  const lines = answer.split('\n').filter((line) => line.trim() !== '');
-  const header = lines.find((line) => line.startsWith('# '))?.slice(2).trim().split(/\s+/) ?? [];
-  const column = (name: string): number => {
-    const index = header.indexOf(name);
-    if (index === -1) throw new Error(`show servers state has no ${name} column: ${lines.slice(0, 2).join(' | ')}`);
-    return index;
-  };
-  const [name, address, port, op, admin] = ['srv_name', 'srv_addr', 'srv_port', 'srv_op_state', 'srv_admin_state'].map(column) as [number, number, number, number, number];
-  return lines
-    .filter((line) => !line.startsWith('#') && line.trim().split(/\s+/).length >= header.length)
-    .map((line) => {
-      const fields = line.trim().split(/\s+/);
-      // srv_admin_state flags: 0x01|0x02|0x04|0x20 maintenance (forced, inherited, by DNS, …), 0x08|0x10 drain.
-      const flags = Number(fields[admin]);
-      return {
-        name: fields[name] ?? '',
-        address: fields[address] ?? '',
-        port: Number(fields[port]),
-        operational: Number(fields[op]),
-        admin: (flags & 0x27) !== 0 ? 'maint' : (flags & 0x18) !== 0 ? 'drain' : 'ready',
-      } satisfies SoakServer;
-    })
-    .sort((a, b) => a.name.localeCompare(b.name));
-}
+/** Parses `show servers state <backend>` with the tests' own reader (not the sidecar's parser). */
+export const parseServersState = (answer: string): SoakServer[] => parseServerStates(answer);
 
 function healthOf(status: string): SoakContainer['health'] {
   if (status.includes('(healthy)')) return 'healthy';

@@ -33,7 +33,15 @@ export interface RuntimeServerState {
 
 /** Every server of the backend with its operational and administrative state, by name. */
 export async function runtimeServerStates(haproxy: LocalHaproxy, backend = haproxy.backend): Promise<RuntimeServerState[]> {
-  const lines = (await haproxy.runtime(`show servers state ${backend}`)).split('\n').filter((line) => line.trim() !== '');
+  return parseServerStates(await haproxy.runtime(`show servers state ${backend}`));
+}
+
+/**
+ * `show servers state`'s answer read by its column names, without the sidecar's parser (the
+ * tests and the soak check the sidecar against HAProxy, not against itself), sorted by name.
+ */
+export function parseServerStates(answer: string): RuntimeServerState[] {
+  const lines = answer.split('\n').filter((line) => line.trim() !== '');
   const header = lines.find((line) => line.startsWith('# '))?.slice(2).trim().split(/\s+/) ?? [];
   const column = (name: string): number => {
     const index = header.indexOf(name);
