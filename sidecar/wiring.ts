@@ -283,6 +283,7 @@ export function registerWork(
       // (an admin API drain or count), and a pass with none reads nothing but the state file.
       await drainer.tick();
       if (autoscaler !== undefined) await autoscaler.progress();
+      if (await parts.reconciler.repairStates()) queue.add(RECONCILE, 'a managed server out of rotation without a record asking for it');
       return { requeueAfterMs: config.drain.pollMs };
     },
   });

@@ -68,6 +68,15 @@ export interface Reconciler {
   leaving(containerId: string): Promise<void>;
   /** The container runs again (a restart): its servers may serve again once it is ready. */
   returned(containerId: string): void;
+  /**
+   * Between passes, without listing Docker: the servers the last pass wanted are compared with
+   * what their records ask. Out of rotation (drain, maint) and checks on are set at once; back in
+   * rotation is left to a full pass, which knows whether the container still runs (a removal in
+   * progress puts its server in maintenance first). Resolves true when such a pass is needed. A
+   * reload by anyone (an operator's, HAProxy 2.6 loading a stale state file) is then repaired
+   * within one poll period, not at the next resync.
+   */
+  repairStates(): Promise<boolean>;
 }
 
 export function createReconciler(options: ReconcilerOptions): Reconciler {
@@ -76,6 +85,8 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   const stateFailures = new Map<string, string>();
   /** The managed servers of each container, as the last pass found them. */
   let serversOf = new Map<string, Array<{ backend: string; server: string }>>();
+  /** The ready containers of the last converged pass, for repairStates(). */
+  let lastReady: readonly Candidate[] = [];
   /** Containers on their way out (a stopping `kill` seen), until they are gone or start again. */
   const leaving = new Set<string>();
   const isLeavingServer = (backend: string, server: string): boolean =>
@@ -103,6 +114,15 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     },
     returned(containerId) {
       leaving.delete(containerId);
+    },
+    async repairStates() {
+      if (lastReady.length === 0) return false;
+      const planned = await convergeStates(
+        lastReady.map((c) => toDesired(c, wantedState(c))),
+        [],
+        (operation) => operation.op === 'enable-checks' || operation.state !== 'ready',
+      );
+      return planned.some((operation) => operation.op === 'set-state' && operation.state === 'ready');
     },
     async reconcile() {
       const started = options.now();
@@ -162,6 +182,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         options.probe,
       );
       const desired = ready.map((c) => toDesired(c, wantedState(c)));
+      lastReady = ready;
       const operations = plan({
         desired,
         actual,
@@ -231,7 +252,12 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
    * records ask. A failure is logged and left to the next pass: it does not undo the pass's
    * structural changes, and a driver that cannot read runtime states plans nothing here.
    */
-  async function convergeStates(desired: readonly DesiredServer[], operations: readonly Operation[]): Promise<StateOperation[]> {
+  async function convergeStates(
+    desired: readonly DesiredServer[],
+    operations: readonly Operation[],
+    /** Which of the planned changes to make now; the rest are only returned. */
+    applies: (operation: StateOperation) => boolean = () => true,
+  ): Promise<StateOperation[]> {
     const running = new Map<string, RuntimeServer>();
     for (const backend of options.managedBackends) {
       const servers = await driver.listRuntimeServers(backend);
@@ -239,7 +265,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     }
     const changing = new Set(operations.flatMap((o) => (o.op === 'remove' ? [] : [serverKey(o.server.backend, o.server.name)])));
     const planned = planStates({ desired, running, changing });
-    for (const operation of planned) {
+    for (const operation of planned.filter(applies)) {
       const id = serverKey(operation.backend, operation.name);
       // Its container began to stop after this pass planned: it stays out of rotation.
       if (operation.op === 'set-state' && operation.state === 'ready' && isLeavingServer(operation.backend, operation.name)) continue;
