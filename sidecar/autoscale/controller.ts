@@ -159,7 +159,9 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
   // The mode an operator chose before a restart holds: a count set by hand is not undone by one.
   const stored = options.modeStore?.read();
   let mode: 'auto' | 'paused' | 'manual' = stored?.mode ?? 'auto';
-  let manualReplicas: number | undefined = stored?.mode === 'manual' ? stored.replicas : undefined;
+  // A count set under other bounds is kept within today's (the sidecar may restart with a new min or max).
+  let manualReplicas: number | undefined =
+    stored?.mode === 'manual' && stored.replicas !== undefined ? Math.min(options.policy.maxReplicas, Math.max(options.policy.minReplicas, stored.replicas)) : undefined;
   if (stored !== undefined) logger.info({ backend, mode, manualReplicas: manualReplicas ?? null }, `autoscaler: ${mode === 'manual' ? `count set by hand to ${manualReplicas ?? '?'}` : 'paused'} since ${new Date(stored.since).toISOString()} (from the state file)`);
 
   async function storeMode(next: 'auto' | 'paused' | 'manual', replicas: number | undefined): Promise<void> {

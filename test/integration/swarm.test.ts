@@ -281,7 +281,7 @@ describe('Swarm mode on a three-node Swarm', () => {
   it('a sidecar stopped in the middle of a scale-down drain and started again carries it on', async () => {
     await scaleDownTo(2, 'scale-down 3 → 2, sidecar restarted mid-drain', async () => {
       // Stopped while the retirement is still draining (or just past it), then a new one on the
-      // same state file, whose policy keeps 2 (its count is not set by hand).
+      // same state file, whose policy keeps 2 (and whose stored count set by hand is 2 as well).
       await eventually(async () => ((await admin('GET', '/v1/autoscaler')).inFlight as string[]).some((s) => s.endsWith('draining')), 10_000, 50);
       await sidecar?.stop();
       sidecar = undefined;
