@@ -10,7 +10,7 @@ import { DEFAULT_MODEL, simulate, type ModelSettings, type PolicyUnderTest, type
 import type { Trace } from './trace.js';
 
 /** Share of an instance's capacity its request-rate target is: the original design's 70 % CPU at 100 req/s. */
-export const TARGET_SHARE_OF_CAPACITY = 0.7;
+const TARGET_SHARE_OF_CAPACITY = 0.7;
 
 /**
  * The model of the user's instances: the simulator's M/M/c instance, with as many workers of

@@ -10,7 +10,7 @@ import type { PolicyUnderTest } from './simulate.js';
 const noForecast = { ...DEFAULT_POLICY.forecast, mode: 'off' as const };
 
 /** auto-scaler.sh: every 30 s, +1 when CPU > 70 % or > 100 req/s, −1 when CPU < 30 % and < 50 req/s. */
-export const bashRule: PolicyUnderTest = {
+const bashRule: PolicyUnderTest = {
   name: 'bash rule',
   description: 'the original auto-scaler.sh: ±1 per 30 s on the CPU and request-rate thresholds',
   intervalSeconds: 30,
@@ -63,7 +63,7 @@ export const NON_SCALING_SETTINGS: Readonly<Record<string, string>> = {
 };
 
 /** The sidecar reads Docker's stats of every running replica: the CPU of the last second, a second after asking. */
-export const DOCKER_CPU = { windowSeconds: 1, readyOnly: false, latencyMs: 1000 } as const;
+const DOCKER_CPU = { windowSeconds: 1, readyOnly: false, latencyMs: 1000 } as const;
 
 /** Ours with these autoscale settings (as the configuration loader built them): reactive, and with the forecast as configured. */
 export function ours(autoscale: AutoscaleConfig): { readonly reactive: PolicyUnderTest; readonly predictive: PolicyUnderTest } {
@@ -95,7 +95,7 @@ export function ours(autoscale: AutoscaleConfig): { readonly reactive: PolicyUnd
 }
 
 /** The sidecar's defaults as its configuration loader builds them. */
-export const DEFAULT_AUTOSCALE: AutoscaleConfig = loadConfig({ env: NON_SCALING_SETTINGS }).autoscale;
+const DEFAULT_AUTOSCALE: AutoscaleConfig = loadConfig({ env: NON_SCALING_SETTINGS }).autoscale;
 
 const defaults = ours(DEFAULT_AUTOSCALE);
 export const oursReactive: PolicyUnderTest = defaults.reactive;
