@@ -12,7 +12,8 @@ import type { Replica } from '../scaling/replicas.js';
 import type { Result } from '../edge/result.js';
 import { planActions, type Action, type PoolState, type ServingReplica } from './actions.js';
 import { decide, EMPTY_HISTORY, type Decision, type History, type ScalingPolicy } from './policy.js';
-import { advanceRetirement, type Retirement, type RetirementEffect, type RetirementStore, type RetirementView } from '../records/retirement.js';
+import type { RetirementStore } from '../records/retirement.js';
+import { createRetirementRunner, type RetirementRunner } from '../records/retirements.js';
 import type { AutoscalerSetting } from '../records/store.js';
 import type { ServerLoad } from '../haproxy-metrics/exporter.js';
 import type { Sampler, SampleSet } from './sampler.js';
@@ -98,6 +99,11 @@ export interface AutoscalerOptions {
   /** Sessions and queue of one server from HAProxy's exporter; undefined when unreadable. */
   readonly readLoad: (backend: string, server: string) => Promise<ServerLoad | undefined>;
   readonly store: RetirementStore;
+  /**
+   * The runner that moves retirements on (shared with rollouts, sidecar/wiring.ts); absent: one
+   * of its own over `store`.
+   */
+  readonly retirements?: RetirementRunner;
   /** The mode an operator chose; absent keeps it in memory only. */
   readonly modeStore?: ModeStore;
   /** A scale-down drain still going after this is forced (the server goes to maintenance). */
@@ -155,6 +161,25 @@ const STARTING_TIMEOUT_MS = 120_000;
 
 export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
   const { logger, backend, store } = options;
+  const retirements =
+    options.retirements ??
+    createRetirementRunner({
+      store,
+      running: async () => {
+        const pool = await options.pool();
+        return pool.ok ? { ok: true, value: new Set(pool.value.replicas.map((r) => r.id)) } : pool;
+      },
+      haproxy: options.haproxy,
+      readLoad: options.readLoad,
+      stopAndRemove: (id, timeoutSeconds) => options.scaler.stopAndRemove(id, timeoutSeconds),
+      stopTimeoutSeconds: options.stopTimeoutSeconds,
+      requestReconcile: options.requestReconcile,
+      logger,
+      now: options.now,
+      onFinished: (_retirement, stopped) => {
+        if (stopped) options.recorder?.acted('down', true);
+      },
+    });
   let history: History = EMPTY_HISTORY;
   // The mode an operator chose before a restart holds: a count set by hand is not undone by one.
   const stored = options.modeStore?.read();
@@ -220,127 +245,14 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     return { serving, draining, starting, retiring: store.list().filter((r) => r.backend === backend).length, replicas: list.length };
   }
 
-  /** Last reason logged per retirement, so a pass that changes nothing logs nothing. */
-  const lastReasons = new Map<string, string>();
-
   async function retire(containerId: string, server: string): Promise<void> {
-    const now = options.now();
-    const record: Retirement = { containerId, backend, server, stage: 'draining', startedAt: now, deadlineAt: now + options.drainDeadlineMs, quietReads: 0 };
-    const stored = await store.put(record);
+    const stored = await retirements.retire(containerId, backend, server, options.drainDeadlineMs);
     if (!stored.ok) {
       options.recorder?.acted('down', false);
       logger.error({ backend, server, error: stored.error.message }, `scale-down of ${server} not started: cannot record it`);
       return;
     }
     logger.info({ backend, server, container: containerId.slice(0, 12) }, `scale-down: retiring ${server}`);
-  }
-
-  /** What HAProxy and Docker show of every retirement in progress; undefined when unreadable. */
-  async function observe(records: readonly Retirement[]): Promise<Map<string, RetirementView> | undefined> {
-    const backends = [...new Set(records.map((r) => r.backend))];
-    const [pool, configured, ...runtime] = await Promise.all([
-      options.pool(),
-      options.haproxy.readServers(backends),
-      ...backends.map((b) => options.haproxy.listRuntimeServers(b)),
-    ]);
-    if (!pool.ok) {
-      logger.warn({ error: pool.error.message }, 'scale-down paused: cannot list the replicas');
-      return undefined;
-    }
-    const running = new Set(pool.value.replicas.map((r) => r.id));
-    if (!configured.ok) {
-      logger.warn({ error: configured.error.message }, 'scale-down paused: cannot read HAProxy\'s servers');
-      return undefined;
-    }
-    const states = new Map<string, RetirementView['adminState']>();
-    runtime.forEach((result, i) => {
-      if (result.ok) for (const s of result.value) states.set(`${backends[i] ?? ''}/${s.name}`, s.adminState);
-    });
-    const views = new Map<string, RetirementView>();
-    for (const r of records) {
-      views.set(r.containerId, {
-        containerRunning: running.has(r.containerId),
-        // Present while the configuration still has it or the running HAProxy still serves it: a
-        // removal committed through the Data Plane API leaves the file first and the running
-        // HAProxy only at the reload, and the container must outlast the latter.
-        serverPresent: configured.value.servers.some((s) => s.backend === r.backend && s.name === r.server) || states.has(`${r.backend}/${r.server}`),
-        adminState: states.get(`${r.backend}/${r.server}`),
-        load: r.stage === 'draining' ? await options.readLoad(r.backend, r.server) : undefined,
-      });
-    }
-    return views;
-  }
-
-  /** What went wrong with an effect; `abandon`: the retirement cannot go on as planned. */
-  type Failure = { readonly message: string; readonly abandon: boolean };
-
-  async function perform(effect: RetirementEffect, r: Retirement): Promise<Failure | undefined> {
-    switch (effect) {
-      case 'set-drain':
-      case 'set-maint': {
-        const set = await options.haproxy.setAdminState(r.backend, r.server, effect === 'set-drain' ? 'drain' : 'maint');
-        return set.ok ? undefined : { message: set.error.message, abandon: false };
-      }
-      case 'request-removal':
-        // Sent once the record says drained (below): the reconciler reads it to remove the server.
-        return undefined;
-      case 'stop-container': {
-        const stopped = await options.scaler.stopAndRemove(r.containerId, options.stopTimeoutSeconds);
-        return stopped.ok ? undefined : { message: stopped.error.message, abandon: stopped.error.kind === 'conflict' };
-      }
-    }
-  }
-
-  let progressing: Promise<number> | undefined;
-  async function progressOnce(): Promise<number> {
-    const records = store.list();
-    if (records.length === 0) return 0;
-    const views = await observe(records);
-    if (views === undefined) return records.length;
-    for (const r of records) {
-      const view = views.get(r.containerId);
-      if (view === undefined) continue;
-      const step = advanceRetirement(r, view, options.now());
-      let outcome: Failure | undefined;
-      for (const effect of step.effects) {
-        outcome = await perform(effect, r);
-        if (outcome !== undefined) break;
-      }
-      const failure = outcome?.message;
-      const fields = { backend: r.backend, server: r.server, container: r.containerId.slice(0, 12), stage: step.next?.stage ?? 'done' };
-      if (outcome?.abandon === true) {
-        // Nothing was stopped: without its record the replica is an ordinary one again, so the
-        // reconciler puts its server back; the next evaluation decides again from what it sees.
-        const removed = await store.remove(r.containerId);
-        if (!removed.ok) continue;
-        lastReasons.delete(r.containerId);
-        logger.warn({ ...fields, stage: 'abandoned', error: outcome.message }, `scale-down of ${r.server} given up: ${outcome.message}; it serves again`);
-        options.requestReconcile(`scale-down of ${r.server} given up`);
-        continue;
-      }
-      if (failure !== undefined) {
-        // The record stays as it was: the next pass tries again from what it then observes.
-        if (lastReasons.get(r.containerId) !== failure) logger.warn({ ...fields, error: failure }, `scale-down of ${r.server}: ${failure}; retrying`);
-        lastReasons.set(r.containerId, failure);
-        continue;
-      }
-      if (step.drain === 'forced') logger.warn(fields, `scale-down: ${step.reason}`);
-      else if (lastReasons.get(r.containerId) !== step.reason) logger.info(fields, `scale-down: ${step.reason}`);
-      lastReasons.set(r.containerId, step.reason);
-      const stored = step.next === undefined ? await store.remove(r.containerId) : await store.put(step.next);
-      if (!stored.ok) {
-        logger.error({ ...fields, error: stored.error.message }, `scale-down of ${r.server}: cannot record its progress`);
-        continue;
-      }
-      if (step.effects.includes('request-removal')) options.requestReconcile(`scale-down: ${step.reason}`);
-      if (step.next === undefined) {
-        lastReasons.delete(r.containerId);
-        const stopped = r.stage === 'removed' || step.effects.includes('stop-container');
-        if (stopped) logger.info(fields, `scale-down: ${r.server} drained, removed and its container stopped`);
-        options.recorder?.acted('down', true);
-      }
-    }
-    return store.list().length;
   }
 
   async function apply(actions: readonly Action[], view: PoolView): Promise<void> {
@@ -447,12 +359,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
   };
 
   /** One pass at a time; a call during a pass joins it. */
-  function progress(): Promise<number> {
-    progressing ??= progressOnce().finally(() => {
-      progressing = undefined;
-    });
-    return progressing;
-  }
+  const progress = (): Promise<number> => retirements.progress();
 
   return {
     evaluate: () => serialised(() => recorded(evaluateOnce(true))),
@@ -479,7 +386,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     recent: () => [...recent],
     async idle() {
       await evaluating?.catch(() => undefined);
-      await progressing;
+      await retirements.settled();
     },
   };
 }
