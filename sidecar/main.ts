@@ -25,17 +25,16 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   const probe = deps.probe ?? httpProbe(config.backends.probeTimeoutMs);
   const reconciler = wire.wireReconciler(config, { discovery, haproxy, probe, logger, metrics, state });
   const drainer = wire.wireDrains(config, { haproxy, state, logger, metrics });
+  const requestPass = (reason: string): void => queue.add(wire.RECORDS, reason);
+  const records = wire.wireRecords(config, { docker, discovery, haproxy, state, logger, metrics, requestReconcile: resync, requestPass });
   // Until the driver's inspection says otherwise, states are assumed settable (every call answers for itself).
   let runtimeReads = true;
-  const autoscaler = wire.wireAutoscaler(config, { docker, discovery, haproxy, drainer, state, logger, metrics, requestReconcile: resync, canDrain: () => runtimeReads });
+  const autoscaler = wire.wireAutoscaler(config, { docker, discovery, haproxy, drainer, state, records, logger, metrics, requestReconcile: resync, canDrain: () => runtimeReads });
 
   let lastOutcome: ReconcileOutcome | undefined;
   let everConverged = false;
   wire.registerWork(queue, config, {
-    reconciler,
-    drainer,
-    autoscaler,
-    logger,
+    reconciler, drainer, records, autoscaler, logger,
     onOutcome: (outcome) => {
       lastOutcome = outcome;
       if (outcome.status === 'converged') everConverged = true;
@@ -45,6 +44,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   const http = wire.wireHttp(config, {
     admin,
     autoscaler,
+    records,
     state,
     metrics,
     logger,

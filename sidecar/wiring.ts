@@ -19,17 +19,19 @@ import { createDockerEdge, isStoppingKill, type DockerEdge } from './docker/comp
 import { createSwarmEdge } from './docker/swarm.js';
 import type { HaproxyDriver } from './driver/port.js';
 import { ok, type Result } from './edge/result.js';
-import { createBackendLoadReader, createServerLoadReader, scrape, type ScrapeOptions } from './haproxy-metrics/exporter.js';
+import { createBackendLoadReader, createServerFiguresReader, createServerLoadReader, scrape, type ScrapeOptions } from './haproxy-metrics/exporter.js';
 import { createHttpServer, type HttpServer } from './http/server.js';
 import { createWorkQueue, realTimers, type WorkQueue } from './queue/queue.js';
 import { createReconciler, reconcileWork, type ReconcileOutcome, type Reconciler } from './reconcile/reconciler.js';
 import { createDrainer, type Drainer } from './records/drains.js';
+import { createRetirementRunner, type RetirementRunner } from './records/retirements.js';
+import { createRolloutRunner, type RolloutRunner } from './records/rollouts.js';
 import { openStateStore, operationRecords, recordedAdminState, retirementsOf, type StateStore } from './records/store.js';
 import { createRuntimeDriver } from './runtime/driver.js';
 import { createRuntimeSocketOps } from './runtime/ops.js';
 import { poolView } from './scaling/replicas.js';
 import type { Logger } from './log/logger.js';
-import { autoscalerRecorder, drainRecorder, type SidecarMetrics } from './telemetry/metrics.js';
+import { autoscalerRecorder, drainRecorder, rolloutRecorder, type SidecarMetrics } from './telemetry/metrics.js';
 
 /** What a caller (the tests, the bench) may hand the sidecar instead of the real thing. */
 export interface SidecarDependencies {
@@ -195,12 +197,73 @@ export function wireDrains(config: SidecarConfig, parts: { haproxy: HaproxyDrive
   });
 }
 
+/** The runners of the records that replace replicas: retirements (any scale-down) and rollouts. */
+export interface RecordRunners {
+  readonly retirements: RetirementRunner;
+  readonly rollouts: RolloutRunner;
+}
+
+/**
+ * The retirement runner every scale-down and rollout retires replicas through, and the rollout
+ * runner of `hsc rollout` (the autoscaler's service and backend), whether or not the autoscaler runs.
+ */
+export function wireRecords(
+  config: SidecarConfig,
+  parts: { docker: DockerEdge; discovery: Discovery; haproxy: HaproxyDriver; state: StateStore; logger: Logger; metrics: SidecarMetrics; requestReconcile: (reason: string) => void; requestPass: (reason: string) => void },
+): RecordRunners {
+  const { docker, discovery, haproxy, state, logger } = parts;
+  const { backend, service, project } = config.autoscale;
+  const ref = { service, project };
+  const exporter = exporterOf(config);
+  const retirements = createRetirementRunner({
+    store: retirementsOf(state),
+    running: async () => {
+      const listed = await docker.listRunning();
+      return listed.ok ? ok(new Set(listed.value.map((c) => c.id))) : listed;
+    },
+    haproxy,
+    readLoad: createServerLoadReader(exporter),
+    stopAndRemove: (id, timeoutSeconds) => docker.stopAndRemove(id, timeoutSeconds),
+    stopTimeoutSeconds: config.autoscale.stopTimeoutSeconds,
+    requestReconcile: parts.requestReconcile,
+    logger,
+    now: () => Date.now(),
+    // A scale-down's end is an autoscaler action; a rollout's retirements are counted as rollouts.
+    onFinished: (retirement, stopped) => {
+      if (stopped && retirement.cause === undefined) parts.metrics.autoscaler.actions.inc({ service, direction: 'down', result: 'ok' });
+    },
+  });
+  const rollouts = createRolloutRunner({
+    ports: {
+      listRunning: () => docker.listRunning(),
+      startLike: (templateId, count, variant) => docker.startLike(ref, templateId, count, variant),
+      versionOf: (id) => docker.versionOf(id),
+      hasImage: (image) => docker.hasImage(image),
+      serversOf: (containers, b) => poolView(containers, discovery.from(containers).candidates, ref, b).serverOf,
+      haproxy,
+      readFigures: createServerFiguresReader(exporter),
+    },
+    store: state,
+    retirements,
+    service: ref,
+    backend,
+    defaults: config.rollout,
+    drainDeadlineMs: config.drain.deadlineMs,
+    requestPass: parts.requestPass,
+    logger,
+    recorder: rolloutRecorder(parts.metrics, backend),
+    now: () => Date.now(),
+  });
+  return { retirements, rollouts };
+}
+
 export interface AutoscalerParts {
   readonly docker: DockerEdge;
   readonly discovery: Discovery;
   readonly haproxy: HaproxyDriver;
   readonly drainer: Drainer;
   readonly state: StateStore;
+  readonly records: RecordRunners;
   readonly logger: Logger;
   readonly metrics: SidecarMetrics;
   readonly requestReconcile: (reason: string) => void;
@@ -235,7 +298,8 @@ export function wireAutoscaler(config: SidecarConfig, parts: AutoscalerParts): A
     }),
     pool,
     scaler: {
-      startLike: (templateId, count) => docker.startLike(ref, templateId, count),
+      // A scale-up during a rollout starts replicas of the new version.
+      startLike: (templateId, count) => docker.startLike(ref, templateId, count, parts.records.rollouts.forAutoscaler().variant),
       stopAndRemove: (id, timeoutSeconds) => docker.stopAndRemove(id, timeoutSeconds),
       removeNeverStarted: (minAgeSeconds) => docker.removeNeverStarted(ref, minAgeSeconds, Date.now() / 1000),
     },
@@ -243,6 +307,8 @@ export function wireAutoscaler(config: SidecarConfig, parts: AutoscalerParts): A
     haproxy: parts.haproxy,
     readLoad: createServerLoadReader(exporter),
     store: retirementsOf(state),
+    retirements: parts.records.retirements,
+    held: () => parts.records.rollouts.forAutoscaler().hold,
     modeStore: {
       read: () => state.read().autoscaler,
       write: (setting) =>
@@ -273,16 +339,24 @@ export const wireQueue = (logger: Logger): WorkQueue => createWorkQueue({ timers
 export function registerWork(
   queue: WorkQueue,
   config: SidecarConfig,
-  parts: { reconciler: Reconciler; drainer: Drainer; autoscaler: Autoscaler | undefined; logger: Logger; onOutcome: (outcome: ReconcileOutcome) => void },
+  parts: { reconciler: Reconciler; drainer: Drainer; records: RecordRunners; autoscaler: Autoscaler | undefined; logger: Logger; onOutcome: (outcome: ReconcileOutcome) => void },
 ): void {
   const { logger, autoscaler, drainer } = parts;
-  queue.register(RECONCILE, reconcileWork(parts.reconciler, { ...config.reconcile, logger, onOutcome: parts.onOutcome }));
+  const onOutcome = (outcome: ReconcileOutcome): void => {
+    parts.onOutcome(outcome);
+    // A server just added may be a rollout's canary, whose weight is set by the records' pass:
+    // that pass runs now rather than up to a poll period later.
+    if (outcome.status === 'converged' && outcome.operations.some((o) => o.op === 'add')) queue.add(RECORDS, 'servers added');
+  };
+  queue.register(RECONCILE, reconcileWork(parts.reconciler, { ...config.reconcile, logger, onOutcome }));
   queue.register(RECORDS, {
     async run() {
       // Every poll period even with none in progress: a record may start outside the queue
       // (an admin API drain or count), and a pass with none reads nothing but the state file.
       await drainer.tick();
-      if (autoscaler !== undefined) await autoscaler.progress();
+      // Rollouts first: the replicas they retire start their drain in the same pass.
+      await parts.records.rollouts.tick();
+      await parts.records.retirements.progress();
       if (await parts.reconciler.repairStates()) queue.add(RECONCILE, 'a managed server out of rotation without a record asking for it');
       return { requeueAfterMs: config.drain.pollMs };
     },
@@ -316,6 +390,7 @@ export function wireHttp(
   parts: {
     admin: AdminService;
     autoscaler: Autoscaler | undefined;
+    records: RecordRunners;
     state: StateStore;
     metrics: SidecarMetrics;
     logger: Logger;
@@ -331,6 +406,7 @@ export function wireHttp(
       service: parts.admin,
       adminToken: config.http.adminToken,
       resync: parts.resync,
+      rollouts: parts.records.rollouts,
       records: () => ({ records: operationRecords(parts.state.read()), autoscaler: parts.state.read().autoscaler ?? null }),
       ...(autoscaler === undefined ? {} : { autoscaler: { controller: autoscaler, policy: config.autoscale.policy, service: config.autoscale.service } }),
     }),

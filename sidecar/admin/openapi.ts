@@ -11,8 +11,9 @@ const errors = (...codes: number[]): Record<string, object> =>
 const ERROR_TEXT: Record<number, string> = {
   400: 'malformed input',
   401: 'missing or wrong bearer token',
-  404: 'not found: an unknown backend or server, no drain on record, or autoscaling disabled',
-  409: 'refused: e.g. draining the last ready server of a backend without force',
+  404: 'not found: an unknown backend, server or rollout, no drain on record, or autoscaling disabled',
+  409: 'refused: e.g. draining the last ready server of a backend without force, or a rollout while another runs',
+  503: 'Docker or HAProxy could not be read or written now; nothing was changed',
   502: 'HAProxy or the Data Plane API did not answer as expected',
 };
 // Examples make a fuzzer's examples phase send requests an operator would (schemathesis runs it
@@ -22,6 +23,7 @@ const serverPath = [
   { name: 'server', in: 'path', required: true, schema: { type: 'string' }, example: 'hsc-web-1' },
 ];
 const bearer = [{ bearer: [] }];
+const rolloutId = { name: 'id', in: 'path', required: true, schema: { type: 'string' }, example: 'r-20261206T0700-ab12' };
 const replicasBody = (minimum: number, maximum: number): object => ({
   type: 'object',
   required: ['replicas'],
@@ -126,6 +128,52 @@ export const ADMIN_OPENAPI = {
         responses: { '200': { description: 'the decision applied', content: json({ $ref: '#/components/schemas/Decision' }) }, ...errors(400, 401, 404) },
       },
     },
+    '/v1/rollouts': {
+      get: {
+        operationId: 'listRollouts',
+        summary: 'The rollout in progress, if any, then the last ones that ended, newest first',
+        responses: { '200': { description: 'rollouts', content: json({ type: 'object', required: ['rollouts'], properties: { rollouts: { type: 'array', items: { $ref: '#/components/schemas/Rollout' } } } }) } },
+      },
+      post: {
+        operationId: 'startRollout',
+        summary:
+          "Replace the service's replicas with a new image and/or environment, a batch at a time: each batch's new replicas serve (optionally as a canary at a lower weight) and are watched on HAProxy's per-server figures for the bake time, then the old ones are drained, removed and stopped; worse figures, or new replicas not serving in time, roll it back on its own",
+        security: bearer,
+        requestBody: {
+          required: true,
+          content: json(
+            {
+              type: 'object',
+              additionalProperties: false,
+              properties: {
+                image: { type: 'string', minLength: 1, maxLength: 512, description: 'the new image, on the Docker host already' },
+                env: { type: 'array', maxItems: 100, items: { type: 'string', pattern: '^[^=\\s]+=', maxLength: 4096 }, description: 'KEY=VALUE set over the current environment' },
+                batch: { type: 'integer', minimum: 1, maximum: 100, description: 'old replicas replaced at a time; as many new ones run beside them' },
+                canaryPercent: { type: 'integer', minimum: 1, maximum: 100, description: "the first batch's weight while it bakes (100: no canary)" },
+                bakeSeconds: { type: 'number', minimum: 0, maximum: 86400 },
+                readyTimeoutSeconds: { type: 'number', minimum: 1, maximum: 3600 },
+                maxErrorRatio: { type: 'number', minimum: 0, maximum: 1 },
+                maxLatencyRatio: { type: 'number', minimum: 1, maximum: 1000 },
+              },
+            },
+            { image: 'hsc/nginx:next', batch: 1, bakeSeconds: 30 },
+          ),
+        },
+        responses: { '202': { description: 'rollout started', content: json({ $ref: '#/components/schemas/Rollout' }) }, ...errors(400, 401, 404, 409, 503) },
+      },
+    },
+    '/v1/rollouts/{id}': {
+      get: { operationId: 'getRollout', summary: 'One rollout', parameters: [rolloutId], responses: { '200': { description: 'the rollout', content: json({ $ref: '#/components/schemas/Rollout' }) }, ...errors(404) } },
+    },
+    '/v1/rollouts/{id}/rollback': {
+      post: {
+        operationId: 'rollBack',
+        summary: 'Roll the rollout in progress back: old-version replicas started for those already replaced, then every new one drained and stopped',
+        security: bearer,
+        parameters: [rolloutId],
+        responses: { '202': { description: 'rolling back', content: json({ $ref: '#/components/schemas/Rollout' }) }, ...errors(401, 404, 503) },
+      },
+    },
     '/v1/openapi.json': { get: { operationId: 'openapi', summary: 'This document', responses: { '200': { description: 'OpenAPI 3.0 document', content: json({ type: 'object' }) } } } },
   },
   components: {
@@ -184,13 +232,15 @@ export const ADMIN_OPENAPI = {
             type: 'array',
             items: {
               type: 'object',
-              required: ['kind', 'backend', 'server', 'stage', 'startedAt', 'deadlineAt'],
+              required: ['kind', 'startedAt'],
+              description: 'a retirement or a drain (backend, server, stage, deadlineAt), or a rollout in progress (the Rollout schema)',
               properties: {
-                kind: { type: 'string', enum: ['retirement', 'drain'] },
+                kind: { type: 'string', enum: ['retirement', 'drain', 'rollout'] },
                 backend: { type: 'string' },
                 server: { type: 'string' },
                 containerId: { type: 'string', description: 'retirements: the container stopped once its server is removed' },
                 stage: { type: 'string', enum: ['draining', 'drained', 'removed', 'forced'] },
+                phase: { type: 'string', description: 'rollouts: see the Rollout schema' },
                 reason: { type: 'string' },
                 startedAt: { type: 'integer', description: 'ms since the epoch' },
                 deadlineAt: { type: 'integer', description: 'ms since the epoch' },
@@ -206,6 +256,30 @@ export const ADMIN_OPENAPI = {
           },
         },
       },
+      Rollout: {
+        type: 'object',
+        required: ['id', 'backend', 'service', 'phase', 'batch', 'old', 'from', 'to', 'settings', 'startedAt', 'reason'],
+        properties: {
+          id: { type: 'string' },
+          backend: { type: 'string' },
+          service: { type: 'string' },
+          project: { type: 'string' },
+          phase: { type: 'string', enum: ['starting', 'baking', 'retiring', 'rolling-back', 'succeeded', 'rolled-back'] },
+          batch: { type: 'integer', description: 'the batch in progress, 0 first' },
+          batches: { type: 'integer' },
+          old: { type: 'array', items: { type: 'string' }, description: 'the containers of the old version it replaces, oldest first' },
+          from: { $ref: '#/components/schemas/Version' },
+          to: { $ref: '#/components/schemas/Version' },
+          settings: { type: 'object' },
+          startedAt: { type: 'integer', description: 'ms since the epoch' },
+          phaseSince: { type: 'integer', description: 'ms since the epoch' },
+          endedAt: { type: 'integer', description: 'ms since the epoch' },
+          reason: { type: 'string', description: 'why it is in its phase (the cause of a rollback)' },
+          envChanged: { type: 'array', items: { type: 'string' }, description: 'the environment variables it sets or changes (names only: values may be secrets)' },
+          bake: { type: 'object', description: "answers and errors of the new and the old replicas over the current batch's bake" },
+        },
+      },
+      Version: { type: 'object', properties: { image: { type: 'string' } } },
       DrainAnswer: {
         type: 'object',
         properties: {

@@ -7,6 +7,9 @@ import { adminOpenApi } from './openapi.js';
 import type { Autoscaler } from '../autoscale/controller.js';
 import type { ScalingPolicy } from '../autoscale/policy.js';
 import type { AdminService, Answer } from './service.js';
+import type { RolloutRequest, RolloutRunner } from '../records/rollouts.js';
+import { rolloutView } from '../records/rollout.js';
+import type { EdgeErrorKind, Result } from '../edge/result.js';
 
 /** Handles the request and returns true, or returns false when the path is not an admin route. */
 export type RouteHandler = (request: IncomingMessage, response: ServerResponse, path: string) => Promise<boolean>;
@@ -18,12 +21,17 @@ export interface AdminRoutesOptions {
   readonly resync: (reason: string) => void;
   /** The records in progress (drains, scale-downs) and the autoscaler's stored mode; absent: the route answers 404. */
   readonly records?: () => unknown;
+  /** `hsc rollout`; absent: the routes answer 404. */
+  readonly rollouts?: Pick<RolloutRunner, 'begin' | 'rollBack' | 'list'>;
   /** Absent when autoscaling is disabled. */
   readonly autoscaler?: { readonly controller: Autoscaler; readonly policy: ScalingPolicy; readonly service: string };
 }
 
 const NAME = '([A-Za-z0-9_.:-]{1,128})';
 const SERVER_PATH = new RegExp(`^/v1/backends/${NAME}/servers/${NAME}(/drain|/undrain)?$`);
+const ROLLOUT_PATH = new RegExp(`^/v1/rollouts/${NAME}(/rollback)?$`);
+/** The HTTP status of an edge error a rollout call returned. */
+const STATUS_OF: Partial<Record<EdgeErrorKind, number>> = { invalid: 400, 'not-found': 404, conflict: 409, unsupported: 400 };
 const MAX_BODY_BYTES = 16 * 1024;
 
 class BadRequest extends Error {}
@@ -99,6 +107,44 @@ export function createAdminRoutes(options: AdminRoutesOptions): RouteHandler {
     }
   }
 
+  function answerResult(response: ServerResponse, result: Result<Parameters<typeof rolloutView>[0]>, status: number): void {
+    if (result.ok) sendJson(response, status, rolloutView(result.value));
+    else {
+      const code = STATUS_OF[result.error.kind] ?? 503;
+      sendJson(response, code, { error: code === 503 ? 'unavailable' : result.error.kind, message: result.error.message });
+    }
+  }
+
+  async function rolloutRoute(path: string, request: IncomingMessage, response: ServerResponse, allow: (methods: string) => boolean): Promise<void> {
+    const rollouts = options.rollouts;
+    if (rollouts === undefined) {
+      sendJson(response, 404, { error: 'not-found', message: 'rollouts are not available here' });
+      return;
+    }
+    if (path === '/v1/rollouts') {
+      if (!allow('GET, HEAD, POST')) return;
+      if (request.method === 'POST') answerResult(response, await rollouts.begin(rolloutRequest(await readBody(request))), 202);
+      else sendJson(response, 200, { rollouts: rollouts.list().map(rolloutView) });
+      return;
+    }
+    const match = ROLLOUT_PATH.exec(path);
+    const id = match?.[1];
+    if (match === null || id === undefined) {
+      sendJson(response, 404, { error: 'not-found', message: `no route ${path}` });
+      return;
+    }
+    if (match[2] === '/rollback') {
+      if (!allow('POST')) return;
+      await readBody(request);
+      answerResult(response, await rollouts.rollBack(id, 'asked by an operator'), 202);
+      return;
+    }
+    if (!allow('GET, HEAD')) return;
+    const found = rollouts.list().find((r) => r.id === id);
+    if (found === undefined) sendJson(response, 404, { error: 'not-found', message: `no rollout ${id}` });
+    else sendJson(response, 200, rolloutView(found));
+  }
+
   return async (request, response, path) => {
     if (!path.startsWith('/v1/')) return false;
     const method = request.method ?? 'GET';
@@ -135,6 +181,10 @@ export function createAdminRoutes(options: AdminRoutesOptions): RouteHandler {
         await readBody(request);
         options.resync('admin API');
         sendJson(response, 202, { status: 'reconcile requested' });
+        return true;
+      }
+      if (path === '/v1/rollouts' || path.startsWith('/v1/rollouts/')) {
+        await rolloutRoute(path, request, response, allow);
         return true;
       }
       if (path === '/v1/autoscaler' || path.startsWith('/v1/autoscaler/')) {
@@ -184,6 +234,41 @@ async function readBody(request: IncomingMessage): Promise<unknown> {
   } catch {
     throw new BadRequest('body is not valid JSON');
   }
+}
+
+/** The body of POST /v1/rollouts: seconds at the edge, milliseconds inside. */
+function rolloutRequest(body: unknown): RolloutRequest {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequest('body must be a JSON object');
+  const fields = body as Record<string, unknown>;
+  const allowed = ['image', 'env', 'batch', 'canaryPercent', 'bakeSeconds', 'readyTimeoutSeconds', 'maxErrorRatio', 'maxLatencyRatio'];
+  const unknown = Object.keys(fields).filter((k) => !allowed.includes(k));
+  if (unknown.length > 0) throw new BadRequest(`unknown field(s): ${unknown.join(', ')} (allowed: ${allowed.join(', ')})`);
+  const { image, env } = fields;
+  if (image !== undefined && (typeof image !== 'string' || image.trim() === '' || image.length > 512)) throw new BadRequest('image must be an image name');
+  if (env !== undefined && (!Array.isArray(env) || env.length > 100 || !env.every((e) => typeof e === 'string' && /^[^=\s]+=/.test(e) && e.length <= 4096))) {
+    throw new BadRequest('env must be a list of KEY=VALUE strings');
+  }
+  const number = (name: string, min: number, max: number, integer: boolean): number | undefined => {
+    const value = fields[name];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+      throw new BadRequest(`${name} must be ${integer ? 'a whole number' : 'a number'} from ${min} to ${max}`);
+    }
+    return value;
+  };
+  const bake = number('bakeSeconds', 0, 86_400, false);
+  const ready = number('readyTimeoutSeconds', 1, 3_600, false);
+  const settings = {
+    batch: number('batch', 1, 100, true),
+    canaryPercent: number('canaryPercent', 1, 100, true),
+    bakeMs: bake === undefined ? undefined : Math.round(bake * 1000),
+    readyTimeoutMs: ready === undefined ? undefined : Math.round(ready * 1000),
+    maxErrorRatio: number('maxErrorRatio', 0, 1, false),
+    maxLatencyRatio: number('maxLatencyRatio', 1, 1000, false),
+  };
+  const given = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined)) as Partial<Record<keyof typeof settings, number>>;
+  if (image === undefined && (env === undefined || env.length === 0)) throw new BadRequest('give a new image, environment variables (env: ["KEY=VALUE"]), or both');
+  return { ...(image === undefined ? {} : { image: image as string }), ...(env === undefined ? {} : { env: env as string[] }), settings: given };
 }
 
 function drainCommand(body: unknown): { wait: boolean; force: boolean; deadlineMs?: number } {

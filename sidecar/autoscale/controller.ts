@@ -117,6 +117,11 @@ export interface AutoscalerOptions {
    */
   readonly canDrain?: () => boolean;
   readonly stopTimeoutSeconds: number;
+  /**
+   * What a rollout in progress holds back (sidecar/records/rollouts.ts): scale-downs while it
+   * replaces replicas (its surge is not excess), everything while it rolls back. Absent: nothing.
+   */
+  readonly held?: () => 'none' | 'scale-down' | 'all';
   readonly logger: Logger;
   readonly recorder?: AutoscalerRecorder;
   readonly now: () => number;
@@ -297,7 +302,9 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     // Without a replica to copy there is nothing to act on: the decision is still recorded.
     const planned = pool.replicas === 0 ? [] : planActions(desired, pool);
     const drainable = options.canDrain?.() ?? true;
-    const actions = drainable ? planned : planned.filter((a) => a.kind !== 'retire');
+    const held = options.held?.() ?? 'none';
+    // While a rollout holds scale-downs, the replicas draining are its own: none is put back either.
+    const actions = held === 'all' ? [] : held === 'scale-down' ? planned.filter((a) => a.kind === 'start') : drainable ? planned : planned.filter((a) => a.kind !== 'retire');
     // A breach check whose scale-up is already under way (the replicas are starting) has nothing to do.
     if (breachCheck && actions.length === 0) return undefined;
     const applied = apply_ && mode !== 'paused' && !options.dryRun;

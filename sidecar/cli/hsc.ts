@@ -4,6 +4,8 @@
 //   hsc drain <backend>/<server> [--wait] [--force] [--deadline <seconds>]
 //   hsc undrain <backend>/<server>
 //   hsc resync
+//   hsc rollout --image IMG [--env K=V]... [--batch N] [--canary PCT] [--bake S] [--detach]
+//   hsc rollout status [<id>] | rollout rollback <id>   (sidecar/cli/rollout.ts)
 //   hsc config check [--file <path>]            validate a configuration file and the environment
 //   hsc backtest --prometheus URL [...]        what each policy would have done on your history
 //                                               (sidecar/cli/backtest.ts; hsc backtest --help)
@@ -15,21 +17,25 @@
 //   0 done; 1 refused by the sidecar (4xx: unknown server, last ready server, bad token…);
 //   2 usage error; 3 sidecar unreachable or failing (5xx, network);
 //   4 the drain ended but not cleanly (forced at its deadline, or cancelled);
-//   5 the configuration is invalid (the message names the key).
+//   5 the configuration is invalid (the message names the key);
+//   6 the rollout ended rolled back (the old version serves).
 import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadConfigFromProcess, redactConfig } from '../config/index.js';
 import { errorMessage } from '../edge/result.js';
 import { backtest } from './backtest.js';
+import { rolloutCommand } from './rollout.js';
 
-export const EXIT = { ok: 0, refused: 1, usage: 2, unavailable: 3, drainNotClean: 4, invalidConfig: 5 } as const;
+export const EXIT = { ok: 0, refused: 1, usage: 2, unavailable: 3, drainNotClean: 4, invalidConfig: 5, rolledBack: 6 } as const;
 
 interface Io {
   readonly out: (line: string) => void;
   readonly err: (line: string) => void;
   readonly fetch: typeof fetch;
   readonly env: NodeJS.ProcessEnv;
+  /** How the rollout command waits between two reads (tests pass a quick one). */
+  readonly sleep?: (ms: number) => Promise<void>;
 }
 
 interface ServerView {
@@ -44,7 +50,7 @@ interface ServerView {
 }
 
 const USAGE =
-  'usage: hsc [--url URL] [--token TOKEN] status | drain <backend>/<server> [--wait] [--force] [--deadline S] | undrain <backend>/<server> | resync | config check [--file PATH] | backtest --prometheus URL [...]';
+  'usage: hsc [--url URL] [--token TOKEN] status | drain <backend>/<server> [--wait] [--force] [--deadline S] | undrain <backend>/<server> | resync | rollout --image IMAGE [--env K=V]... [--batch N] [--canary PCT] [--bake S] [--detach] | rollout status [ID] | rollout rollback ID | config check [--file PATH] | backtest --prometheus URL [...]';
 
 /**
  * Loads the configuration exactly as the sidecar does at start-up (loadConfigFromProcess), with
@@ -82,6 +88,15 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         force: { type: 'boolean', default: false },
         deadline: { type: 'string' },
         file: { type: 'string' },
+        image: { type: 'string' },
+        env: { type: 'string', multiple: true },
+        batch: { type: 'string' },
+        canary: { type: 'string' },
+        bake: { type: 'string' },
+        'ready-timeout': { type: 'string' },
+        'max-error-ratio': { type: 'string' },
+        'max-latency-ratio': { type: 'string' },
+        detach: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -189,6 +204,14 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       }
       return checkConfig(values.file, io);
     }
+    case 'rollout':
+      return rolloutCommand([target, ...extra].filter((x): x is string => x !== undefined), values, {
+        request,
+        failure,
+        out: io.out,
+        err: io.err,
+        ...(io.sleep === undefined ? {} : { sleep: io.sleep }),
+      });
     case 'resync': {
       const answer = await request('POST', '/v1/resync', {});
       if (answer === undefined) return EXIT.unavailable;

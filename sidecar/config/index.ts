@@ -104,6 +104,17 @@ export interface HaproxyConfig {
   readonly check: { readonly intervalMs: number; readonly fall: number; readonly rise: number };
 }
 
+/** The defaults of `hsc rollout` (each can be set per rollout); see sidecar/records/rollout.ts. */
+export interface RolloutConfig {
+  readonly batch: number;
+  readonly canaryPercent: number;
+  readonly bakeMs: number;
+  readonly readyTimeoutMs: number;
+  readonly maxErrorRatio: number;
+  readonly maxLatencyRatio: number;
+  readonly minAnswers: number;
+}
+
 export interface DrainConfig {
   /** After this, a drain that has not completed puts the server in maintenance (a forced drain). */
   readonly deadlineMs: number;
@@ -150,6 +161,7 @@ export interface SidecarConfig {
   readonly reconcile: ReconcileConfig;
   readonly haproxy: HaproxyConfig;
   readonly drain: DrainConfig;
+  readonly rollout: RolloutConfig;
   readonly autoscale: AutoscaleConfig;
   readonly http: HttpConfig;
   readonly logLevel: LogLevel;
@@ -327,6 +339,13 @@ const spec = {
   'haproxy.check.rise': { env: 'HSC_HAPROXY_CHECK_RISE', read: int(1, 100), fallback: 1, doc: 'Passed checks in a row that put it back.' },
   'drain.deadlineMs': { env: 'HSC_DRAIN_DEADLINE_MS', read: int(1_000, 86_400_000), fallback: 60_000, doc: 'A drain not complete by then puts the server in maintenance (a forced drain) and goes on.' },
   'drain.pollMs': { env: 'HSC_DRAIN_POLL_MS', read: int(50, 60_000), fallback: 500, doc: 'How often a drain reads the server\'s sessions and queue.' },
+  'rollout.batch': { env: 'HSC_ROLLOUT_BATCH', read: int(1, 100), fallback: 1, doc: 'Old replicas a rollout replaces at a time; as many new ones run beside them (its surge).' },
+  'rollout.canaryPercent': { env: 'HSC_ROLLOUT_CANARY_PERCENT', read: int(1, 100), fallback: 100, doc: 'Weight of the first batch\'s new replicas while they bake, in percent of a full replica\'s (100: no canary).' },
+  'rollout.bakeMs': { env: 'HSC_ROLLOUT_BAKE_MS', read: int(0, 86_400_000), fallback: 30_000, doc: 'How long each batch\'s new replicas serve, watched, before the old ones leave.' },
+  'rollout.readyTimeoutMs': { env: 'HSC_ROLLOUT_READY_TIMEOUT_MS', read: int(1_000, 3_600_000), fallback: 120_000, doc: 'New replicas not serving by then roll the rollout back.' },
+  'rollout.maxErrorRatio': { env: 'HSC_ROLLOUT_MAX_ERROR_RATIO', read: decimal(0, 1), fallback: 0.01, doc: 'Errors (5xx, connection and response errors) per answer of the new replicas above which the rollout rolls back.' },
+  'rollout.maxLatencyRatio': { env: 'HSC_ROLLOUT_MAX_LATENCY_RATIO', read: decimal(1, 1000), fallback: 2, doc: 'The new replicas\' mean response time above this many times the old ones\' (and 20 ms more) rolls the rollout back.' },
+  'rollout.minAnswers': { env: 'HSC_ROLLOUT_MIN_ANSWERS', read: int(1, 1_000_000), fallback: 50, doc: 'Answers the new replicas must give before their error ratio can roll back a rollout before its bake ends.' },
   'autoscale.enabled': { env: 'HSC_AUTOSCALE_ENABLED', read: bool, fallback: true, doc: 'Run the autoscaler (off: the sidecar only reconciles and drains).' },
   'autoscale.dryRun': { env: 'HSC_AUTOSCALE_DRY_RUN', read: bool, fallback: false, doc: 'Decide and log, never act; also switchable at run time through the admin API.' },
   'autoscale.backend': { env: 'HSC_AUTOSCALE_BACKEND', read: backendName, fallback: undefined, defaultFrom: 'backends.defaultBackend', doc: 'The backend whose figures drive scaling; one of backends.managedBackends.' },
@@ -592,6 +611,15 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
       check: { intervalMs: v['haproxy.check.intervalMs'], fall: v['haproxy.check.fall'], rise: v['haproxy.check.rise'] },
     },
     drain: { deadlineMs: v['drain.deadlineMs'], pollMs: v['drain.pollMs'] },
+    rollout: {
+      batch: v['rollout.batch'],
+      canaryPercent: v['rollout.canaryPercent'],
+      bakeMs: v['rollout.bakeMs'],
+      readyTimeoutMs: v['rollout.readyTimeoutMs'],
+      maxErrorRatio: v['rollout.maxErrorRatio'],
+      maxLatencyRatio: v['rollout.maxLatencyRatio'],
+      minAnswers: v['rollout.minAnswers'],
+    },
     autoscale: {
       enabled: v['autoscale.enabled'],
       dryRun: v['autoscale.dryRun'],

@@ -135,6 +135,12 @@ export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyD
     return fail(`set server ${backend}/${server} to ${state}`, 'unsupported', UNSUPPORTED_RUNTIME);
   }
 
+  async function setRuntimeWeight(backend: string, server: string, weight: number): Promise<Result<void>> {
+    // The API's runtime server has no weight: only the socket can set one without a reload.
+    if (socket !== undefined) return socket.setRuntimeWeight(backend, server, weight);
+    return fail(`set the weight of ${backend}/${server} to ${weight}`, 'unsupported', 'a weight at run time needs HAProxy\'s runtime socket (haproxy.runtimeSocket) beside the Data Plane API');
+  }
+
   async function listRuntimeServers(backend: string): Promise<Result<readonly RuntimeServer[]>> {
     // The socket where there is one: it also tells whether a server's health checks run, which
     // the API does not, and it answers on HAProxy 2.6 too.
@@ -253,6 +259,7 @@ export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyD
     readServers,
     apply,
     listRuntimeServers,
+    setRuntimeWeight,
     setAdminState,
     enableChecks,
   };

@@ -4,12 +4,28 @@
 // EdgeError value.
 import Docker from 'dockerode';
 import { errorMessage, fail, ok, type Result } from '../edge/result.js';
-import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE, composeNumber } from './labels.js';
+import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE, ROLLOUT_BATCH, ROLLOUT_ID, composeNumber } from './labels.js';
 import type { ContainerEvent, ContainerHealth, ContainerSnapshot, PublishedPort } from './snapshot.js';
 
 export type { ContainerEvent, ContainerHealth, ContainerSnapshot, PublishedPort } from './snapshot.js';
 export { isStoppingKill } from './snapshot.js';
-export { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE, composeNumber } from './labels.js';
+export { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE, ROLLOUT_BATCH, ROLLOUT_ID, composeNumber } from './labels.js';
+
+/**
+ * What a rollout changes in the replicas it starts: the image, the whole environment, and labels
+ * added to the template's (which rollout and batch started it).
+ */
+export interface ReplicaVariant {
+  readonly image: string;
+  readonly env: readonly string[];
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** The version a container runs: its image as configured and its environment. */
+export interface ReplicaVersion {
+  readonly image: string;
+  readonly env: readonly string[];
+}
 
 /** A Compose service: its containers carry these two labels (in Swarm mode: a stack's service and its stack). */
 export interface ServiceRef {
@@ -23,8 +39,15 @@ export interface DockerEdge {
   listRunning(selects?: (labels: Readonly<Record<string, string>>) => boolean): Promise<Result<ContainerSnapshot[]>>;
   /** Resolves once the event stream is open; iterating it ends (or throws) when Docker closes it. */
   openEvents(signal: AbortSignal): Promise<AsyncIterable<ContainerEvent>>;
-  /** Creates and starts `count` containers like `templateId` (cloneSpec), numbered after every container of `ref`. */
-  startLike(ref: ServiceRef, templateId: string, count: number): Promise<Result<string[]>>;
+  /**
+   * Creates and starts `count` containers like `templateId` (cloneSpec), numbered after every
+   * container of `ref`; with `variant`, of that image and environment instead (a rollout).
+   */
+  startLike(ref: ServiceRef, templateId: string, count: number, variant?: ReplicaVariant): Promise<Result<string[]>>;
+  /** The image and environment a container was created with. */
+  versionOf(id: string): Promise<Result<ReplicaVersion>>;
+  /** Whether the image is on this Docker host (a rollout pulls nothing). */
+  hasImage(image: string): Promise<Result<boolean>>;
   /** Graceful stop (the image's STOPSIGNAL; nginx quits after its requests), then removal. */
   stopAndRemove(id: string, timeoutSeconds: number): Promise<Result<void>>;
   /** Mean CPU of the containers, as a fraction of one core; undefined if none could be read. */
@@ -62,7 +85,7 @@ export function createDockerEdge(socketPath: string): DockerEdge {
       return readEvents(stream, signal);
     },
 
-    async startLike(ref, templateId, count) {
+    async startLike(ref, templateId, count, variant) {
       const operation = `start ${count} container(s) like ${templateId.slice(0, 12)}`;
       if (count <= 0) return ok([]);
       const started: string[] = [];
@@ -73,7 +96,12 @@ export function createDockerEdge(socketPath: string): DockerEdge {
         const used = new Set(all.map((c) => composeNumber(c.Labels) ?? 0));
         // A scale-up cut between create and start (the sidecar killed) left a replica that never
         // ran: start it rather than create another beside it, which would stay behind forever.
-        for (const leftover of all.filter((c) => c.State === 'created')) {
+        // Only one of the same version and rollout batch: a rollout's new replica never stands in for an old one.
+        const sameKind = (c: Docker.ContainerInfo): boolean =>
+          variant === undefined
+            ? c.Labels[ROLLOUT_ID] === undefined
+            : c.Image === variant.image && c.Labels[ROLLOUT_ID] === variant.labels[ROLLOUT_ID] && c.Labels[ROLLOUT_BATCH] === variant.labels[ROLLOUT_BATCH];
+        for (const leftover of all.filter((c) => c.State === 'created' && sameKind(c))) {
           if (started.length >= count) break;
           const container = docker.getContainer(leftover.Id);
           const ran = await container.start().then(() => true, () => false);
@@ -84,7 +112,7 @@ export function createDockerEdge(socketPath: string): DockerEdge {
         for (let i = started.length; i < count; i++) {
           while (used.has(number)) number++;
           used.add(number);
-          const spec = cloneSpec(template, number);
+          const spec = cloneSpec(template, number, variant);
           const container = await docker.createContainer(spec.create);
           for (const [network, endpoint] of spec.connectAfterCreate) {
             await docker.getNetwork(network).connect({ Container: container.id, EndpointConfig: endpoint });
@@ -97,6 +125,25 @@ export function createDockerEdge(socketPath: string): DockerEdge {
         // The ones already started stay: they are replicas like the others, and the next
         // evaluation counts them.
         return fail(operation, statusOf(error) === 404 ? 'not-found' : 'unavailable', `${errorMessage(error)} (started ${started.length} of ${count})`);
+      }
+    },
+
+    async versionOf(id) {
+      try {
+        const inspected = await docker.getContainer(id).inspect();
+        return ok({ image: inspected.Config.Image, env: inspected.Config.Env ?? [] });
+      } catch (error) {
+        return fail(`inspect ${id.slice(0, 12)}`, statusOf(error) === 404 ? 'not-found' : 'unavailable', errorMessage(error));
+      }
+    },
+
+    async hasImage(image) {
+      try {
+        await docker.getImage(image).inspect();
+        return ok(true);
+      } catch (error) {
+        if (statusOf(error) === 404) return ok(false);
+        return fail(`inspect image ${image}`, 'unavailable', errorMessage(error));
       }
     },
 
@@ -248,8 +295,11 @@ export interface CloneSpec {
  * Compose's name, and published ports on fresh host ports. The hostname is left to Docker, so
  * each replica says who it is.
  */
-export function cloneSpec(template: Docker.ContainerInspectInfo, number: number): CloneSpec {
-  const labels: Record<string, string> = { ...template.Config.Labels, [COMPOSE_NUMBER]: String(number) };
+export function cloneSpec(template: Docker.ContainerInspectInfo, number: number, variant?: ReplicaVariant): CloneSpec {
+  // A replica carries the rollout labels of the variant it is started as, never its template's:
+  // after a rollout every replica has them, and a later scale-up is no part of that rollout.
+  const { [ROLLOUT_ID]: _rollout, [ROLLOUT_BATCH]: _batch, ...inherited } = template.Config.Labels ?? {};
+  const labels: Record<string, string> = { ...inherited, ...variant?.labels, [COMPOSE_NUMBER]: String(number) };
   // The inspect type omits StopSignal, which Docker returns when the image or run sets one.
   const stopSignal = (template.Config as { StopSignal?: string }).StopSignal;
   const project = labels[COMPOSE_PROJECT];
@@ -274,11 +324,11 @@ export function cloneSpec(template: Docker.ContainerInspectInfo, number: number)
 
   const create: Docker.ContainerCreateOptions = {
     name,
-    Image: template.Config.Image,
+    Image: variant?.image ?? template.Config.Image,
     Labels: labels,
     ...(template.Config.Cmd === undefined || template.Config.Cmd === null ? {} : { Cmd: template.Config.Cmd }),
     ...(template.Config.Entrypoint === undefined || template.Config.Entrypoint === null ? {} : { Entrypoint: template.Config.Entrypoint }),
-    ...(template.Config.Env === undefined ? {} : { Env: template.Config.Env }),
+    ...(variant !== undefined ? { Env: [...variant.env] } : template.Config.Env === undefined ? {} : { Env: template.Config.Env }),
     ...(template.Config.WorkingDir ? { WorkingDir: template.Config.WorkingDir } : {}),
     ...(template.Config.User ? { User: template.Config.User } : {}),
     ...(template.Config.ExposedPorts === undefined ? {} : { ExposedPorts: template.Config.ExposedPorts }),

@@ -182,6 +182,11 @@ export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
     // Swarm creates and starts its tasks itself: nothing is left half-started by the sidecar.
     removeNeverStarted: () => Promise.resolve(ok(0)),
 
+    // A Swarm service changes version through Swarm's own rolling update, drained task by task
+    // by the reconciler; `hsc rollout` replaces Compose replicas only.
+    versionOf: () => Promise.resolve(fail('inspect a replica\'s version', 'unsupported', 'hsc rollout replaces Compose replicas; update a Swarm service with docker service update')),
+    hasImage: () => Promise.resolve(fail('inspect an image', 'unsupported', 'hsc rollout replaces Compose replicas; update a Swarm service with docker service update')),
+
     async startLike(ref, _templateId, count) {
       const operation = `scale the Swarm service ${ref.service} up by ${count}`;
       if (count <= 0) return ok([]);

@@ -52,6 +52,8 @@ export interface RuntimeServer {
    * where the driver cannot read it (the Data Plane API without the runtime socket).
    */
   readonly checks?: 'on' | 'off' | 'none' | undefined;
+  /** Its weight in the running HAProxy (a canary's is set lower at run time); undefined where unread. */
+  readonly weight?: number | undefined;
 }
 
 /** Health checks every server the sidecar adds gets. */
@@ -115,6 +117,11 @@ export interface HaproxyDriver {
   setAdminState(backend: string, server: string, state: AdminState): Promise<Result<void>>;
   /** Turns on the health checks of a server configured with them (`enable health`); never reloads. */
   enableChecks(backend: string, server: string): Promise<Result<void>>;
+  /**
+   * Sets a server's weight in the running HAProxy only (a rollout's canary); never reloads, and a
+   * reload gives it back its configured weight.
+   */
+  setRuntimeWeight(backend: string, server: string, weight: number): Promise<Result<void>>;
 }
 
 /**
@@ -127,4 +134,5 @@ export interface RuntimeSocketOps {
   enableDynamicCookies(backend: string): Promise<Result<void>>;
   listRuntimeServers(backend: string): Promise<Result<readonly RuntimeServer[]>>;
   setAdminState(backend: string, server: string, state: AdminState): Promise<Result<void>>;
+  setRuntimeWeight(backend: string, server: string, weight: number): Promise<Result<void>>;
 }

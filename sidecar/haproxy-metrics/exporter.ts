@@ -192,7 +192,50 @@ export function createBackendLoadReader(options: ScrapeOptions): (backend: strin
   };
 }
 
-/** Reads one server's current sessions and queue from the exporter, for the drainer. */
+/**
+ * What one server answered since HAProxy started (its counters) and how fast: what a rollout's
+ * bake compares between the new replicas and the old ones.
+ */
+export interface ServerFigures {
+  /** HTTP answers of every class. */
+  readonly answers: number;
+  /** 5xx answers, plus connections that failed and answers that broke off. */
+  readonly errors: number;
+  /** HAProxy's average over the server's last 1024 answers, in seconds (0 before any). */
+  readonly responseTimeAverageSeconds: number;
+}
+
+/** Every server's figures in `backend` from one scrape. */
+export function serverFigures(samples: readonly PromSample[], backend: string): Map<string, ServerFigures> {
+  const figures = new Map<string, { answers: number; errors: number; responseTimeAverageSeconds: number }>();
+  for (const s of samples) {
+    const server = s.labels.server;
+    if (server === undefined || s.labels.proxy !== backend) continue;
+    let entry = figures.get(server);
+    if (entry === undefined) {
+      entry = { answers: 0, errors: 0, responseTimeAverageSeconds: 0 };
+      figures.set(server, entry);
+    }
+    if (s.name === 'haproxy_server_http_responses_total') {
+      entry.answers += s.value;
+      if (s.labels.code === '5xx') entry.errors += s.value;
+    } else if (s.name === 'haproxy_server_connection_errors_total' || s.name === 'haproxy_server_response_errors_total') {
+      entry.errors += s.value;
+    } else if (s.name === 'haproxy_server_response_time_average_seconds') {
+      entry.responseTimeAverageSeconds = s.value;
+    }
+  }
+  return figures;
+}
+
+/** Reads one backend's per-server figures; undefined when the exporter cannot be read. */
+export function createServerFiguresReader(options: ScrapeOptions): (backend: string) => Promise<Map<string, ServerFigures> | undefined> {
+  return async (backend) => {
+    const result = await scrape(options);
+    return result.ok ? serverFigures(result.value.samples, backend) : undefined;
+  };
+}
+
 /** One server's open sessions and queued requests: what decides whether a drain is complete. */
 export interface ServerLoad {
   readonly sessions: number;

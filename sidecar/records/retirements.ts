@@ -33,7 +33,7 @@ export interface RetirementRunnerOptions {
 
 export interface RetirementRunner {
   /** Records a retirement (its drain starts at the next pass); false when it cannot be stored. */
-  retire(containerId: string, backend: string, server: string, drainDeadlineMs: number): Promise<Result<void>>;
+  retire(containerId: string, backend: string, server: string, drainDeadlineMs: number, cause?: string): Promise<Result<void>>;
   /**
    * One pass over the retirements in progress: reads HAProxy and Docker, moves each one stage on
    * where it can, and stores the result. Returns how many are still in progress. A call during a
@@ -121,37 +121,38 @@ export function createRetirementRunner(options: RetirementRunnerOptions): Retire
         if (outcome !== undefined) break;
       }
       const failure = outcome?.message;
-      const fields = { backend: r.backend, server: r.server, container: r.containerId.slice(0, 12), stage: step.next?.stage ?? 'done' };
+      const fields = { backend: r.backend, server: r.server, container: r.containerId.slice(0, 12), stage: step.next?.stage ?? 'done', cause: r.cause ?? 'scale-down' };
+      const what = r.cause ?? 'scale-down';
       if (outcome?.abandon === true) {
         // Nothing was stopped: without its record the replica is an ordinary one again, so the
         // reconciler puts its server back; the next evaluation decides again from what it sees.
         const removed = await store.remove(r.containerId);
         if (!removed.ok) continue;
         lastReasons.delete(r.containerId);
-        logger.warn({ ...fields, stage: 'abandoned', error: outcome.message }, `scale-down of ${r.server} given up: ${outcome.message}; it serves again`);
-        options.requestReconcile(`scale-down of ${r.server} given up`);
+        logger.warn({ ...fields, stage: 'abandoned', error: outcome.message }, `${what} of ${r.server} given up: ${outcome.message}; it serves again`);
+        options.requestReconcile(`${what} of ${r.server} given up`);
         options.onFinished?.(r, false);
         continue;
       }
       if (failure !== undefined) {
         // The record stays as it was: the next pass tries again from what it then observes.
-        if (lastReasons.get(r.containerId) !== failure) logger.warn({ ...fields, error: failure }, `scale-down of ${r.server}: ${failure}; retrying`);
+        if (lastReasons.get(r.containerId) !== failure) logger.warn({ ...fields, error: failure }, `${what} of ${r.server}: ${failure}; retrying`);
         lastReasons.set(r.containerId, failure);
         continue;
       }
-      if (step.drain === 'forced') logger.warn(fields, `scale-down: ${step.reason}`);
-      else if (lastReasons.get(r.containerId) !== step.reason) logger.info(fields, `scale-down: ${step.reason}`);
+      if (step.drain === 'forced') logger.warn(fields, `${what}: ${step.reason}`);
+      else if (lastReasons.get(r.containerId) !== step.reason) logger.info(fields, `${what}: ${step.reason}`);
       lastReasons.set(r.containerId, step.reason);
       const stored = step.next === undefined ? await store.remove(r.containerId) : await store.put(step.next);
       if (!stored.ok) {
-        logger.error({ ...fields, error: stored.error.message }, `scale-down of ${r.server}: cannot record its progress`);
+        logger.error({ ...fields, error: stored.error.message }, `${what} of ${r.server}: cannot record its progress`);
         continue;
       }
-      if (step.effects.includes('request-removal')) options.requestReconcile(`scale-down: ${step.reason}`);
+      if (step.effects.includes('request-removal')) options.requestReconcile(`${what}: ${step.reason}`);
       if (step.next === undefined) {
         lastReasons.delete(r.containerId);
         const stopped = r.stage === 'removed' || step.effects.includes('stop-container');
-        if (stopped) logger.info(fields, `scale-down: ${r.server} drained, removed and its container stopped`);
+        if (stopped) logger.info(fields, `${what}: ${r.server} drained, removed and its container stopped`);
         options.onFinished?.(r, true);
       }
     }
@@ -160,10 +161,10 @@ export function createRetirementRunner(options: RetirementRunnerOptions): Retire
 
   let progressing: Promise<number> | undefined;
   return {
-    async retire(containerId, backend, server, drainDeadlineMs) {
+    async retire(containerId, backend, server, drainDeadlineMs, cause) {
       if (store.list().some((r) => r.containerId === containerId)) return ok(undefined);
       const now = options.now();
-      return store.put({ containerId, backend, server, stage: 'draining', startedAt: now, deadlineAt: now + drainDeadlineMs, quietReads: 0 });
+      return store.put({ containerId, backend, server, stage: 'draining', startedAt: now, deadlineAt: now + drainDeadlineMs, quietReads: 0, ...(cause === undefined ? {} : { cause }) });
     },
     progress() {
       progressing ??= progressOnce().finally(() => {

@@ -2,8 +2,8 @@
 // restart (or a SIGKILL) of the sidecar and that neither Docker nor HAProxy can tell us:
 //
 //   - records: the multi-step operations in progress, each advanced by a pure step from what
-//     HAProxy and Docker show (scale-down retirements: autoscale/retirement.ts; operator drains:
-//     drain/record.ts);
+//     HAProxy and Docker show (scale-down retirements: retirement.ts; operator drains: drain.ts;
+//     rollouts: rollout.ts, with the last few that ended);
 //   - the autoscaler's mode when an operator set it (paused, or a count set by hand);
 //   - the ids of the Data Plane API transactions the sidecar opened and has not closed yet, so
 //     that one left behind by a crash is deleted and never mistaken for someone else's.
@@ -16,6 +16,7 @@ import { dirname } from 'node:path';
 import type { AdminState } from '../driver/port.js';
 import { errorMessage, fail, ok, type Result } from '../edge/result.js';
 import type { ServerLoad } from '../haproxy-metrics/exporter.js';
+import { isFinished, rolloutView, type Rollout, type RolloutView } from './rollout.js';
 
 export type RetirementStage = 'draining' | 'drained' | 'removed';
 
@@ -35,6 +36,8 @@ export interface Retirement {
   readonly quietSince?: number;
   /** Set when the drain ended at its deadline: the server stays in maintenance until removed. */
   readonly forced?: boolean;
+  /** Who retires it when not the autoscaler: `rollout <id>`. */
+  readonly cause?: string;
 }
 
 export type DrainStage = 'draining' | 'drained' | 'forced';
@@ -70,6 +73,8 @@ export interface AutoscalerSetting {
 export interface SidecarState {
   readonly retirements: readonly Retirement[];
   readonly drains: readonly DrainRecord[];
+  /** The rollout in progress, if any, after the last ones that ended (newest last). */
+  readonly rollouts?: readonly Rollout[];
   readonly autoscaler?: AutoscalerSetting;
   /** Data Plane API transactions opened and not yet committed or deleted. */
   readonly transactions: readonly string[];
@@ -127,7 +132,8 @@ function isRetirement(value: unknown): value is Retirement {
     isNumber(value.deadlineAt) &&
     isNumber(value.quietReads) &&
     (value.quietSince === undefined || isNumber(value.quietSince)) &&
-    (value.forced === undefined || typeof value.forced === 'boolean')
+    (value.forced === undefined || typeof value.forced === 'boolean') &&
+    (value.cause === undefined || typeof value.cause === 'string')
   );
 }
 
@@ -145,6 +151,37 @@ function isDrainRecord(value: unknown): value is DrainRecord {
     (value.quietSince === undefined || isNumber(value.quietSince)) &&
     (load === undefined || (isObject(load) && isNumber(load.sessions) && isNumber(load.queue))) &&
     (value.endedAt === undefined || isNumber(value.endedAt))
+  );
+}
+
+const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+const isVersion = (v: unknown): boolean => isObject(v) && typeof v.image === 'string' && isStringList(v.env);
+const ROLLOUT_PHASES: readonly string[] = ['starting', 'baking', 'retiring', 'rolling-back', 'succeeded', 'rolled-back'];
+
+function isRollout(value: unknown): value is Rollout {
+  if (!isObject(value)) return false;
+  const settings = value.settings;
+  const bake = value.bake;
+  return (
+    typeof value.id === 'string' &&
+    typeof value.backend === 'string' &&
+    typeof value.service === 'string' &&
+    typeof value.project === 'string' &&
+    isVersion(value.from) &&
+    isVersion(value.to) &&
+    isObject(settings) &&
+    ['batch', 'canaryPercent', 'bakeMs', 'readyTimeoutMs', 'maxErrorRatio', 'maxLatencyRatio', 'minAnswers'].every((k) => isNumber(settings[k])) &&
+    typeof value.phase === 'string' &&
+    ROLLOUT_PHASES.includes(value.phase) &&
+    isStringList(value.old) &&
+    isNumber(value.batch) &&
+    isNumber(value.started) &&
+    isNumber(value.startedAt) &&
+    isNumber(value.phaseSince) &&
+    (value.endedAt === undefined || isNumber(value.endedAt)) &&
+    typeof value.reason === 'string' &&
+    (bake === undefined ||
+      (isObject(bake) && ['newAnswers', 'newErrors', 'oldAnswers', 'oldErrors'].every((k) => isNumber(bake[k])) && isObject(bake.last)))
   );
 }
 
@@ -169,12 +206,13 @@ export function parseState(text: string): Result<SidecarState> {
     return fail('parse state', 'malformed', `not JSON: ${errorMessage(error)}`);
   }
   if (!isObject(parsed)) return fail('parse state', 'malformed', 'expected a JSON object');
-  const { retirements = [], drains = [], transactions = [], autoscaler } = parsed;
+  const { retirements = [], drains = [], transactions = [], rollouts = [], autoscaler } = parsed;
   if (!Array.isArray(retirements) || !retirements.every(isRetirement)) return fail('parse state', 'malformed', '"retirements" must be a list of retirement records');
   if (!Array.isArray(drains) || !drains.every(isDrainRecord)) return fail('parse state', 'malformed', '"drains" must be a list of drain records');
+  if (!Array.isArray(rollouts) || !rollouts.every(isRollout)) return fail('parse state', 'malformed', '"rollouts" must be a list of rollout records');
   if (!Array.isArray(transactions) || !transactions.every((t) => typeof t === 'string')) return fail('parse state', 'malformed', '"transactions" must be a list of ids');
   if (autoscaler !== undefined && !isAutoscalerSetting(autoscaler)) return fail('parse state', 'malformed', '"autoscaler" must be {"mode": "paused"|"manual", "replicas"?, "since"}');
-  return ok({ retirements, drains, transactions, ...(autoscaler === undefined ? {} : { autoscaler }) });
+  return ok({ retirements, drains, transactions, ...(rollouts.length === 0 ? {} : { rollouts }), ...(autoscaler === undefined ? {} : { autoscaler }) });
 }
 
 /**
@@ -231,11 +269,19 @@ function stateStore(initial: SidecarState, file: string): StateStore {
 }
 
 /** Every record of the one kind the sidecar keeps, each with its kind: what GET /v1/records shows. */
-export type OperationRecord = ({ readonly kind: 'retirement' } & Retirement) | ({ readonly kind: 'drain' } & DrainRecord);
+export type OperationRecord = ({ readonly kind: 'retirement' } & Retirement) | ({ readonly kind: 'drain' } & DrainRecord) | ({ readonly kind: 'rollout' } & RolloutView);
 
-export function operationRecords(state: Pick<SidecarState, 'retirements' | 'drains'>): OperationRecord[] {
-  return [...state.retirements.map((r) => ({ kind: 'retirement' as const, ...r })), ...state.drains.map((d) => ({ kind: 'drain' as const, ...d }))];
+/** The records in progress (rollouts that ended are history: GET /v1/rollouts lists them). */
+export function operationRecords(state: Pick<SidecarState, 'retirements' | 'drains' | 'rollouts'>): OperationRecord[] {
+  return [
+    ...state.retirements.map((r) => ({ kind: 'retirement' as const, ...r })),
+    ...state.drains.map((d) => ({ kind: 'drain' as const, ...d })),
+    ...(state.rollouts ?? []).filter((r) => !isFinished(r.phase)).map((r) => ({ kind: 'rollout' as const, ...rolloutView(r) })),
+  ];
 }
+
+/** The rollout in progress, if any. */
+export const activeRollout = (state: Pick<SidecarState, 'rollouts'>): Rollout | undefined => (state.rollouts ?? []).find((r) => !isFinished(r.phase));
 
 /** The admin state the records ask of a server: maintenance wins over drain, drain over ready. */
 export function recordedAdminState(state: Pick<SidecarState, 'retirements' | 'drains'>, backend: string, server: string): AdminState | undefined {

@@ -273,6 +273,10 @@ export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDrive
       return read.ok ? ok(read.value.map(toRuntimeServer)) : read;
     },
 
+    setRuntimeWeight(backend, server, weight) {
+      return socket.execute(`set weight ${key(backend, server)} ${weight}`);
+    },
+
     setAdminState(backend, server, state: AdminState) {
       return socket.execute(`set server ${key(backend, server)} state ${state}`);
     },

@@ -12,6 +12,7 @@ export function createRuntimeSocketOps(options: { readonly address: string; read
     enableHealth: (backend, server) => socket.execute(`enable health ${backend}/${server}`),
     enableDynamicCookies: (backend) => socket.execute(`enable dynamic-cookie backend ${backend}`),
     setAdminState: (backend, server, state) => socket.execute(`set server ${backend}/${server} state ${state}`),
+    setRuntimeWeight: (backend, server, weight) => socket.execute(`set weight ${backend}/${server} ${weight}`),
     async listRuntimeServers(backend) {
       const command = `show servers state ${backend}`;
       const answer = await socket.query(command);

@@ -113,6 +113,7 @@ export const toRuntimeServer = (server: ServerState): RuntimeServer => ({
   adminState: server.adminState,
   operationalState: server.operationalState,
   checks: server.checks,
+  weight: server.weight,
 });
 
 /** The `Version:` line of `show info`, e.g. "3.0.11-1+deb13u4"; undefined when absent. */

@@ -4,6 +4,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AutoscalerRecorder } from '../autoscale/controller.js';
 import type { DrainRecorder } from '../records/drains.js';
+import type { RolloutRecorder } from '../records/rollouts.js';
 import type { ScalingPolicy, SignalName } from '../autoscale/policy.js';
 
 export interface SidecarMetrics {
@@ -22,6 +23,10 @@ export interface SidecarMetrics {
   readonly drainsCompleted: Counter<'backend' | 'outcome'>;
   readonly drainDuration: Histogram<'backend'>;
   readonly drainsInProgress: Gauge<'backend'>;
+  readonly rolloutPhase: Gauge<'backend' | 'phase'>;
+  readonly rolloutBatch: Gauge<'backend'>;
+  readonly rolloutsEnded: Counter<'backend' | 'outcome'>;
+  readonly rolloutDuration: Histogram<'backend' | 'outcome'>;
   readonly autoscaler: {
     readonly current: Gauge<'service'>;
     readonly desired: Gauge<'service'>;
@@ -129,6 +134,26 @@ export function createMetrics(options: MetricsOptions): SidecarMetrics {
       registers,
     }),
     drainsInProgress: new Gauge({ name: 'hsc_drains_in_progress', help: 'Drains in progress.', labelNames: ['backend'], registers }),
+    rolloutPhase: new Gauge({
+      name: 'hsc_rollout_phase',
+      help: 'The phase of the rollout in progress (1 on its phase, 0 on the others; all 0 when none runs).',
+      labelNames: ['backend', 'phase'],
+      registers,
+    }),
+    rolloutBatch: new Gauge({ name: 'hsc_rollout_batch', help: 'The batch in progress of the rollout in progress (1 first; 0 when none runs).', labelNames: ['backend'], registers }),
+    rolloutsEnded: new Counter({
+      name: 'hsc_rollouts_total',
+      help: 'Rollouts ended, by outcome: succeeded (every old replica replaced), rolled-back (the old version serves again).',
+      labelNames: ['backend', 'outcome'],
+      registers,
+    }),
+    rolloutDuration: new Histogram({
+      name: 'hsc_rollout_duration_seconds',
+      help: 'From the start of a rollout to its end, by outcome.',
+      labelNames: ['backend', 'outcome'],
+      buckets: [10, 30, 60, 120, 300, 600, 1200, 3600],
+      registers,
+    }),
     autoscaler: {
       current: new Gauge({ name: 'hsc_autoscaler_current_replicas', help: 'Replicas serving now.', labelNames: ['service'], registers }),
       desired: new Gauge({ name: 'hsc_autoscaler_desired_replicas', help: "The last decision's replica count.", labelNames: ['service'], registers }),
@@ -238,6 +263,21 @@ export function drainRecorder(metrics: SidecarMetrics): DrainRecorder {
   };
 }
 
+const ROLLOUT_PHASES = ['starting', 'baking', 'retiring', 'rolling-back'] as const;
+
+export function rolloutRecorder(metrics: SidecarMetrics, backend: string): RolloutRecorder {
+  return {
+    phase: (rollout) => {
+      for (const phase of ROLLOUT_PHASES) metrics.rolloutPhase.set({ backend, phase }, rollout.phase === phase ? 1 : 0);
+      metrics.rolloutBatch.set({ backend }, rollout.phase === 'succeeded' || rollout.phase === 'rolled-back' ? 0 : rollout.batch + 1);
+    },
+    ended: (outcome, seconds) => {
+      metrics.rolloutsEnded.inc({ backend, outcome });
+      metrics.rolloutDuration.observe({ backend, outcome }, seconds);
+    },
+  };
+}
+
 /** Zero-valued series for every backend, so rates and alerts see them before the first event. */
 export function initialiseBackendSeries(metrics: SidecarMetrics, backends: readonly string[]): void {
   metrics.reloads.inc({ result: 'ok' }, 0);
@@ -246,6 +286,8 @@ export function initialiseBackendSeries(metrics: SidecarMetrics, backends: reado
     metrics.drainsStarted.inc({ backend }, 0);
     for (const outcome of ['drained', 'forced', 'cancelled']) metrics.drainsCompleted.inc({ backend, outcome }, 0);
     metrics.drainsInProgress.set({ backend }, 0);
+    for (const outcome of ['succeeded', 'rolled-back']) metrics.rolloutsEnded.inc({ backend, outcome }, 0);
+    metrics.rolloutBatch.set({ backend }, 0);
     for (const state of ['ready', 'drain', 'maint']) metrics.servers.set({ backend, state }, 0);
   }
 }

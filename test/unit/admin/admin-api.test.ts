@@ -118,11 +118,14 @@ describe('admin API', () => {
       '/v1/openapi.json',
       '/v1/records',
       '/v1/resync',
+      '/v1/rollouts',
+      '/v1/rollouts/{id}',
+      '/v1/rollouts/{id}/rollback',
     ]);
     // Every documented operation answers something other than "no route".
     for (const [path, operations] of Object.entries(ADMIN_OPENAPI.paths)) {
       for (const method of Object.keys(operations)) {
-        const concrete = path.replace('{backend}', 'be_app').replace('{server}', 'hsc-nginx-2');
+        const concrete = path.replace('{backend}', 'be_app').replace('{server}', 'hsc-nginx-2').replace('{id}', 'r-1');
         const answer = await call(method.toUpperCase(), concrete, method === 'get' ? undefined : {});
         expect(answer.body.message ?? '', `${method} ${path}`).not.toMatch(/no route/);
         expect(answer.status, `${method} ${path}`).not.toBe(405);

@@ -40,6 +40,7 @@ describe('the Data Plane API driver', () => {
         enableDynamicCookies: (b) => (socketCalls.push(`enable dynamic-cookie backend ${b}`), Promise.resolve(ok)),
         listRuntimeServers: () => Promise.resolve({ ok: true, value: [] }),
         setAdminState: (b, s, state) => (socketCalls.push(`set server ${b}/${s} state ${state}`), Promise.resolve(ok)),
+        setRuntimeWeight: (b, s, weight) => (socketCalls.push(`set weight ${b}/${s} ${weight}`), Promise.resolve(ok)),
       },
     });
     const fresh = await withSocket.readServers(['be_app']);

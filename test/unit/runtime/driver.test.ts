@@ -395,8 +395,8 @@ describe('runtime driver', () => {
       expect(await driver.listRuntimeServers('be_app')).toEqual({
         ok: true,
         value: [
-          { name: 'manual-1', adminState: 'ready', operationalState: 'up', checks: 'on' },
-          { name: 'hsc-a', adminState: 'drain', operationalState: 'up', checks: 'on' },
+          { name: 'manual-1', adminState: 'ready', operationalState: 'up', checks: 'on', weight: 1 },
+          { name: 'hsc-a', adminState: 'drain', operationalState: 'up', checks: 'on', weight: 100 },
         ],
       });
       expect(await driver.setAdminState('be_app', 'hsc-a', 'ready')).toEqual({ ok: true, value: undefined });

@@ -100,11 +100,11 @@ describe('parseServersState', () => {
       { backend: 'be_app', name: 'hsc-new', address: '127.0.0.1', port: 32798, weight: 7 },
     ]);
     expect(parsed.value.map(toRuntimeServer)).toEqual([
-      { name: 'hsc-ready', adminState: 'ready', operationalState: 'up', checks: 'on' },
-      { name: 'hsc-drain', adminState: 'drain', operationalState: 'up', checks: 'on' },
-      { name: 'hsc-maint', adminState: 'maint', operationalState: 'down', checks: 'on' },
-      { name: 'hsc-down', adminState: 'ready', operationalState: 'down', checks: 'on' },
-      { name: 'hsc-new', adminState: 'maint', operationalState: 'down', checks: 'off' },
+      { name: 'hsc-ready', adminState: 'ready', operationalState: 'up', checks: 'on', weight: 100 },
+      { name: 'hsc-drain', adminState: 'drain', operationalState: 'up', checks: 'on', weight: 50 },
+      { name: 'hsc-maint', adminState: 'maint', operationalState: 'down', checks: 'on', weight: 100 },
+      { name: 'hsc-down', adminState: 'ready', operationalState: 'down', checks: 'on', weight: 100 },
+      { name: 'hsc-new', adminState: 'maint', operationalState: 'down', checks: 'off', weight: 7 },
     ]);
   });
 
