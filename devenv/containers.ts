@@ -2,6 +2,7 @@
 // label hsc.owner=<test|demo|bench>, so the test suite's teardown removes whatever a failed test
 // left behind without touching a demo or a benchmark running beside it.
 import Docker from 'dockerode';
+import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readPinnedVersions } from './versions.js';
 
@@ -70,4 +71,37 @@ export async function removeOwnedContainers(owner: ContainerOwner): Promise<numb
   const containers = await docker.listContainers({ all: true, filters: { label: [`${OWNER_LABEL}=${owner}`] } });
   await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
   return containers.length;
+}
+
+/**
+ * Versions of the test nginx image that a rollout can move to, built here from it (a few seconds,
+ * no download): `next` answers like it (a good deploy), `broken` answers 500 to everything but
+ * its health check (a bad deploy a rollout must roll back). Rebuilt when the base image changed.
+ */
+export type NginxVariant = 'next' | 'broken';
+
+const VARIANT_EDITS: Record<NginxVariant, string> = {
+  next: `RUN sed -i 's/return 200 "hello from/return 200 "hello (next) from/' /etc/nginx/nginx.conf`,
+  broken: `RUN sed -i 's/return 200 "hello from \\$hostname\\\\n";/return 500 "broken\\\\n";/' /etc/nginx/nginx.conf && grep -q 'return 500' /etc/nginx/nginx.conf`,
+};
+
+export async function ensureNginxVariant(variant: NginxVariant): Promise<string> {
+  const base = readPinnedVersions().NGINX_IMAGE;
+  const tag = `${base.split(':')[0] ?? base}:rollout-${variant}`;
+  const baseId = (await docker.getImage(base).inspect()).Id;
+  const existing = await docker
+    .getImage(tag)
+    .inspect()
+    .then((info) => info.Config.Labels?.['hsc.base'], () => undefined);
+  if (existing === baseId) return tag;
+  const dockerfile = `FROM ${base}\n${VARIANT_EDITS[variant]}\nLABEL hsc.base=${baseId}\n`;
+  await new Promise<void>((resolve, reject) => {
+    const build = spawn('docker', ['build', '-q', '-t', tag, '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    build.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    build.on('error', reject);
+    build.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`docker build ${tag} failed (${code}): ${stderr.trim()}`))));
+    build.stdin.end(dockerfile);
+  });
+  return tag;
 }
