@@ -268,7 +268,7 @@ function rolloutRequest(body: unknown): RolloutRequest {
   };
   const given = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined)) as Partial<Record<keyof typeof settings, number>>;
   if (image === undefined && (env === undefined || env.length === 0)) throw new BadRequest('give a new image, environment variables (env: ["KEY=VALUE"]), or both');
-  return { ...(image === undefined ? {} : { image: image as string }), ...(env === undefined ? {} : { env }), settings: given };
+  return { ...(image === undefined ? {} : { image: image }), ...(env === undefined ? {} : { env }), settings: given };
 }
 
 function drainCommand(body: unknown): { wait: boolean; force: boolean; deadlineMs?: number } {
