@@ -18,6 +18,7 @@ import { startPool, type BenchPool } from './lib/pool.js';
 import { markdownReport, NEEDS_DATAPLANE, textTable, type RunReport, type ScenarioResult, type SummaryRow } from './lib/report.js';
 import { buildSidecar, sweepSidecarProcesses, type SidecarBuild } from './lib/sidecar-process.js';
 import { CAPACITY_TITLE, capacityScenario } from './scenarios/capacity.js';
+import { deployScenario, DEPLOY_TITLE } from './scenarios/deploy.js';
 import { drainLatencyScenario } from './scenarios/drain-latency.js';
 import { LOAD_STEP_TITLE, loadStepScenario } from './scenarios/load-step.js';
 import { overheadScenario } from './scenarios/overhead.js';
@@ -26,7 +27,7 @@ import { resourcesScenario } from './scenarios/resources.js';
 import { scaleEventsScenario } from './scenarios/scale-events.js';
 import { VARYING_LOAD_TITLE, varyingLoadScenario } from './scenarios/varying-load.js';
 
-const SCENARIOS = ['overhead', 'resources', 'drain', 'scale-events', 'scale', 'load-step', 'varying', 'capacity'] as const;
+const SCENARIOS = ['overhead', 'resources', 'drain', 'scale-events', 'deploy', 'scale', 'load-step', 'varying', 'capacity'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 const ALL_DRIVERS: readonly DriverChoice[] = ['dataplane', 'runtime'];
 
@@ -71,8 +72,8 @@ const log = (message: string): void => {
 
 /** Sizes of every scenario: the full run fits in about fifteen minutes on 2 cores; --quick is a smoke run. */
 const sizes = quick
-  ? { rounds: 2, wrkSeconds: 3, idle: 5, churn: 8, churnStarts: 8, drainTrials: 3, cycles: 2, bursts: 2, stepTrials: 1 }
-  : { rounds: 5, wrkSeconds: 5, idle: 20, churn: 30, churnStarts: 30, drainTrials: 10, cycles: 10, bursts: 5, stepTrials: 2 };
+  ? { rounds: 2, wrkSeconds: 3, idle: 5, churn: 8, churnStarts: 8, drainTrials: 3, cycles: 2, bursts: 2, stepTrials: 1, deployRuns: 1, deploySeconds: 12 }
+  : { rounds: 5, wrkSeconds: 5, idle: 20, churn: 30, churnStarts: 30, drainTrials: 10, cycles: 10, bursts: 5, stepTrials: 2, deployRuns: 2, deploySeconds: 20 };
 /** The capacity scenario: pool sizes, seconds per probe, probes per search, its time budget (s). */
 const capacitySizes = quick
   ? { sizes: [2, 4], probeSeconds: 3, maxProbes: 4, budgetSeconds: 120 }
@@ -188,6 +189,12 @@ const SUMMARY: ReadonlyArray<{ readonly scenario: ScenarioId; readonly key: stri
   { scenario: 'scale-events', key: 'failed-up', figure: 'failed requests per scale-up', goal: '0', show: 'spread' },
   { scenario: 'scale-events', key: 'failed-down', figure: 'failed requests per scale-down', goal: '0', show: 'spread' },
   { scenario: 'scale-events', key: 'failed-all', figure: 'failed requests, whole scale-events run', goal: '0', show: 'value' },
+  { scenario: 'deploy', key: 'failed-docker-stop', figure: 'deploy: failed requests per docker stop of a replica', goal: '0', show: 'spread' },
+  { scenario: 'deploy', key: 'failed-docker-restart', figure: 'deploy: failed requests per docker restart of a replica', goal: '0', show: 'spread' },
+  { scenario: 'deploy', key: 'failed-docker-kill', figure: 'deploy: failed requests per docker kill of a replica', goal: 'its requests in flight', show: 'spread' },
+  { scenario: 'deploy', key: 'failed-recreate', figure: 'deploy: failed requests per docker-compose up -d --force-recreate', goal: '0', show: 'spread' },
+  { scenario: 'deploy', key: 'failed-rollout', figure: 'deploy: failed requests per hsc rollout of 4 replicas', goal: '0', show: 'spread' },
+  { scenario: 'deploy', key: 'canary-500s', figure: "deploy: a rollback's canary 500s (10 % weight)", goal: 'bounded', show: 'spread' },
   { scenario: 'drain', key: 'drain-default', figure: 'drain done after the last connection closed, poll 500 ms (ms)', goal: '500–1000 + scrapes', show: 'spread' },
   { scenario: 'load-step', key: 'step-decision', figure: 'load step → first scale-up decision (ms; autoscaler interval 5 s)', goal: '', show: 'spread' },
   { scenario: 'load-step', key: 'step-serving', figure: 'load step → new capacity serving (ms)', goal: '', show: 'spread' },
@@ -297,6 +304,9 @@ async function main(): Promise<number> {
     );
     await perDriver('scale-events', 'scale-up and scale-down through the sidecar under load', (driver) =>
       scaleEventsScenario({ build: sidecarBuild, driver, cycles: sizes.cycles, ratePerSecond: 200, slowRequests: 4, intervalMs: 1_000, workDir, log }),
+    );
+    await perDriver('deploy', DEPLOY_TITLE, (driver) =>
+      deployScenario({ build: sidecarBuild, driver, runs: sizes.deployRuns, seconds: sizes.deploySeconds, operationAtSeconds: 4, connections: 16, workDir, log }),
     );
     await run('scale', undefined, 'reconcile at scale', () =>
       reconcileScaleScenario({ backends: 10, serversPerBackend: 50, replacedPerBurst: 100, bursts: sizes.bursts, burstSpreadMs: 500, log }),

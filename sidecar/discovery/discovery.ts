@@ -127,3 +127,21 @@ export async function selectReady(
     waiting: candidates.filter((_, i) => verdicts[i] !== true),
   };
 }
+
+/**
+ * A backend left without a ready server that stays (every replica replaced at once: a plain
+ * `docker compose up -d` of a new version) takes its starting containers as soon as they answer
+ * their health path, before Docker's first health check calls them healthy (2 s and more later):
+ * a container that answers beats a backend that answers 503 to everything. `leavingOrStopping`
+ * tells the servers that are on their way out; HAProxy's own checks watch the ones admitted.
+ */
+export async function admitWhenEmpty(readiness: Readiness, leavingOrStopping: (candidate: Candidate) => boolean, probe: Probe): Promise<Readiness> {
+  const staying = new Set(readiness.ready.filter((c) => !leavingOrStopping(c)).map((c) => c.backend));
+  const eligible = readiness.waiting.filter((c) => c.health === 'starting' && c.stopping !== true && !staying.has(c.backend));
+  if (eligible.length === 0) return readiness;
+  const answers = await Promise.all(eligible.map((c) => probe(c.address, c.port, c.healthPath)));
+  const admitted = new Set(eligible.filter((_, i) => answers[i] === true));
+  if (admitted.size === 0) return readiness;
+  return { ready: [...readiness.ready, ...admitted], waiting: readiness.waiting.filter((c) => !admitted.has(c)) };
+}
+

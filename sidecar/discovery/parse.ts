@@ -59,6 +59,8 @@ export interface Candidate {
   readonly weight: number;
   readonly healthPath: string;
   readonly health: ContainerHealth;
+  /** Its container is on its way out (a Swarm task told to stop): its server is drained, not added. */
+  readonly stopping?: boolean;
 }
 
 export type ParseOutcome =
@@ -138,6 +140,7 @@ export function parseContainer(container: ContainerSnapshot, options: DiscoveryO
       weight,
       healthPath,
       health: container.health,
+      ...(container.stopping === true ? { stopping: true } : {}),
     },
   };
 }

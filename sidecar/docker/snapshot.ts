@@ -26,6 +26,12 @@ export interface ContainerSnapshot {
    * goes down (1: the next one stopped; swarm-plan.ts). Absent for Compose containers.
    */
   readonly removalOrder?: number;
+  /**
+   * Swarm mode: the task was told to stop (a rolling update, a scale-down by Swarm) and its
+   * container still runs. It is no replica any more, but its server stays, drained, until the
+   * container is gone, so the requests in flight on it finish.
+   */
+  readonly stopping?: boolean;
 }
 
 /** A lifecycle event; the reconciler uses it only as a trigger, never as state. */

@@ -75,6 +75,13 @@ export const isActiveTask = (task: SwarmTask): boolean => ACTIVE_DESIRED.has(tas
 /** A task that is, or is about to be, a replica that serves: wanted running and not ended. */
 export const isLiveTask = (task: SwarmTask): boolean => task.desiredState === 'running' && LIVE_STATES.has(task.state);
 
+/**
+ * A task told to stop whose container still runs: a rolling update or Swarm's own scale-down
+ * changed its desired state, and the agent stops its container next. Its server is drained
+ * meanwhile, and removed once the container is gone.
+ */
+export const isStoppingTask = (task: SwarmTask): boolean => (task.desiredState === 'shutdown' || task.desiredState === 'remove') && task.state === 'running';
+
 /** The stack a service belongs to ('' outside a stack). */
 export const stackOf = (service: SwarmService): string => service.labels[STACK_NAMESPACE] ?? service.containerLabels[STACK_NAMESPACE] ?? '';
 
@@ -120,8 +127,8 @@ export function taskName(service: SwarmService, task: SwarmTask, nodes: NodeName
  * wants it running until it is told to stop, so a replica being placed or started counts as
  * starting (and is not started twice); `health` is `healthy` once Swarm observes it running,
  * which for an image with a healthcheck is after its first healthy check (Swarm holds a task in
- * `starting` until then). A task told to stop is not a replica any more: its server goes at the
- * next pass, even before its container stops.
+ * `starting` until then). A task told to stop is not a replica any more, but while its container
+ * runs it is listed as `stopping`: its server is drained, not cut, and goes once it stopped.
  */
 export function taskSnapshot(
   service: SwarmService,
@@ -135,12 +142,13 @@ export function taskSnapshot(
     name: taskName(service, task, nodes),
     labels: serviceLabels(service),
     // A task on a node Swarm lost still reads running until Swarm reschedules it: not a replica.
-    running: isLiveTask(task) && !down.has(task.nodeId),
+    running: (isLiveTask(task) || isStoppingTask(task)) && !down.has(task.nodeId),
     health: task.state === 'running' ? 'healthy' : 'starting',
     networks: task.addresses,
     publishedPorts: [],
     createdAt: task.createdAt,
     ...(removalOrder === undefined ? {} : { removalOrder }),
+    ...(isStoppingTask(task) ? { stopping: true } : {}),
   };
 }
 

@@ -19,6 +19,7 @@ import { readEvents, type DockerEdge, type ServiceRef } from './compose.js';
 import type { ContainerEvent } from './snapshot.js';
 import {
   isLiveTask,
+  isStoppingTask,
   isServiceRef,
   isVersionConflict,
   planScaleDown,
@@ -163,7 +164,7 @@ export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
           chosen.map(async ({ service }) => {
             const tasks = await tasksOf(service.id);
             const order = service.replicas === undefined ? new Map<string, number>() : removalOrderOf(tasks);
-            return tasks.filter(isLiveTask).map((t) => taskSnapshot(service, t, nodes.names, order.get(t.id), nodes.down));
+            return tasks.filter((t) => isLiveTask(t) || isStoppingTask(t)).map((t) => taskSnapshot(service, t, nodes.names, order.get(t.id), nodes.down));
           }),
         );
         return ok(snapshots.flat());

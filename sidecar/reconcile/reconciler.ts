@@ -4,7 +4,7 @@
 // from an earlier pass or from an event's payload is trusted; every pass starts from what Docker
 // and HAProxy show now, so a restart, a lost event or a failed reload heals on the next pass.
 import type { Candidate, Discovery, Probe } from '../discovery/discovery.js';
-import { isOwnedServerName, selectReady } from '../discovery/discovery.js';
+import { admitWhenEmpty, isOwnedServerName, selectReady } from '../discovery/discovery.js';
 import type { AdminState, HaproxyDriver, RuntimeServer } from '../driver/port.js';
 import { isReplanKind, type EdgeError } from '../edge/result.js';
 import type { Logger } from '../log/logger.js';
@@ -96,7 +96,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   const wantedState = (c: Candidate): AdminState => {
     const recorded = options.adminStateOf?.(c.backend, c.serverName);
     if (recorded === 'maint') return 'maint';
-    return recorded ?? (leaving.has(c.containerId) ? 'drain' : 'ready');
+    return recorded ?? (leaving.has(c.containerId) || c.stopping === true ? 'drain' : 'ready');
   };
 
   return {
@@ -176,9 +176,15 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       const serving = new Set(
         actual.filter((s) => isOwnedServerName(s.name)).map((s) => `${s.backend}/${s.name}/${s.address}/${s.port}`),
       );
-      const { ready, waiting } = await selectReady(
-        candidates,
-        (c) => serving.has(`${c.backend}/${c.serverName}/${c.address}/${c.port}`),
+      const isServing = (c: Candidate): boolean => serving.has(`${c.backend}/${c.serverName}/${c.address}/${c.port}`);
+      // A container on its way out keeps the server it has (drained); it never gets a new one.
+      const { ready, waiting } = await admitWhenEmpty(
+        await selectReady(
+          candidates.filter((c) => c.stopping !== true || isServing(c)),
+          isServing,
+          options.probe,
+        ),
+        (c) => c.stopping === true || leaving.has(c.containerId),
         options.probe,
       );
       const desired = ready.map((c) => toDesired(c, wantedState(c)));

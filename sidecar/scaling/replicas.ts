@@ -19,7 +19,7 @@ export interface Replica {
 /** The service's running replicas, oldest first (then by number). */
 export function replicasOf(containers: readonly ContainerSnapshot[], ref: ServiceRef): Replica[] {
   return containers
-    .filter((c) => c.running && c.labels[COMPOSE_SERVICE] === ref.service && (ref.project === '' || c.labels[COMPOSE_PROJECT] === ref.project))
+    .filter((c) => c.running && c.stopping !== true && c.labels[COMPOSE_SERVICE] === ref.service && (ref.project === '' || c.labels[COMPOSE_PROJECT] === ref.project))
     .map((c) => ({
       id: c.id,
       name: c.name,

@@ -148,17 +148,38 @@ describe('a task as discovery sees it', () => {
     expect(taskName(service(), t, nodes)).toBe(expected);
   });
 
-  const states: Array<{ state: string; desired: string; running: boolean; health: string }> = [
-    { state: 'running', desired: 'running', running: true, health: 'healthy' },
-    { state: 'starting', desired: 'running', running: true, health: 'starting' },
-    { state: 'pending', desired: 'running', running: true, health: 'starting' },
-    { state: 'running', desired: 'shutdown', running: false, health: 'healthy' },
-    { state: 'running', desired: 'remove', running: false, health: 'healthy' },
-    { state: 'failed', desired: 'running', running: false, health: 'starting' },
+  // A task told to stop is still listed while its container runs, as stopping: its server is
+  // drained until the container is gone (a rolling update), not cut at once.
+  const states: Array<{ state: string; desired: string; running: boolean; health: string; stopping: boolean }> = [
+    { state: 'running', desired: 'running', running: true, health: 'healthy', stopping: false },
+    { state: 'starting', desired: 'running', running: true, health: 'starting', stopping: false },
+    { state: 'pending', desired: 'running', running: true, health: 'starting', stopping: false },
+    { state: 'running', desired: 'shutdown', running: true, health: 'healthy', stopping: true },
+    { state: 'running', desired: 'remove', running: true, health: 'healthy', stopping: true },
+    { state: 'shutdown', desired: 'shutdown', running: false, health: 'starting', stopping: false },
+    { state: 'failed', desired: 'running', running: false, health: 'starting', stopping: false },
   ];
-  it.each(states)('observed $state, desired $desired: running $running, health $health', ({ state, desired, running, health }) => {
+  it.each(states)('observed $state, desired $desired: running $running, health $health, stopping $stopping', ({ state, desired, running, health, stopping }) => {
     const snapshot = taskSnapshot(service(), task(1, 'A', state, { desiredState: desired }), nodes, 2);
-    expect({ running: snapshot.running, health: snapshot.health, removalOrder: snapshot.removalOrder }).toEqual({ running, health, removalOrder: 2 });
+    expect({ running: snapshot.running, health: snapshot.health, removalOrder: snapshot.removalOrder, stopping: snapshot.stopping === true }).toEqual({ running, health, removalOrder: 2, stopping });
+  });
+
+  it('a task told to stop is no replica of its service, and its server is asked drained, never added anew', () => {
+    const stopping = taskSnapshot(service(), task(1, 'A', 'running', { desiredState: 'shutdown' }), nodes, 1);
+    expect(replicasOf([stopping], { service: 'web', project: 'shop' })).toEqual([]);
+    const outcome = parseContainer(stopping, {
+      labelPrefix: 'haproxy',
+      composeService: 'web',
+      composeProject: 'shop',
+      addressMode: 'network',
+      network: 'app',
+      managedBackends: ['be_app'],
+      defaultBackend: 'be_app',
+      defaultPort: 80,
+      defaultWeight: 100,
+      defaultHealthPath: '/healthz',
+    });
+    expect(outcome.kind === 'candidate' && outcome.candidate.stopping).toBe(true);
   });
 
   it('a task on a node Swarm lost is not a replica, though Swarm still reads it running', () => {

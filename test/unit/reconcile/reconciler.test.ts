@@ -105,6 +105,33 @@ describe('reconciler', () => {
     ]);
   });
 
+  it('a Swarm task told to stop keeps its server, drained, and one that never served gets none', async () => {
+    const h = harness({ be_app: [server('hsc-nginx-1', 32001)], be_api: [] }, [nginx(1, { stopping: true }), nginx(2, { stopping: true })]);
+    h.dataplane.adminStates.set('be_app/hsc-nginx-1', 'ready');
+    await h.reconcile();
+    expect(names(h)).toEqual(['hsc-nginx-1']);
+    expect(h.dataplane.adminStates.get('be_app/hsc-nginx-1')).toBe('drain');
+  });
+
+  it('a backend left with no server that stays takes a starting container that answers, before Docker calls it healthy', async () => {
+    const probed: string[] = [];
+    const probe: Probe = (address, port) => {
+      probed.push(`${address}:${port}`);
+      return Promise.resolve(port === 32003);
+    };
+    // Every replica replaced at once: the new ones are starting, none healthy yet.
+    const h = harness({ be_app: [], be_api: [] }, [nginx(3, { health: 'starting' }), nginx(4, { health: 'starting' })], probe);
+    await h.reconcile();
+    expect(names(h)).toEqual(['hsc-nginx-3']);
+    expect(probed.sort()).toEqual(['127.0.0.1:32003', '127.0.0.1:32004']);
+    // With a server that stays, a starting container waits for Docker's verdict as always.
+    probed.length = 0;
+    const busy = harness({ be_app: [server('hsc-nginx-1', 32001)], be_api: [] }, [nginx(1), nginx(3, { health: 'starting' })], probe);
+    await busy.reconcile();
+    expect(names(busy)).toEqual(['hsc-nginx-1']);
+    expect(probed).toEqual([]);
+  });
+
   it('writes nothing when HAProxy already matches Docker', async () => {
     const h = harness({ be_app: [server('hsc-nginx-1', 32001), server('static-1', 8080)], be_api: [] }, [nginx(1)]);
     const outcome = await h.reconcile();
