@@ -136,7 +136,7 @@ export async function deployScenario(options: DeployOptions): Promise<Omit<Scena
 
   /** What each operation does once its wrk run is under way; resolves with its timing where it has one. */
   const operations: Record<DeployOperation, () => Promise<{ seconds: number; outcome: string } | undefined>> = {
-    baseline: async () => undefined,
+    baseline: () => Promise.resolve(undefined),
     'docker stop': async () => {
       await docker.getContainer(await one()).stop();
       return undefined;
