@@ -362,6 +362,52 @@ describe('Swarm mode on a three-node Swarm', () => {
     figures.push(`undrain: a scale-up during ${drainedServer}'s drain put it back; Swarm's count stayed ${specBefore}, the 6 long requests all 200`);
   }, 120_000);
 
+  it('a rolling update (docker service update) drains each task Swarm replaces, with no failed request', async () => {
+    await admin('PUT', '/v1/autoscaler/replicas', { replicas: 2 });
+    await converge(2);
+    const before = wanted(await tasks());
+    const watched = watchLoad();
+    const watcher = watchServers();
+    // Long requests on both tasks: a task told to stop runs on until they end, and they must end
+    // with their answer, not be cut when its server goes (bounded: 4 requests of 4 s).
+    const slow = Promise.all(
+      Array.from({ length: 4 }, async () => {
+        try {
+          const response = await fetch(`${cluster.frontendUrl}/slow?s=4`, { signal: AbortSignal.timeout(30_000) });
+          await response.arrayBuffer();
+          return response.status;
+        } catch {
+          return 0;
+        }
+      }),
+    );
+    await sleep(500);
+    const started = Date.now();
+    // A new version through the environment (no image to load into the nodes), one task at a
+    // time, each new task started before the old one stops (stack/swarm.yaml's update_config).
+    // With stop-first and two tasks, the other one is stopped next, possibly before the sidecar's
+    // periodic pass saw its replacement (Swarm has no event for a task): 503s then, measured.
+    await cluster.exec(cluster.manager, [
+      'service', 'update', '--quiet', '--env-add', `DEPLOY_MARK=${started}`, '--update-parallelism', '1', '--update-order', 'start-first', '--no-resolve-image', SERVICE,
+    ]);
+    const took = await converge(2, 120_000);
+    const report = await watched.load.stop();
+    const seen = await watcher.stop();
+    const after = wanted(await tasks());
+    expect(after.some((t) => before.some((b) => b.id === t.id)), 'a task of the old version still runs').toBe(false);
+    // Every old task's server went into drain before it left HAProxy (it was not cut at once).
+    for (const old of before) {
+      const name = serverOf(old);
+      const drained = seen.find((o) => o.states.some((x) => x.name === name && x.admin === 'drain'));
+      const gone = seen.find((o) => !o.states.some((x) => x.name === name));
+      expect(drained, `${name} never seen in drain`).toBeDefined();
+      expect(drained?.at ?? Infinity).toBeLessThan(gone?.at ?? -Infinity);
+    }
+    expect(await slow).toEqual([200, 200, 200, 200]);
+    figures.push(`rolling update of 2 tasks (start-first), 4 requests of 4 s in flight, all answered: ${summary(report)}; each old task drained before its server left; converged ${took} ms after the update returned, ${Date.now() - started} ms in all`);
+    expect(report.failures).toEqual({});
+  }, 240_000);
+
   it('replaces the servers of a worker lost outright with those of the tasks Swarm reschedules', async () => {
     const before = wanted(await tasks());
     const onWorker = cluster.workers.find((w) => before.some((t) => nodeNames.get(t.nodeId) === w.name));
