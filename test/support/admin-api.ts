@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach } from 'vitest';
 import { createAdminRoutes } from '../../sidecar/admin/routes.js';
+import type { RolloutRunner } from '../../sidecar/records/rollouts.js';
 import { createAdminService } from '../../sidecar/admin/service.js';
 import type { Candidate } from '../../sidecar/discovery/discovery.js';
 import { createDrainer, type ServerLoad } from '../../sidecar/records/drains.js';
@@ -45,6 +46,7 @@ export async function startAdminApi(
     autoscaler?: ReturnType<typeof world>;
     /** How long HAProxy takes to answer a state change (a slow Data Plane API). */
     stateDelayMs?: number;
+    rollouts?: Pick<RolloutRunner, 'begin' | 'rollBack' | 'list'>;
   } = {},
 ) {
   const names = options.servers ?? ['hsc-nginx-1', 'hsc-nginx-2', 'static-1'];
@@ -99,6 +101,7 @@ export async function startAdminApi(
       resync: (r) => resyncs.push(r),
       records: () => ({ records: operationRecords(state.read()), autoscaler: state.read().autoscaler ?? null }),
       ...(options.autoscaler === undefined ? {} : { autoscaler: { controller: options.autoscaler.autoscaler(), policy, service: 'nginx' } }),
+      ...(options.rollouts === undefined ? {} : { rollouts: options.rollouts }),
     }),
   });
   const base = `http://127.0.0.1:${await server.listen('127.0.0.1', 0)}`;
