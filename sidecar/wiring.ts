@@ -15,7 +15,7 @@ import { createDataplaneDriver } from './dataplane/driver.js';
 import { createDiscovery, isOwnedServerName, type Discovery, type DockerSource, type Probe } from './discovery/discovery.js';
 import type { DiscoveryOptions } from './discovery/parse.js';
 import { watchContainerEvents } from './discovery/events.js';
-import { createDockerEdge, isStoppingKill, type DockerEdge } from './docker/compose.js';
+import { createDockerEdge, isLeavingEvent, isReturningEvent, type DockerEdge } from './docker/compose.js';
 import { createSwarmEdge } from './docker/swarm.js';
 import type { HaproxyDriver } from './driver/port.js';
 import { ok, type Result } from './edge/result.js';
@@ -423,7 +423,7 @@ export function watchDocker(
     logger: Logger;
     metrics: SidecarMetrics;
     trigger: (reason: string) => void;
-    /** Told at once of a container that starts to stop, and of one that runs again. */
+    /** Told at once of a container that starts to stop or turned unhealthy, and of one that serves again. */
     reconciler?: Pick<Reconciler, 'leaving' | 'returned'>;
   },
 ): Promise<void> {
@@ -436,8 +436,8 @@ export function watchDocker(
     minBackoffMs: config.docker.eventsMinBackoffMs,
     maxBackoffMs: config.docker.eventsMaxBackoffMs,
     onEvent: (event) => {
-      if (isStoppingKill(event)) void parts.reconciler?.leaving(event.containerId);
-      else if (event.action === 'start') parts.reconciler?.returned(event.containerId);
+      if (isLeavingEvent(event)) void parts.reconciler?.leaving(event.containerId);
+      else if (isReturningEvent(event)) parts.reconciler?.returned(event.containerId);
       parts.trigger(`docker ${event.action} ${event.containerId.slice(0, 12)}`);
     },
     onStreamState: (open) => {

@@ -8,7 +8,7 @@ import { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE, ROLLOUT_BATCH, ROLLOU
 import type { ContainerEvent, ContainerHealth, ContainerSnapshot, PublishedPort } from './snapshot.js';
 
 export type { ContainerEvent, ContainerHealth, ContainerSnapshot, PublishedPort } from './snapshot.js';
-export { isStoppingKill } from './snapshot.js';
+export { isLeavingEvent, isReturningEvent, isStoppingKill } from './snapshot.js';
 export { COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE, ROLLOUT_BATCH, ROLLOUT_ID, composeNumber } from './labels.js';
 
 /**
@@ -261,8 +261,14 @@ function parseEventLine(line: string): ContainerEvent | undefined {
     const raw = JSON.parse(line) as { Action?: unknown; Actor?: { ID?: unknown; Attributes?: { signal?: unknown } } };
     if (typeof raw.Action !== 'string' || typeof raw.Actor?.ID !== 'string') return undefined;
     const signal = raw.Actor.Attributes?.signal;
-    // health_status events read "health_status: healthy"; the trigger only needs the verb.
-    return { action: raw.Action.split(':')[0] ?? raw.Action, containerId: raw.Actor.ID, ...(typeof signal === 'string' ? { signal } : {}) };
+    // health_status events read "health_status: healthy": the verb, and the verdict apart.
+    const [action = raw.Action, verdict] = raw.Action.split(':').map((part) => part.trim());
+    return {
+      action,
+      containerId: raw.Actor.ID,
+      ...(typeof signal === 'string' ? { signal } : {}),
+      ...(action === 'health_status' && verdict !== undefined && verdict !== '' ? { health: verdict } : {}),
+    };
   } catch {
     return undefined;
   }

@@ -40,6 +40,8 @@ export interface ContainerEvent {
   readonly containerId: string;
   /** A `kill` event's signal as Docker reports it (a number, e.g. "15", or a name); absent otherwise. */
   readonly signal?: string;
+  /** A `health_status` event's verdict (healthy, unhealthy); absent otherwise. */
+  readonly health?: string;
 }
 
 // Signals that end a container's main process (docker stop sends the image's STOPSIGNAL, nginx's
@@ -49,3 +51,9 @@ const STOPPING_SIGNALS = new Set(['2', '3', '9', '15', 'INT', 'QUIT', 'KILL', 'T
 
 /** True for the first sign that a container is going away: a `kill` event with a signal that stops it. */
 export const isStoppingKill = (event: ContainerEvent): boolean => event.action === 'kill' && event.signal !== undefined && STOPPING_SIGNALS.has(event.signal.toUpperCase());
+
+/** The first sign a container can no longer serve: going away, or its health check turned unhealthy. */
+export const isLeavingEvent = (event: ContainerEvent): boolean => isStoppingKill(event) || (event.action === 'health_status' && event.health === 'unhealthy');
+
+/** A container that serves again: started anew, or its health check passing again. */
+export const isReturningEvent = (event: ContainerEvent): boolean => event.action === 'start' || (event.action === 'health_status' && event.health === 'healthy');
