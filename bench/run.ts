@@ -27,7 +27,7 @@ import { resourcesScenario } from './scenarios/resources.js';
 import { scaleEventsScenario } from './scenarios/scale-events.js';
 import { VARYING_LOAD_TITLE, varyingLoadScenario } from './scenarios/varying-load.js';
 
-const SCENARIOS = ['overhead', 'resources', 'drain', 'scale-events', 'deploy', 'scale', 'load-step', 'varying', 'capacity'] as const;
+const SCENARIOS = ['overhead', 'resources', 'drain', 'scale-events', 'deploy', 'deploy-pieces', 'scale', 'load-step', 'varying', 'capacity'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 const ALL_DRIVERS: readonly DriverChoice[] = ['dataplane', 'runtime'];
 
@@ -308,6 +308,33 @@ async function main(): Promise<number> {
     await perDriver('deploy', DEPLOY_TITLE, (driver) =>
       deployScenario({ build: sidecarBuild, driver, runs: sizes.deployRuns, seconds: sizes.deploySeconds, operationAtSeconds: 4, connections: 16, workDir, log }),
     );
+    // What each piece of zero downtime for the user's own changes does: the operations Docker
+    // does behind the sidecar's back, with each piece on and off (one driver: neither piece is
+    // the driver's).
+    for (const [variant, drainOnStop, retryOnStop] of [
+      ['both pieces (as shipped)', true, true],
+      ['drain at kill only', true, false],
+      ['HAProxy retries only', false, true],
+      ['neither', false, false],
+    ] as const) {
+      await run('deploy-pieces', 'runtime', `${DEPLOY_TITLE}: ${variant}`, () =>
+        deployScenario({
+          build: sidecarBuild,
+          driver: 'runtime',
+          // One run per combination: four of them would double the whole bench otherwise.
+          runs: 1,
+          seconds: sizes.deploySeconds,
+          operationAtSeconds: 4,
+          connections: 16,
+          operations: ['baseline', 'docker stop', 'docker restart', 'docker kill', 'scale-in'],
+          drainOnStop,
+          retryOnStop,
+          variant,
+          workDir,
+          log,
+        }),
+      );
+    }
     await run('scale', undefined, 'reconcile at scale', () =>
       reconcileScaleScenario({ backends: 10, serversPerBackend: 50, replacedPerBurst: 100, bursts: sizes.bursts, burstSpreadMs: 500, log }),
     );

@@ -42,6 +42,12 @@ export interface LocalHaproxyOptions {
   readonly reloadDelayMs?: number;
   /** Start the Data Plane API beside HAProxy (default true). */
   readonly withDataplane?: boolean;
+  /**
+   * The template's retry settings for replicas that stop (`retry-on conn-failure empty-response`,
+   * `timeout connect 1s`; default true). False writes HAProxy's defaults of before (no retry-on,
+   * `timeout connect 2s`): the deploy benchmark measures what the settings do.
+   */
+  readonly retryOnStop?: boolean;
 }
 
 export interface LocalHaproxy {
@@ -212,7 +218,10 @@ export async function startLocalHaproxy(options: LocalHaproxyOptions = {}): Prom
   const manualServers = (options.manualServers ?? [])
     .map((s) => `    server ${s.name} ${s.address}:${s.port} check inter 1s fall 2 rise 1`)
     .join('\n');
-  const template = await readFile(join(repoRoot, 'haproxy', 'haproxy.local.cfg.tmpl'), 'utf8');
+  const fullTemplate = await readFile(join(repoRoot, 'haproxy', 'haproxy.local.cfg.tmpl'), 'utf8');
+  const template =
+    options.retryOnStop === false ? fullTemplate.replace(/^\s*retry-on .*\n/m, '').replace(/^(\s*)timeout connect 1s$/m, '$1timeout connect 2s') : fullTemplate;
+  if (options.retryOnStop === false && (template.includes('retry-on') || !template.includes('timeout connect 2s'))) throw new Error('the template changed: retryOnStop=false no longer finds its lines');
   const configFile = join(dir, 'haproxy.cfg');
   await writeFile(
     configFile,

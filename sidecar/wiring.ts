@@ -436,7 +436,7 @@ export function watchDocker(
     minBackoffMs: config.docker.eventsMinBackoffMs,
     maxBackoffMs: config.docker.eventsMaxBackoffMs,
     onEvent: (event) => {
-      if (isLeavingEvent(event)) void parts.reconciler?.leaving(event.containerId);
+      if (config.docker.drainOnStop && isLeavingEvent(event)) void parts.reconciler?.leaving(event.containerId);
       else if (isReturningEvent(event)) parts.reconciler?.returned(event.containerId);
       parts.trigger(`docker ${event.action} ${event.containerId.slice(0, 12)}`);
     },

@@ -49,6 +49,17 @@ export interface DeployOptions {
   readonly connections: number;
   readonly workDir: string;
   readonly log: (message: string) => void;
+  /** Which operations (default: all, in DEPLOY_OPERATIONS' order). */
+  readonly operations?: readonly DeployOperation[];
+  /**
+   * The pieces of zero downtime for the user's own changes, to measure what each does (default:
+   * both on, as shipped): the sidecar's drain at Docker's `kill` event (docker.drainOnStop), and
+   * HAProxy's retry settings for replicas that stop (devenv/localenv.ts retryOnStop).
+   */
+  readonly drainOnStop?: boolean;
+  readonly retryOnStop?: boolean;
+  /** Names the result (the pieces scenario runs this once per combination). */
+  readonly variant?: string;
 }
 
 interface Trial {
@@ -178,7 +189,7 @@ export async function deployScenario(options: DeployOptions): Promise<Omit<Scena
 
   try {
     [nextImage, brokenImage] = await Promise.all([ensureNginxVariant('next'), ensureNginxVariant('broken')]);
-    haproxy = await startLocalHaproxy({ purpose: 'bench', withDataplane: driver === 'dataplane' });
+    haproxy = await startLocalHaproxy({ purpose: 'bench', withDataplane: driver === 'dataplane', retryOnStop: options.retryOnStop ?? true });
     await writeCompose(mark);
     await compose('up', '-d', '--scale', `${SERVICE}=${REPLICAS}`);
     sidecar = await startSidecarProcess(
@@ -191,18 +202,21 @@ export async function deployScenario(options: DeployOptions): Promise<Omit<Scena
         HSC_DOCKER_LABEL_PREFIX: `hsc-none-${project}`,
         HSC_DEFAULT_BACKEND: haproxy.backend,
         HSC_AUTOSCALE_ENABLED: 'false',
+        HSC_DOCKER_DRAIN_ON_STOP: String(options.drainOnStop ?? true),
         HSC_AUTOSCALE_STATE_FILE: join(dir, 'state.json'),
         HSC_ADMIN_TOKEN: token,
         HSC_HTTP_PORT: String(await freePort()),
         HSC_LOG_LEVEL: 'debug',
       },
-      join(options.workDir, `deploy-${driver}-sidecar.log`),
+      join(options.workDir, `deploy-${driver}${options.variant === undefined ? '' : `-${options.variant.replace(/\W+/g, '-')}`}-sidecar.log`),
     );
     await settled('start');
 
     const trials: Trial[] = [];
+    const chosen = DEPLOY_OPERATIONS.filter((o) => options.operations === undefined || options.operations.includes(o));
+    const label = options.variant === undefined ? driver : `${driver}, ${options.variant}`;
     for (let r = 1; r <= options.runs; r++) {
-      for (const operation of DEPLOY_OPERATIONS) {
+      for (const operation of chosen) {
         const timed = operation === 'rollout' || operation === 'rollback';
         // wrk has a fixed duration: the rollout's runs are long enough for it to end inside them.
         const seconds = timed ? 60 : options.seconds;
@@ -228,14 +242,14 @@ export async function deployScenario(options: DeployOptions): Promise<Omit<Scena
           p99Ms: result.latency.p99 * 1000,
           ...(timing === undefined ? {} : { seconds: timing.seconds, outcome: timing.outcome }),
         });
-        log(`deploy (${driver}) run ${r}: ${operation}: ${failed} failed of ${result.requests}, p99 ${(result.latency.p99 * 1000).toFixed(1)} ms${timing === undefined ? '' : `, ${timing.outcome} in ${timing.seconds.toFixed(1)} s`}`);
+        log(`deploy (${label}) run ${r}: ${operation}: ${failed} failed of ${result.requests}, p99 ${(result.latency.p99 * 1000).toFixed(1)} ms${timing === undefined ? '' : `, ${timing.outcome} in ${timing.seconds.toFixed(1)} s`}`);
         await restore(operation);
       }
     }
 
     const figures: Figure[] = [];
     const baselineP99 = summarise(trials.filter((t) => t.operation === 'baseline').map((t) => t.p99Ms)).p50;
-    for (const operation of DEPLOY_OPERATIONS) {
+    for (const operation of chosen) {
       const of = trials.filter((t) => t.operation === operation);
       const failed = of.map((t) => t.failed - t.answered500);
       figures.push({
@@ -265,13 +279,20 @@ export async function deployScenario(options: DeployOptions): Promise<Omit<Scena
         });
       }
     }
+    const pieces =
+      options.variant === undefined
+        ? []
+        : [
+            `Variant: ${options.variant}: the sidecar's drain at Docker's kill event ${options.drainOnStop === false ? 'OFF (docker.drainOnStop=false)' : 'on'}; HAProxy's retry settings for stopping replicas ${options.retryOnStop === false ? 'OFF (no retry-on, timeout connect 2s)' : 'on (retry-on conn-failure empty-response, timeout connect 1s)'}.`,
+          ];
     const notes = [
+      ...pieces,
       `HAProxy ${haproxy.haproxyVersion}, the ${driver === 'dataplane' ? 'Data Plane API' : 'runtime API'} driver; the sidecar as its own process, autoscaler off; ${REPLICAS} replicas of a docker-compose (v1) service of ${base}.`,
       `wrk: 2 threads, ${options.connections} connections, closed loop on / through HAProxy on 127.0.0.1; ${options.seconds} s per plain operation, which starts ${options.operationAtSeconds} s in; 60 s for a rollout or a rollback; ${options.runs} run(s) of every operation.`,
       'Failed = wrk socket errors (connect, read, write, timeout) + non-2xx answers. p99 is over the whole wrk run, as in the table of issue 26.',
       `rollout: to ${nextImage}, one replica at a time, bake 2 s. rollback: to ${brokenImage} (answers 500, health check passes), one at a time, 10 % canary, bake 10 s; its 500s are counted apart.`,
     ];
-    return { id: 'deploy', driver, title: DEPLOY_TITLE, status: 'measured', figures, notes, data: { trials } };
+    return { id: options.variant === undefined ? 'deploy' : `deploy-pieces: ${options.variant}`, driver, title: DEPLOY_TITLE, status: 'measured', figures, notes, data: { trials } };
   } finally {
     await sidecar?.stop();
     await compose('down', '--timeout', '5').catch(() => undefined);
