@@ -253,7 +253,9 @@ export function advanceRollout(r: Rollout, view: RolloutObservation, now: number
       const counted = { ...r, bake };
       // A reload gives the canary its configured weight back: set it again.
       const weights = canaryWeights(r, ofBatch);
-      if (!over || view.figures === undefined) return stay(`batch ${r.batch + 1}: baking (${bake.newAnswers} answers, ${bake.newErrors} errors)`, weights, counted);
+      // The reason stays the same through the bake (it is what the log and the CLI print when it
+      // changes); the counts are in the record.
+      if (!over || view.figures === undefined) return stay(`batch ${r.batch + 1} of ${batchCount(r)}: baking`, weights, counted);
       const full = canary ? ofBatch.flatMap((x): RolloutEffect[] => (x.server !== undefined && x.configuredWeight !== undefined ? [{ kind: 'set-weight', server: x.server, weight: x.configuredWeight }] : [])) : [];
       const leaving = oldOfBatch(r, r.batch).filter((id) => oldSet.has(id) && view.replicas.some((x) => x.id === id));
       return to(
