@@ -69,6 +69,9 @@ interface Trial {
   readonly failed: number;
   /** Of `failed`, the 500 answers (the rollback's canary). */
   readonly answered500: number;
+  /** Of `failed`: answers that were not 2xx/3xx, and wrk's socket errors (no answer). */
+  readonly non2xx: number;
+  readonly socketErrors: WrkRun['socketErrors'];
   readonly p99Ms: number;
   /** The rollout's or the rollback's duration (s); its outcome. */
   readonly seconds?: number;
@@ -239,10 +242,14 @@ export async function deployScenario(options: DeployOptions): Promise<Omit<Scena
           failed,
           // wrk counts status classes together: every non-2xx of the rollback is its canary's 500.
           answered500: operation === 'rollback' ? result.non2xx3xx : 0,
+          non2xx: result.non2xx3xx,
+          socketErrors: result.socketErrors,
           p99Ms: result.latency.p99 * 1000,
           ...(timing === undefined ? {} : { seconds: timing.seconds, outcome: timing.outcome }),
         });
-        log(`deploy (${label}) run ${r}: ${operation}: ${failed} failed of ${result.requests}, p99 ${(result.latency.p99 * 1000).toFixed(1)} ms${timing === undefined ? '' : `, ${timing.outcome} in ${timing.seconds.toFixed(1)} s`}`);
+        const errors = result.socketErrors;
+        const breakdown = failed === 0 ? '' : ` (non-2xx ${result.non2xx3xx}, connect ${errors.connect}, read ${errors.read}, write ${errors.write}, timeout ${errors.timeout})`;
+        log(`deploy (${label}) run ${r}: ${operation}: ${failed} failed${breakdown} of ${result.requests}, p99 ${(result.latency.p99 * 1000).toFixed(1)} ms${timing === undefined ? '' : `, ${timing.outcome} in ${timing.seconds.toFixed(1)} s`}`);
         await restore(operation);
       }
     }
