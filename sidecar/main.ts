@@ -17,7 +17,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   const metrics = createMetrics({ version: wire.packageVersion(), processMetrics: true });
   initialiseBackendSeries(metrics, config.backends.managedBackends);
   const queue = wire.wireQueue(logger);
-  const resync = (reason: string): void => queue.add(wire.RECONCILE, reason);
+  const resync = (reason: string, urgent = false): void => queue.add(wire.RECONCILE, reason, urgent);
   const state = await wire.openState(config, logger);
   const haproxy = wire.wireHaproxy(config, logger, wire.transactionLedger(state), deps.fetch);
   const docker = deps.docker ?? wire.wireDocker(config, logger);

@@ -422,9 +422,10 @@ export function watchDocker(
     signal: AbortSignal;
     logger: Logger;
     metrics: SidecarMetrics;
-    trigger: (reason: string) => void;
+    /** Asks for a reconcile pass; `urgent`: without waiting for the events to calm down. */
+    trigger: (reason: string, urgent?: boolean) => void;
     /** Told at once of a container that starts to stop or turned unhealthy, and of one that serves again. */
-    reconciler?: Pick<Reconciler, 'leaving' | 'returned'>;
+    reconciler?: Pick<Reconciler, 'leaving' | 'returned' | 'starved'>;
   },
 ): Promise<void> {
   return watchContainerEvents({
@@ -438,7 +439,8 @@ export function watchDocker(
     onEvent: (event) => {
       if (config.docker.drainOnStop && isLeavingEvent(event)) void parts.reconciler?.leaving(event.containerId);
       else if (isReturningEvent(event)) parts.reconciler?.returned(event.containerId);
-      parts.trigger(`docker ${event.action} ${event.containerId.slice(0, 12)}`);
+      // Every server of a backend on its way out: each event may be the replacement starting.
+      parts.trigger(`docker ${event.action} ${event.containerId.slice(0, 12)}`, parts.reconciler?.starved() === true);
     },
     onStreamState: (open) => {
       parts.metrics.eventsStreamUp.set(open ? 1 : 0);

@@ -135,13 +135,19 @@ export async function selectReady(
  * a container that answers beats a backend that answers 503 to everything. `leavingOrStopping`
  * tells the servers that are on their way out; HAProxy's own checks watch the ones admitted.
  */
-export async function admitWhenEmpty(readiness: Readiness, leavingOrStopping: (candidate: Candidate) => boolean, probe: Probe): Promise<Readiness> {
+export async function admitWhenEmpty(
+  readiness: Readiness,
+  leavingOrStopping: (candidate: Candidate) => boolean,
+  probe: Probe,
+): Promise<Readiness & { readonly starving: number }> {
   const staying = new Set(readiness.ready.filter((c) => !leavingOrStopping(c)).map((c) => c.backend));
   const eligible = readiness.waiting.filter((c) => c.health === 'starting' && c.stopping !== true && !staying.has(c.backend));
-  if (eligible.length === 0) return readiness;
+  if (eligible.length === 0) return { ...readiness, starving: 0 };
   const answers = await Promise.all(eligible.map((c) => probe(c.address, c.port, c.healthPath)));
   const admitted = new Set(eligible.filter((_, i) => answers[i] === true));
-  if (admitted.size === 0) return readiness;
-  return { ready: [...readiness.ready, ...admitted], waiting: readiness.waiting.filter((c) => !admitted.has(c)) };
+  // Starving: containers a backend without a server waits for; the caller looks again soon.
+  const starving = eligible.length - admitted.size;
+  if (admitted.size === 0) return { ...readiness, starving };
+  return { ready: [...readiness.ready, ...admitted], waiting: readiness.waiting.filter((c) => !admitted.has(c)), starving };
 }
 

@@ -53,8 +53,11 @@ export interface WorkSpec {
 export interface WorkQueue {
   /** Adds a kind of work; before start() only. */
   register(key: string, spec: WorkSpec): void;
-  /** Marks the key's work pending; `reason` is passed to the run that serves it. */
-  add(key: string, reason: string): void;
+  /**
+   * Marks the key's work pending; `reason` is passed to the run that serves it. `urgent` skips the
+   * debounce: the run starts now (or right after the one in progress), never before a backoff.
+   */
+  add(key: string, reason: string, urgent?: boolean): void;
   /** Replaces the key's next periodic run (not a pending add) with one `ms` from now. */
   requeue(key: string, ms: number): void;
   /** Runs every key once (after its initial delay), then as the runs ask. */
@@ -77,6 +80,8 @@ interface KeyState {
   failures: number;
   /** After a failure, no run before its backoff is over, whatever adds it. */
   retryNotBefore: number | undefined;
+  /** An urgent add is pending: the next run is not debounced. */
+  urgent: boolean;
   waiters: Array<() => void>;
 }
 
@@ -112,7 +117,7 @@ export function createWorkQueue(options: { readonly timers: Timers; readonly log
     state.firstPendingAt ??= now;
     // A run already due now (start-up) serves this add too; pushing it back would only delay.
     if (state.scheduled !== undefined && state.scheduled.at <= now) return;
-    const debounceMs = state.spec.debounceMs ?? 0;
+    const debounceMs = state.urgent ? 0 : (state.spec.debounceMs ?? 0);
     const at = Math.max(Math.min(now + debounceMs, state.firstPendingAt + (state.spec.maxDebounceMs ?? debounceMs)), state.retryNotBefore ?? 0);
     // A retry or periodic run due even sooner serves the pending adds too.
     if (state.scheduled !== undefined && state.scheduled.kind !== 'debounce' && state.scheduled.at <= at) return;
@@ -140,6 +145,7 @@ export function createWorkQueue(options: { readonly timers: Timers; readonly log
     }
     const reasons = state.reasons.length > 0 ? state.reasons : [periodic ? 'periodic' : 'retry'];
     state.reasons = [];
+    state.urgent = false;
     state.firstPendingAt = undefined;
     let result: RunResult = { failed: true };
     state.running = (async () => {
@@ -177,11 +183,12 @@ export function createWorkQueue(options: { readonly timers: Timers; readonly log
   return {
     register(key, spec) {
       if (keys.has(key)) throw new Error(`work queue: ${key} registered twice`);
-      keys.set(key, { spec, running: undefined, reasons: [], firstPendingAt: undefined, scheduled: undefined, failures: 0, retryNotBefore: undefined, waiters: [] });
+      keys.set(key, { spec, running: undefined, reasons: [], firstPendingAt: undefined, scheduled: undefined, failures: 0, retryNotBefore: undefined, urgent: false, waiters: [] });
     },
-    add(key, reason) {
+    add(key, reason, urgent = false) {
       const state = stateOf(key);
       state.reasons.push(reason);
+      state.urgent ||= urgent;
       // During a run, the run's end schedules the next one.
       if (state.running === undefined) debounce(key, state);
       else state.firstPendingAt ??= timers.now();
@@ -211,6 +218,7 @@ export function createWorkQueue(options: { readonly timers: Timers; readonly log
         state.scheduled = undefined;
         state.reasons = [];
         state.firstPendingAt = undefined;
+        state.urgent = false;
       }
       await Promise.all([...keys.values()].map((s) => s.running ?? Promise.resolve()));
       for (const state of keys.values()) notifySettled(state);

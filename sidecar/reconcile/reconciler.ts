@@ -48,6 +48,8 @@ export type ReconcileOutcome =
       readonly conflicts: number;
       /** Running containers not ready yet: the caller looks again soon. */
       readonly waiting: number;
+      /** Of those, the ones a backend without any server that stays waits for: the caller looks again at once. */
+      readonly starving: number;
     }
   | {
       readonly status: 'failed';
@@ -68,6 +70,12 @@ export interface Reconciler {
   leaving(containerId: string): Promise<void>;
   /** The container runs again (a restart): its servers may serve again once it is ready. */
   returned(containerId: string): void;
+  /**
+   * True when a managed backend had servers at the last pass and every one of them is now on its
+   * way out (all replicas stopped at once: a Compose recreate): the next pass should not wait
+   * for the events to calm down.
+   */
+  starved(): boolean;
   /**
    * Between passes, without listing Docker: the servers the last pass wanted are compared with
    * what their records ask. Out of rotation (drain, maint) and checks on are set at once; back in
@@ -114,6 +122,10 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     },
     returned(containerId) {
       leaving.delete(containerId);
+    },
+    starved() {
+      const backends = new Set(lastReady.map((c) => c.backend));
+      return [...backends].some((b) => lastReady.every((c) => c.backend !== b || leaving.has(c.containerId) || c.stopping === true));
     },
     async repairStates() {
       if (lastReady.length === 0) return false;
@@ -178,7 +190,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       );
       const isServing = (c: Candidate): boolean => serving.has(`${c.backend}/${c.serverName}/${c.address}/${c.port}`);
       // A container on its way out keeps the server it has (drained); it never gets a new one.
-      const { ready, waiting } = await admitWhenEmpty(
+      const { ready, waiting, starving } = await admitWhenEmpty(
         await selectReady(
           candidates.filter((c) => c.stopping !== true || isServing(c)),
           isServing,
@@ -202,7 +214,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         if (!kept.ok) return failed(`keeping the servers HAProxy runs in its configuration: ${kept.error.message}`, kept.error);
         const stateOperations = await convergeStates(desired, operations);
         recordDrift(operations, stateOperations);
-        return { status: 'converged', operations, stateOperations, transactions, reloads, conflicts, waiting: waiting.length };
+        return { status: 'converged', operations, stateOperations, transactions, reloads, conflicts, waiting: waiting.length, starving };
       }
 
       const applied = await driver.apply(operations, snapshot.value);
@@ -215,7 +227,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         for (const operation of operations) logApplied(operation, candidates, retired);
         const stateOperations = await convergeStates(desired, operations);
         recordDrift(operations, stateOperations);
-        return { status: 'converged', operations, stateOperations, transactions, reloads, conflicts, waiting: waiting.length };
+        return { status: 'converged', operations, stateOperations, transactions, reloads, conflicts, waiting: waiting.length, starving };
       }
       const error = applied.error;
       if (driver.kind === 'dataplane') metrics.transactions.inc({ result: error.kind === 'conflict' ? 'conflict' : 'failed' });
@@ -348,6 +360,9 @@ export interface ReconcileSchedule {
  * The reconciler's key on the work queue: a pass per burst of triggers, a periodic resync, a
  * quick second look while containers are starting, and backoff after a failed pass.
  */
+/** How soon a pass looks again at the starting containers a backend without any server waits for. */
+const STARVING_RETRY_MS = 100;
+
 export function reconcileWork(reconciler: Pick<Reconciler, 'reconcile'>, schedule: ReconcileSchedule): WorkSpec {
   return {
     debounceMs: schedule.debounceMs,
@@ -359,6 +374,8 @@ export function reconcileWork(reconciler: Pick<Reconciler, 'reconcile'>, schedul
       const outcome = await reconciler.reconcile();
       schedule.onOutcome?.(outcome);
       if (outcome.status === 'failed') return { failed: true };
+      // A backend with no server waits for a starting container: look again within 100 ms.
+      if (outcome.starving > 0) return { requeueAfterMs: Math.min(STARVING_RETRY_MS, schedule.readinessRetryMs) };
       return { requeueAfterMs: outcome.waiting > 0 ? schedule.readinessRetryMs : schedule.resyncIntervalMs };
     },
   };

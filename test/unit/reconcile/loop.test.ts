@@ -5,7 +5,7 @@ import { reconcileWork, type ReconcileOutcome } from '../../../sidecar/reconcile
 import { silentLogger } from '../../../sidecar/log/logger.js';
 
 
-const converged = (waiting = 0): ReconcileOutcome => ({ status: 'converged', operations: [], stateOperations: [], transactions: 0, reloads: 0, conflicts: 0, waiting });
+const converged = (waiting = 0, starving = 0): ReconcileOutcome => ({ status: 'converged', operations: [], stateOperations: [], transactions: 0, reloads: 0, conflicts: 0, waiting, starving });
 const failed: ReconcileOutcome = { status: 'failed', message: 'boom', error: undefined, transactions: 0, conflicts: 0 };
 
 function setup(outcomes: Array<ReconcileOutcome | (() => Promise<ReconcileOutcome>)> = []) {
@@ -23,7 +23,7 @@ function setup(outcomes: Array<ReconcileOutcome | (() => Promise<ReconcileOutcom
     'reconcile',
     reconcileWork(reconciler, { debounceMs: 100, maxDebounceMs: 2_000, resyncIntervalMs: 30_000, readinessRetryMs: 1_000, failureBackoffMs: 1_000, logger: silentLogger }),
   );
-  const loop = { start: () => queue.start(), stop: () => queue.stop(), trigger: (reason: string) => queue.add('reconcile', reason) };
+  const loop = { start: () => queue.start(), stop: () => queue.stop(), trigger: (reason: string, urgent = false) => queue.add('reconcile', reason, urgent) };
   return { timers, runs, loop };
 }
 
@@ -67,6 +67,20 @@ describe('the reconcile key on the work queue', () => {
     await timers.advance(1_000);
     // Capped at 2 s after the first pending trigger each time; then 100 ms after the last one.
     expect(runs).toEqual([0, 3_000, 5_000, 6_050]);
+    await loop.stop();
+  });
+
+  it('an urgent trigger (every server of a backend on its way out) runs a pass at once, and a starving pass looks again within 100 ms', async () => {
+    const { timers, runs, loop } = setup([converged(), converged(1, 1), converged(1, 1), converged()]);
+    loop.start();
+    await timers.advance(1_000);
+    loop.trigger('docker kill', true);
+    await timers.advance(0);
+    expect(runs).toEqual([0, 1_000]);
+    // That pass found the backend waiting for a starting container: again at 1 100 and 1 200; the
+    // last one served it, and the next pass is the periodic resync (30 s).
+    await timers.advance(5_000);
+    expect(runs).toEqual([0, 1_000, 1_100, 1_200]);
     await loop.stop();
   });
 
