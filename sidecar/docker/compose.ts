@@ -44,8 +44,12 @@ export interface ServiceUpdate {
   readonly labels: Readonly<Record<string, string | undefined>>;
   /** Tasks replaced at a time. */
   readonly parallelism: number;
-  /** How long Swarm watches the tasks of each batch for failures (its update's Monitor). */
-  readonly monitorMs: number;
+  /**
+   * How long each batch serves before Swarm replaces the next, watched for failures meanwhile
+   * (its update's Delay and Monitor): the rollout's bake, so a bad version is caught on the
+   * first batch rather than after Swarm replaced every task.
+   */
+  readonly bakeMs: number;
 }
 
 /** A Compose service: its containers carry these two labels (in Swarm mode: a stack's service and its stack). */

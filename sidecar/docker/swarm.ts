@@ -113,6 +113,8 @@ export function parseService(raw: unknown): SwarmService | undefined {
   };
 }
 
+const nanoseconds = (ms: number): number => Math.round(ms * 1_000_000);
+
 /** A service's task template and update state, as a rollout reads them. */
 export function serviceSpecView(raw: unknown): ServiceSpecView {
   const s = record(raw);
@@ -127,7 +129,7 @@ export function serviceSpecView(raw: unknown): ServiceSpecView {
 
 /**
  * The spec as read with a rollout's change: the task template's image, environment and labels,
- * and an update configuration that replaces `parallelism` tasks at a time, each new one started
+ * and an update configuration that replaces `parallelism` tasks at a time, `bakeMs` apart, each new one started
  * before its old one stops (start-first: with stop-first a slot has no task until the sidecar's
  * next pass sees the new one, measured at 76 failed of 301 requests with 2 tasks) and that pauses
  * on a failure (the sidecar rolls back itself, on HAProxy's figures as well as Swarm's).
@@ -153,7 +155,7 @@ export function updatedSpec(spec: Record<string, unknown>, change: ServiceUpdate
   return {
     ...spec,
     TaskTemplate: { ...template, ContainerSpec: next },
-    UpdateConfig: { Parallelism: change.parallelism, Delay: 0, FailureAction: 'pause', Monitor: Math.round(change.monitorMs * 1_000_000), MaxFailureRatio: 0, Order: 'start-first' },
+    UpdateConfig: { Parallelism: change.parallelism, Delay: nanoseconds(change.bakeMs), FailureAction: 'pause', Monitor: nanoseconds(change.bakeMs), MaxFailureRatio: 0, Order: 'start-first' },
   };
 }
 

@@ -162,7 +162,7 @@ export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunne
           version: r[effect.version],
           labels: forward ? { [ROLLOUT_ID]: r.id, [ROLLOUT_BATCH]: SWARM_BATCH } : { [ROLLOUT_ID]: undefined, [ROLLOUT_BATCH]: undefined },
           parallelism: r.settings.batch,
-          monitorMs: r.settings.bakeMs,
+          bakeMs: r.settings.bakeMs,
         });
         if (done.ok) logger.info({ rollout: r.id, image: r[effect.version].image }, `rollout ${r.id}: Swarm asked to update ${service.service} to ${r[effect.version].image}${forward ? '' : ' (rollback)'}`);
         return done;

@@ -4,7 +4,8 @@
 // (rollout.ts), and rolls it back. One pure step per pass, like advanceRollout:
 //
 //   starting ── the service's spec asked once (new version, the rollout's labels on its task
-//               containers, start-first, `batch` at a time); every running task new and serving
+//               containers, start-first, `batch` at a time, a bake apart); every running task
+//               new and serving
 //               ──> baking
 //   baking   ── bake time over and Swarm's update no longer running ──> succeeded
 //
@@ -97,7 +98,8 @@ export function advanceSwarmRollout(r: Rollout, view: SwarmRolloutObservation, n
       if (old.length === 0 && newServing >= wanted) {
         return to('baking', `all ${newServing} task(s) new and serving; baking ${Math.round(r.settings.bakeMs / 1000)} s`, { bake, started: newServing, progressAt: now });
       }
-      if (!progressed && now - (r.progressAt ?? r.phaseSince) > r.settings.readyTimeoutMs) {
+      // Swarm waits a bake between batches: that wait is no lack of progress.
+      if (!progressed && now - (r.progressAt ?? r.phaseSince) > r.settings.readyTimeoutMs + r.settings.bakeMs) {
         return rollBack(`no new task started serving for ${Math.round(r.settings.readyTimeoutMs / 1000)} s (${newServing} of ${wanted} serving; Swarm's update ${update?.state ?? 'not started'})`);
       }
       return stay(`Swarm's update: ${newServing} of ${wanted} task(s) new and serving, ${old.length} old (${bake.newAnswers} answers, ${bake.newErrors} errors from the new ones)`, [], counted);

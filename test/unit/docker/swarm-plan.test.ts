@@ -270,7 +270,7 @@ describe('parsing Docker answers', () => {
     });
     expect(serviceSpecView({ Spec: { TaskTemplate: { ContainerSpec: { Image: 'x' } } } })).toEqual({ version: { image: 'x', env: [] }, containerLabels: {}, update: undefined });
   });
-  it('a rollout’s update: image, environment and labels changed, start-first in batches pausing on failure, everything else as read', () => {
+  it('a rollout’s update: image, environment and labels changed, start-first in batches a bake apart, pausing on failure, everything else as read', () => {
     const spec = {
       Name: 'web',
       Labels: { 'haproxy.backend': 'be_app' },
@@ -278,15 +278,15 @@ describe('parsing Docker answers', () => {
       TaskTemplate: { ContainerSpec: { Image: 'hsc/nginx:local', Env: ['A=1'], StopGracePeriod: 10_000_000_000 }, ForceUpdate: 0 },
       UpdateConfig: { Parallelism: 1, Order: 'stop-first' },
     };
-    const forward = updatedSpec(spec, { version: { image: 'hsc/nginx:next', env: ['A=2'] }, labels: { 'hsc.rollout': 'r-1', 'hsc.rollout.batch': 'swarm' }, parallelism: 2, monitorMs: 5_000 });
+    const forward = updatedSpec(spec, { version: { image: 'hsc/nginx:next', env: ['A=2'] }, labels: { 'hsc.rollout': 'r-1', 'hsc.rollout.batch': 'swarm' }, parallelism: 2, bakeMs: 5_000 });
     expect(forward).toEqual({
       ...spec,
       TaskTemplate: { ContainerSpec: { Image: 'hsc/nginx:next', Env: ['A=2'], StopGracePeriod: 10_000_000_000, Labels: { 'hsc.rollout': 'r-1', 'hsc.rollout.batch': 'swarm' } }, ForceUpdate: 0 },
-      UpdateConfig: { Parallelism: 2, Delay: 0, FailureAction: 'pause', Monitor: 5_000_000_000, MaxFailureRatio: 0, Order: 'start-first' },
+      UpdateConfig: { Parallelism: 2, Delay: 5_000_000_000, FailureAction: 'pause', Monitor: 5_000_000_000, MaxFailureRatio: 0, Order: 'start-first' },
     });
     // Back: the labels taken away leave no empty Labels (nor an empty Env) where the spec had none,
     // so the tasks that never changed equal the spec and Swarm leaves them.
-    const back = updatedSpec(forward, { version: { image: 'hsc/nginx:local', env: [] }, labels: { 'hsc.rollout': undefined, 'hsc.rollout.batch': undefined }, parallelism: 2, monitorMs: 5_000 });
+    const back = updatedSpec(forward, { version: { image: 'hsc/nginx:local', env: [] }, labels: { 'hsc.rollout': undefined, 'hsc.rollout.batch': undefined }, parallelism: 2, bakeMs: 5_000 });
     expect((back.TaskTemplate as { ContainerSpec: object }).ContainerSpec).toEqual({ Image: 'hsc/nginx:local', StopGracePeriod: 10_000_000_000 });
     expect(back.Mode).toEqual({ Replicated: { Replicas: 3 } });
   });

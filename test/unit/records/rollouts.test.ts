@@ -225,12 +225,12 @@ describe('the rollout runner in Swarm mode', () => {
     expect(begun.value.reason).toMatch(/the nodes must have the image or pull it/);
     await w.runner.tick();
     await w.runner.tick();
-    expect(w.updates).toEqual([{ version: { image: 'shop/web:2', env: ['A=1', 'B=2'] }, labels: { 'hsc.rollout': begun.value.id, 'hsc.rollout.batch': 'swarm' }, parallelism: 2, monitorMs: 4_000 }]);
+    expect(w.updates).toEqual([{ version: { image: 'shop/web:2', env: ['A=1', 'B=2'] }, labels: { 'hsc.rollout': begun.value.id, 'hsc.rollout.batch': 'swarm' }, parallelism: 2, bakeMs: 4_000 }]);
     expect(w.runner.list()[0]).toMatchObject({ phase: 'starting', progressAt: 1_000_000 });
     expect(w.runner.forAutoscaler().hold).toBe('scale-down');
     expect((await w.runner.rollBack(begun.value.id, 'asked by an operator')).ok).toBe(true);
     await w.runner.tick();
-    expect(w.updates[1]).toEqual({ version: { image: 'shop/web:1', env: ['A=1'] }, labels: { 'hsc.rollout': undefined, 'hsc.rollout.batch': undefined }, parallelism: 2, monitorMs: 4_000 });
+    expect(w.updates[1]).toEqual({ version: { image: 'shop/web:1', env: ['A=1'] }, labels: { 'hsc.rollout': undefined, 'hsc.rollout.batch': undefined }, parallelism: 2, bakeMs: 4_000 });
     // Swarm done: the old version in every slot.
     w.setSpec({ version: { image: 'shop/web:1', env: ['A=1'] }, containerLabels: {}, update: { state: 'completed', message: '' } });
     await w.runner.tick();

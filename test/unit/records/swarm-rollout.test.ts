@@ -131,11 +131,12 @@ describe('advanceSwarmRollout', () => {
     expect(s.effects).toEqual([{ kind: 'update-service', version: 'from' }]);
   });
 
-  it('no new task serving within the ready timeout (counted from the last progress) rolls it back', () => {
+  it('no new task serving within the ready timeout and a bake (counted from the last progress) rolls it back', () => {
     const r = rollout({ progressAt: 10_000, started: 1 });
     const view = seen(NEW_SPEC, [fresh('n1'), task('t2'), fresh('n2', { serving: false })]);
-    expect(advanceSwarmRollout(r, view, 69_000).next.phase).toBe('starting');
-    const s = advanceSwarmRollout(r, view, 71_000);
+    // Swarm waits a bake (10 s) between batches: 60 s + 10 s without progress.
+    expect(advanceSwarmRollout(r, view, 79_000).next.phase).toBe('starting');
+    const s = advanceSwarmRollout(r, view, 81_000);
     expect(s.next.phase).toBe('rolling-back');
     expect(s.reason).toMatch(/no new task started serving for 60 s \(1 of 2 serving/);
   });
