@@ -81,6 +81,12 @@ export interface Rollout {
   /** Why it is in its phase: the last transition's reason (the cause of a rollback). */
   readonly reason: string;
   readonly bake?: BakeCounts;
+  /**
+   * Swarm: the rollout whose labels the service's spec carried when this one began (the one that
+   * brought the version it replaces): a rollback sets them back with that version, so the tasks
+   * that never changed equal the spec again and Swarm leaves them running.
+   */
+  readonly previous?: string;
   /** Swarm: when one more new task was last seen serving (or the update asked): its ready timeout counts from there. */
   readonly progressAt?: number;
 }

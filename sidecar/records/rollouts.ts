@@ -160,9 +160,11 @@ export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunne
         const forward = effect.version === 'to';
         const done = await ports.swarm.updateService({
           version: r[effect.version],
-          labels: forward ? { [ROLLOUT_ID]: r.id, [ROLLOUT_BATCH]: SWARM_BATCH } : { [ROLLOUT_ID]: undefined, [ROLLOUT_BATCH]: undefined },
+          labels: forward || r.previous !== undefined ? { [ROLLOUT_ID]: forward ? r.id : r.previous, [ROLLOUT_BATCH]: SWARM_BATCH } : { [ROLLOUT_ID]: undefined, [ROLLOUT_BATCH]: undefined },
           parallelism: r.settings.batch,
-          bakeMs: r.settings.bakeMs,
+          // A rollback bakes nothing: the old version was known good; Swarm waiting a bake
+          // between batches and after the last one would keep the new tasks serving longer.
+          bakeMs: forward ? r.settings.bakeMs : 0,
         });
         if (done.ok) logger.info({ rollout: r.id, image: r[effect.version].image }, `rollout ${r.id}: Swarm asked to update ${service.service} to ${r[effect.version].image}${forward ? '' : ' (rollback)'}`);
         return done;
@@ -242,16 +244,16 @@ export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunne
     if (step.effects.some((e) => e.kind === 'retire')) await options.retirements.progress();
   }
 
-  /** The version the replicas run: the Swarm service's task template, or the newest Compose replica's. */
-  async function currentVersion(newestId: string): Promise<Result<ReplicaVersion>> {
+  /**
+   * The version the replicas run: the Swarm service's task template (and the rollout that
+   * brought it, if any), or the newest Compose replica's.
+   */
+  async function currentVersion(newestId: string): Promise<Result<ReplicaVersion & { previous?: string }>> {
     if (ports.swarm === undefined) return ports.versionOf(newestId);
     const spec = await ports.swarm.readService();
     if (!spec.ok) return spec;
-    const running = spec.value.containerLabels[ROLLOUT_ID];
-    // A spec still carrying a rollout's labels was left by one that did not end here (its
-    // record lost): starting from it would take that version for the old one.
-    if (running !== undefined) return fail('start a rollout', 'conflict', `the service's spec still carries rollout ${running}'s labels; set it with docker service update first`);
-    return ok(spec.value.version);
+    const previous = spec.value.containerLabels[ROLLOUT_ID];
+    return ok({ ...spec.value.version, ...(previous === undefined ? {} : { previous }) });
   }
 
   let ticking: Promise<void> | undefined;
@@ -319,6 +321,7 @@ export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunne
         phaseSince: now,
         reason: how,
         ...(ports.swarm === undefined ? {} : { via: 'swarm' as const }),
+        ...(current.value.previous === undefined ? {} : { previous: current.value.previous }),
       };
       const stored = await store.update((s) => (activeRollout(s) !== undefined ? s : { ...s, rollouts: [...(s.rollouts ?? []), rollout] }));
       if (!stored.ok) return stored;

@@ -230,7 +230,7 @@ describe('the rollout runner in Swarm mode', () => {
     expect(w.runner.forAutoscaler().hold).toBe('scale-down');
     expect((await w.runner.rollBack(begun.value.id, 'asked by an operator')).ok).toBe(true);
     await w.runner.tick();
-    expect(w.updates[1]).toEqual({ version: { image: 'shop/web:1', env: ['A=1'] }, labels: { 'hsc.rollout': undefined, 'hsc.rollout.batch': undefined }, parallelism: 2, bakeMs: 4_000 });
+    expect(w.updates[1]).toEqual({ version: { image: 'shop/web:1', env: ['A=1'] }, labels: { 'hsc.rollout': undefined, 'hsc.rollout.batch': undefined }, parallelism: 2, bakeMs: 0 });
     // Swarm done: the old version in every slot.
     w.setSpec({ version: { image: 'shop/web:1', env: ['A=1'] }, containerLabels: {}, update: { state: 'completed', message: '' } });
     await w.runner.tick();
@@ -238,11 +238,19 @@ describe('the rollout runner in Swarm mode', () => {
     expect(w.updates).toHaveLength(2);
   });
 
-  it('refuses to begin from a spec another rollout left its labels on', async () => {
+  it('begins from a spec an earlier rollout brought, and a rollback puts that rollout’s labels back with its version', async () => {
     const w = swarmWorld();
-    w.setSpec({ version: { image: 'shop/web:2', env: [] }, containerLabels: { 'hsc.rollout': 'r-lost' }, update: undefined });
-    expect(await w.runner.begin({ image: 'shop/web:3' })).toMatchObject({ ok: false, error: { kind: 'conflict', message: expect.stringMatching(/rollout r-lost's labels/) as unknown } });
-    expect(w.state.read().rollouts).toBeUndefined();
+    w.setSpec({ version: { image: 'shop/web:2', env: [] }, containerLabels: { 'hsc.rollout': 'r-earlier', 'hsc.rollout.batch': 'swarm' }, update: { state: 'completed', message: '' } });
+    const begun = await w.runner.begin({ image: 'shop/web:3' });
+    if (!begun.ok) throw new Error(begun.error.message);
+    expect(begun.value).toMatchObject({ previous: 'r-earlier', from: { image: 'shop/web:2', env: [] } });
+    await w.runner.tick();
+    expect((await w.runner.rollBack(begun.value.id, 'asked by an operator')).ok).toBe(true);
+    await w.runner.tick();
+    expect(w.updates.map((u) => u.labels)).toEqual([
+      { 'hsc.rollout': begun.value.id, 'hsc.rollout.batch': 'swarm' },
+      { 'hsc.rollout': 'r-earlier', 'hsc.rollout.batch': 'swarm' },
+    ]);
   });
 });
 
