@@ -20,7 +20,7 @@
 // rollout's id), are read from Swarm at every pass: a sidecar killed at any point asks for
 // nothing twice and goes on from what it sees. The old tasks Swarm stops are drained by the
 // reconciler (a task told to stop keeps its server, drained, until its container is gone).
-import { bakeVerdict, type BakeCounts, countBake, emptyBake, figureOf, isFinished, mean, type ReplicaView, type Rollout, type RolloutEffect, type RolloutObservation, type RolloutPhase, type RolloutStep, type Version } from './rollout.js';
+import { bakeVerdict, batchCount, type BakeCounts, countBake, emptyBake, figureOf, isFinished, mean, type ReplicaView, type Rollout, type RolloutEffect, type RolloutObservation, type RolloutPhase, type RolloutStep, type Version } from './rollout.js';
 
 /** The batch label of a Swarm rollout's new tasks (Swarm numbers no batches). */
 export const SWARM_BATCH = 'swarm';
@@ -94,9 +94,12 @@ export function advanceSwarmRollout(r: Rollout, view: SwarmRolloutObservation, n
       const { bake, verdict } = judge(false);
       if (verdict !== undefined) return rollBack(verdict);
       const progressed = newServing > r.started;
-      const counted: Rollout = { ...r, bake, ...(progressed ? { started: newServing, progressAt: now } : {}) };
+      // Swarm numbers no batches: the one in progress is told from the new tasks serving, for
+      // the progress lines of hsc rollout and GET /v1/rollouts.
+      const batch = Math.min(batchCount(r) - 1, Math.floor(newServing / r.settings.batch));
+      const counted: Rollout = { ...r, bake, ...(progressed ? { started: newServing, progressAt: now, batch } : {}) };
       if (old.length === 0 && newServing >= wanted) {
-        return to('baking', `all ${newServing} task(s) new and serving; baking ${Math.round(r.settings.bakeMs / 1000)} s`, { bake, started: newServing, progressAt: now });
+        return to('baking', `all ${newServing} task(s) new and serving; baking ${Math.round(r.settings.bakeMs / 1000)} s`, { bake, started: newServing, progressAt: now, batch });
       }
       // Swarm waits a bake between batches: that wait is no lack of progress.
       if (!progressed && now - (r.progressAt ?? r.phaseSince) > r.settings.readyTimeoutMs + r.settings.bakeMs) {

@@ -70,6 +70,8 @@ describe('advanceSwarmRollout', () => {
     expect(s.next.phase).toBe('starting');
     expect(s.next.started).toBe(1);
     expect(s.next.progressAt).toBe(3_000);
+    // The first of two batches done: the second in progress.
+    expect(s.next.batch).toBe(1);
     r = s.next;
     // Both new and serving, the last old one gone: the bake begins, counts carried on.
     s = advanceSwarmRollout(r, seen(NEW_SPEC, [fresh('n1'), fresh('n2')], { 'hsc-n1': fig(25), 'hsc-n2': fig(5) }), 4_000);
