@@ -15,7 +15,7 @@ import { createDataplaneDriver } from './dataplane/driver.js';
 import { createDiscovery, isOwnedServerName, type Discovery, type DockerSource, type Probe } from './discovery/discovery.js';
 import type { DiscoveryOptions } from './discovery/parse.js';
 import { watchContainerEvents } from './discovery/events.js';
-import { createDockerEdge, isLeavingEvent, isReturningEvent, type DockerEdge } from './docker/compose.js';
+import { createDockerEdge, isLeavingEvent, isReturningEvent, type DockerEdge, type ServiceUpdate } from './docker/compose.js';
 import { createSwarmEdge } from './docker/swarm.js';
 import type { HaproxyDriver } from './driver/port.js';
 import { ok, type Result } from './edge/result.js';
@@ -242,6 +242,8 @@ export function wireRecords(
       serversOf: (containers, b) => poolView(containers, discovery.from(containers).candidates, ref, b).serverOf,
       haproxy,
       readFigures: createServerFiguresReader(exporter),
+      // In Swarm mode a rollout is Swarm's own rolling update of the service's spec.
+      ...(config.docker.mode === 'swarm' ? { swarm: { readService: () => docker.readService(ref), updateService: (change: ServiceUpdate) => docker.updateService(ref, change) } } : {}),
     },
     store: state,
     retirements,

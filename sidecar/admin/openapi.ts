@@ -137,7 +137,7 @@ export const ADMIN_OPENAPI = {
       post: {
         operationId: 'startRollout',
         summary:
-          "Replace the service's replicas with a new image and/or environment, a batch at a time: each batch's new replicas serve (optionally as a canary at a lower weight) and are watched on HAProxy's per-server figures for the bake time, then the old ones are drained, removed and stopped; worse figures, or new replicas not serving in time, roll it back on its own",
+          "Replace the service's replicas with a new image and/or environment, a batch at a time: each batch's new replicas serve (optionally as a canary at a lower weight) and are watched on HAProxy's per-server figures for the bake time, then the old ones are drained, removed and stopped; worse figures, or new replicas not serving in time, roll it back on its own. On a Swarm service (docker.mode swarm) Swarm's own rolling update replaces the tasks (start-first, `batch` at a time; no canary weight), watched and rolled back the same way; the image is not checked, the nodes must have it or pull it",
         security: bearer,
         requestBody: {
           required: true,
@@ -146,7 +146,7 @@ export const ADMIN_OPENAPI = {
               type: 'object',
               additionalProperties: false,
               properties: {
-                image: { type: 'string', minLength: 1, maxLength: 512, description: 'the new image, on the Docker host already' },
+                image: { type: 'string', minLength: 1, maxLength: 512, description: 'the new image, on the Docker host already (Compose); on Swarm the nodes must have it or pull it, not checked' },
                 env: { type: 'array', maxItems: 100, items: { type: 'string', pattern: '^[^=\\s]+=', maxLength: 4096 }, description: 'KEY=VALUE set over the current environment' },
                 batch: { type: 'integer', minimum: 1, maximum: 100, description: 'old replicas replaced at a time; as many new ones run beside them' },
                 canaryPercent: { type: 'integer', minimum: 1, maximum: 100, description: "the first batch's weight while it bakes (100: no canary)" },
@@ -168,7 +168,7 @@ export const ADMIN_OPENAPI = {
     '/v1/rollouts/{id}/rollback': {
       post: {
         operationId: 'rollBack',
-        summary: 'Roll the rollout in progress back: old-version replicas started for those already replaced, then every new one drained and stopped',
+        summary: "Roll the rollout in progress back: old-version replicas started for those already replaced, then every new one drained and stopped (on Swarm: the service's spec set back to the old version, and Swarm's rolling update replaces the new tasks)",
         security: bearer,
         parameters: [rolloutId],
         responses: { '202': { description: 'rolling back', content: json({ $ref: '#/components/schemas/Rollout' }) }, ...errors(401, 404, 503) },
@@ -261,6 +261,7 @@ export const ADMIN_OPENAPI = {
         required: ['id', 'backend', 'service', 'phase', 'batch', 'old', 'from', 'to', 'settings', 'startedAt', 'reason'],
         properties: {
           id: { type: 'string' },
+          via: { type: 'string', enum: ['swarm'], description: "swarm: Swarm's own rolling update replaces the tasks; absent: the sidecar replaces Compose replicas batch by batch" },
           backend: { type: 'string' },
           service: { type: 'string' },
           project: { type: 'string' },
@@ -277,6 +278,7 @@ export const ADMIN_OPENAPI = {
           reason: { type: 'string', description: 'why it is in its phase (the cause of a rollback)' },
           envChanged: { type: 'array', items: { type: 'string' }, description: 'the environment variables it sets or changes (names only: values may be secrets)' },
           bake: { type: 'object', description: "answers and errors of the new and the old replicas over the current batch's bake" },
+          progressAt: { type: 'integer', description: 'Swarm: when one more new task was last seen serving (ms since the epoch)' },
         },
       },
       Version: { type: 'object', properties: { image: { type: 'string' } } },

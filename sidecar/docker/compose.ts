@@ -27,6 +27,31 @@ export interface ReplicaVersion {
   readonly env: readonly string[];
 }
 
+/**
+ * A Swarm service's task template as a rollout reads it: the version its new tasks get, the
+ * labels their containers get, and Swarm's own rolling update's state (undefined before any).
+ */
+export interface ServiceSpecView {
+  readonly version: ReplicaVersion;
+  readonly containerLabels: Readonly<Record<string, string>>;
+  readonly update: { readonly state: string; readonly message: string } | undefined;
+}
+
+/** A rollout's change of a Swarm service: Swarm's own rolling update replaces the tasks. */
+export interface ServiceUpdate {
+  readonly version: ReplicaVersion;
+  /** Container labels set (a value) or taken away (undefined); the others stay as they are. */
+  readonly labels: Readonly<Record<string, string | undefined>>;
+  /** Tasks replaced at a time. */
+  readonly parallelism: number;
+  /**
+   * How long each batch serves before Swarm replaces the next, watched for failures meanwhile
+   * (its update's Delay and Monitor): the rollout's bake, so a bad version is caught on the
+   * first batch rather than after Swarm replaced every task.
+   */
+  readonly bakeMs: number;
+}
+
 /** A Compose service: its containers carry these two labels (in Swarm mode: a stack's service and its stack). */
 export interface ServiceRef {
   readonly service: string;
@@ -48,6 +73,10 @@ export interface DockerEdge {
   versionOf(id: string): Promise<Result<ReplicaVersion>>;
   /** Whether the image is on this Docker host (a rollout pulls nothing). */
   hasImage(image: string): Promise<Result<boolean>>;
+  /** Swarm mode: the service's task template and update state; Compose answers `unsupported`. */
+  readService(ref: ServiceRef): Promise<Result<ServiceSpecView>>;
+  /** Swarm mode: a new task template through Swarm's rolling update; Compose answers `unsupported`. */
+  updateService(ref: ServiceRef, change: ServiceUpdate): Promise<Result<void>>;
   /** Graceful stop (the image's STOPSIGNAL; nginx quits after its requests), then removal. */
   stopAndRemove(id: string, timeoutSeconds: number): Promise<Result<void>>;
   /** Mean CPU of the containers, as a fraction of one core; undefined if none could be read. */
@@ -146,6 +175,10 @@ export function createDockerEdge(socketPath: string): DockerEdge {
         return fail(`inspect image ${image}`, 'unavailable', errorMessage(error));
       }
     },
+
+    // A Compose rollout replaces containers itself, batch by batch (records/rollouts.ts).
+    readService: () => Promise.resolve(fail('read a Swarm service', 'unsupported', 'docker.mode is compose: there is no Swarm service to read')),
+    updateService: () => Promise.resolve(fail('update a Swarm service', 'unsupported', 'docker.mode is compose: there is no Swarm service to update')),
 
     async removeNeverStarted(ref, minAgeSeconds, nowSeconds) {
       try {

@@ -41,6 +41,12 @@ export interface SwarmTask {
   readonly createdAt: number;
   /** IPv4 address (without its prefix length) per attached network name. */
   readonly addresses: Readonly<Record<string, string>>;
+  /**
+   * The labels of the task's own container spec: the spec it was created from, which differs from
+   * the service's current one while a rolling update replaces it (a rollout's label tells its new
+   * tasks from the old ones). Undefined when Docker's answer has no task spec.
+   */
+  readonly containerLabels?: Readonly<Record<string, string>>;
 }
 
 /** A service as the Swarm edge reads it. */
@@ -140,7 +146,9 @@ export function taskSnapshot(
   return {
     id: task.id,
     name: taskName(service, task, nodes),
-    labels: serviceLabels(service),
+    // The task's own container labels, not the service's current ones: during a rolling update
+    // the old tasks still run the spec they were created from.
+    labels: serviceLabels(task.containerLabels === undefined ? service : { ...service, containerLabels: task.containerLabels }),
     // A task on a node Swarm lost still reads running until Swarm reschedules it: not a replica.
     running: (isLiveTask(task) || isStoppingTask(task)) && !down.has(task.nodeId),
     health: task.state === 'running' ? 'healthy' : 'starting',

@@ -15,7 +15,7 @@ import Docker from 'dockerode';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage, fail, ok } from '../edge/result.js';
 import type { Logger } from '../log/logger.js';
-import { readEvents, type DockerEdge, type ServiceRef } from './compose.js';
+import { readEvents, type DockerEdge, type ServiceRef, type ServiceSpecView, type ServiceUpdate } from './compose.js';
 import type { ContainerEvent } from './snapshot.js';
 import {
   isLiveTask,
@@ -80,6 +80,7 @@ export function parseTask(raw: unknown): SwarmTask | undefined {
     if (name !== '' && first !== undefined) addresses[name] = first.replace(/\/\d+$/, '');
   }
   const created = Date.parse(text(t.CreatedAt));
+  const containerSpec = record(record(t.Spec).ContainerSpec);
   return {
     id,
     serviceId,
@@ -89,6 +90,7 @@ export function parseTask(raw: unknown): SwarmTask | undefined {
     desiredState: text(t.DesiredState),
     createdAt: Number.isNaN(created) ? 0 : Math.floor(created / 1000),
     addresses,
+    ...('Spec' in t ? { containerLabels: labelsOf(containerSpec.Labels) } : {}),
   };
 }
 
@@ -108,6 +110,52 @@ export function parseService(raw: unknown): SwarmService | undefined {
     replicas,
     labels: labelsOf(spec.Labels),
     containerLabels: labelsOf(record(record(spec.TaskTemplate).ContainerSpec).Labels),
+  };
+}
+
+const nanoseconds = (ms: number): number => Math.round(ms * 1_000_000);
+
+/** A service's task template and update state, as a rollout reads them. */
+export function serviceSpecView(raw: unknown): ServiceSpecView {
+  const s = record(raw);
+  const container = record(record(record(s.Spec).TaskTemplate).ContainerSpec);
+  const status = record(s.UpdateStatus);
+  return {
+    version: { image: text(container.Image), env: Array.isArray(container.Env) ? container.Env.filter((e): e is string => typeof e === 'string') : [] },
+    containerLabels: labelsOf(container.Labels),
+    update: text(status.State) === '' ? undefined : { state: text(status.State), message: text(status.Message) },
+  };
+}
+
+/**
+ * The spec as read with a rollout's change: the task template's image, environment and labels,
+ * and an update configuration that replaces `parallelism` tasks at a time, `bakeMs` apart, each new one started
+ * before its old one stops (start-first: with stop-first a slot has no task until the sidecar's
+ * next pass sees the new one, measured at 76 failed of 301 requests with 2 tasks) and that pauses
+ * on a failure (the sidecar rolls back itself, on HAProxy's figures as well as Swarm's).
+ * Everything else is sent back as read, the replica count included.
+ */
+export function updatedSpec(spec: Record<string, unknown>, change: ServiceUpdate): Record<string, unknown> {
+  const template = record(spec.TaskTemplate);
+  const container = record(template.ContainerSpec);
+  const labels: Record<string, string> = { ...labelsOf(container.Labels) };
+  for (const [key, value] of Object.entries(change.labels)) {
+    if (value === undefined) delete labels[key];
+    else labels[key] = value;
+  }
+  const { Env: _env, Labels: _labels, ...rest } = container;
+  // An empty list written where the spec had none would make every task differ from the spec
+  // restored by a rollback, and Swarm would replace tasks that never changed.
+  const next = {
+    ...rest,
+    Image: change.version.image,
+    ...(change.version.env.length === 0 ? {} : { Env: [...change.version.env] }),
+    ...(Object.keys(labels).length === 0 ? {} : { Labels: labels }),
+  };
+  return {
+    ...spec,
+    TaskTemplate: { ...template, ContainerSpec: next },
+    UpdateConfig: { Parallelism: change.parallelism, Delay: nanoseconds(change.bakeMs), FailureAction: 'pause', Monitor: nanoseconds(change.bakeMs), MaxFailureRatio: 0, Order: 'start-first' },
   };
 }
 
@@ -183,10 +231,42 @@ export function createSwarmEdge(options: SwarmEdgeOptions): DockerEdge {
     // Swarm creates and starts its tasks itself: nothing is left half-started by the sidecar.
     removeNeverStarted: () => Promise.resolve(ok(0)),
 
-    // A Swarm service changes version through Swarm's own rolling update, drained task by task
-    // by the reconciler; `hsc rollout` replaces Compose replicas only.
-    versionOf: () => Promise.resolve(fail('inspect a replica\'s version', 'unsupported', 'hsc rollout replaces Compose replicas; update a Swarm service with docker service update')),
-    hasImage: () => Promise.resolve(fail('inspect an image', 'unsupported', 'hsc rollout replaces Compose replicas; update a Swarm service with docker service update')),
+    // A Swarm rollout reads and changes the service's spec (readService, updateService), not a
+    // replica's; and the image is the nodes' business (they pull it or have it), not this host's.
+    versionOf: () => Promise.resolve(fail('inspect a replica\'s version', 'unsupported', 'in Swarm mode a rollout reads the service\'s spec')),
+    hasImage: () => Promise.resolve(fail('inspect an image', 'unsupported', 'in Swarm mode the nodes pull or have the image')),
+
+    async readService(ref) {
+      const operation = `read the Swarm service ${ref.service}`;
+      try {
+        const found = await findService(ref);
+        return typeof found === 'string' ? fail(operation, 'not-found', found) : ok(serviceSpecView(found.raw));
+      } catch (error) {
+        return fail(operation, 'unavailable', errorMessage(error));
+      }
+    },
+
+    async updateService(ref, change) {
+      const operation = `update the Swarm service ${ref.service}`;
+      try {
+        for (let attempt = 0; attempt <= maxConflictRetries; attempt++) {
+          const found = await findService(ref);
+          if (typeof found === 'string') return fail(operation, 'not-found', found);
+          try {
+            await docker.getService(found.service.id).update({ _query: { version: record(found.raw.Version).Index }, _body: updatedSpec(record(found.raw.Spec), change) });
+          } catch (error) {
+            // A scale-up or another update came in between: read the spec again.
+            if (isVersionConflict(errorMessage(error))) continue;
+            throw error;
+          }
+          logger?.info({ service: found.service.name, image: change.version.image, parallelism: change.parallelism }, `Swarm service ${found.service.name}: rolling update to ${change.version.image} asked`);
+          return ok(undefined);
+        }
+        return fail(operation, 'conflict', `the service's version kept changing (${maxConflictRetries + 1} attempts)`);
+      } catch (error) {
+        return fail(operation, statusOf(error) === 404 ? 'not-found' : 'unavailable', errorMessage(error));
+      }
+    },
 
     async startLike(ref, _templateId, count) {
       const operation = `scale the Swarm service ${ref.service} up by ${count}`;

@@ -55,6 +55,12 @@ export interface BakeCounts {
 
 export interface Rollout {
   readonly id: string;
+  /**
+   * `swarm`: Swarm's own rolling update replaces the tasks, asked and watched by
+   * advanceSwarmRollout (swarm-rollout.ts); absent: the sidecar replaces Compose replicas itself,
+   * batch by batch (advanceRollout).
+   */
+  readonly via?: 'swarm';
   readonly backend: string;
   readonly service: string;
   readonly project: string;
@@ -75,6 +81,14 @@ export interface Rollout {
   /** Why it is in its phase: the last transition's reason (the cause of a rollback). */
   readonly reason: string;
   readonly bake?: BakeCounts;
+  /**
+   * Swarm: the rollout whose labels the service's spec carried when this one began (the one that
+   * brought the version it replaces): a rollback sets them back with that version, so the tasks
+   * that never changed equal the spec again and Swarm leaves them running.
+   */
+  readonly previous?: string;
+  /** Swarm: when one more new task was last seen serving (or the update asked): its ready timeout counts from there. */
+  readonly progressAt?: number;
 }
 
 /** One running replica of the rolled-out service, as Docker and HAProxy show it now. */
@@ -105,7 +119,9 @@ export interface RolloutObservation {
 export type RolloutEffect =
   | { readonly kind: 'start'; readonly count: number; readonly version: 'to' | 'from'; readonly batch: string }
   | { readonly kind: 'retire'; readonly containerIds: readonly string[] }
-  | { readonly kind: 'set-weight'; readonly server: string; readonly weight: number };
+  | { readonly kind: 'set-weight'; readonly server: string; readonly weight: number }
+  /** Swarm: the service's task template set to that version, Swarm's rolling update does the rest. */
+  | { readonly kind: 'update-service'; readonly version: 'to' | 'from' };
 
 export interface RolloutStep {
   readonly next: Rollout;
@@ -136,7 +152,7 @@ export const batchCount = (r: Pick<Rollout, 'old' | 'settings'>): number => Math
 export const oldOfBatch = (r: Pick<Rollout, 'old' | 'settings'>, index: number): readonly string[] =>
   r.old.slice(index * r.settings.batch, (index + 1) * r.settings.batch);
 
-const emptyBake = (): BakeCounts => ({ newAnswers: 0, newErrors: 0, oldAnswers: 0, oldErrors: 0, last: {} });
+export const emptyBake = (): BakeCounts => ({ newAnswers: 0, newErrors: 0, oldAnswers: 0, oldErrors: 0, last: {} });
 
 /** The canary's weight: a share of a full replica's, at least 1 (0 would take it out of rotation). */
 export const canaryWeight = (full: number, percent: number): number => Math.max(1, Math.round((full * percent) / 100));
@@ -191,7 +207,7 @@ export function bakeVerdict(r: Rollout, bake: BakeCounts, latency: { newSeconds:
 const percent = (ratio: number): string => `${(ratio * 100).toFixed(ratio < 0.01 ? 2 : 1)} %`;
 const ms = (seconds: number): string => `${Math.round(seconds * 1000)} ms`;
 
-const mean = (values: readonly number[]): number | undefined => (values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0) / values.length);
+export const mean = (values: readonly number[]): number | undefined => (values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0) / values.length);
 
 /** One pure step of a rollout from what is observed now. */
 export function advanceRollout(r: Rollout, view: RolloutObservation, now: number): RolloutStep {
@@ -296,7 +312,7 @@ export function advanceRollout(r: Rollout, view: RolloutObservation, now: number
   }
 }
 
-function figureOf(view: RolloutObservation, server: string): number[] {
+export function figureOf(view: RolloutObservation, server: string): number[] {
   const figures = view.figures?.get(server);
   // HAProxy's average is 0 until a server answered: no figure, not a fast one.
   return figures === undefined || figures.answers === 0 ? [] : [figures.responseTimeAverageSeconds];

@@ -4,15 +4,16 @@
 // retire replicas through the retirement runner, exactly as a scale-down does) and stores the
 // record. A pass at a time; the record in the state file is the only memory that matters.
 import { randomBytes } from 'node:crypto';
-import type { ContainerSnapshot, ReplicaVariant, ReplicaVersion, ServiceRef } from '../docker/compose.js';
+import type { ContainerSnapshot, ReplicaVariant, ReplicaVersion, ServiceRef, ServiceSpecView, ServiceUpdate } from '../docker/compose.js';
 import { COMPOSE_PROJECT, COMPOSE_SERVICE, ROLLOUT_BATCH, ROLLOUT_ID } from '../docker/labels.js';
 import type { HaproxyDriver } from '../driver/port.js';
 import { fail, ok, type Result } from '../edge/result.js';
 import type { ServerFigures } from '../haproxy-metrics/exporter.js';
 import type { Logger } from '../log/logger.js';
 import type { RetirementRunner } from './retirements.js';
-import { advanceRollout, batchCount, isFinished, type ReplicaView, type Rollout, type RolloutEffect, type RolloutSettings, type Version } from './rollout.js';
+import { advanceRollout, batchCount, isFinished, type ReplicaView, type Rollout, type RolloutEffect, type RolloutSettings, type RolloutStep, type Version } from './rollout.js';
 import { activeRollout, type StateStore } from './store.js';
+import { advanceSwarmRollout, SWARM_BATCH, type SwarmServiceView } from './swarm-rollout.js';
 
 /** Rollouts that ended kept in the state file for GET /v1/rollouts. */
 const KEEP_ENDED = 10;
@@ -27,6 +28,14 @@ export interface RolloutPorts {
   serversOf(containers: readonly ContainerSnapshot[], backend: string): ReadonlyMap<string, string>;
   readonly haproxy: Pick<HaproxyDriver, 'readServers' | 'listRuntimeServers' | 'setRuntimeWeight'>;
   readFigures(backend: string): Promise<ReadonlyMap<string, ServerFigures> | undefined>;
+  /**
+   * Swarm mode: the service's spec, read and changed; a rollout is then Swarm's own rolling
+   * update (swarm-rollout.ts). Absent in Compose mode.
+   */
+  readonly swarm?: {
+    readService(): Promise<Result<ServiceSpecView>>;
+    updateService(change: ServiceUpdate): Promise<Result<void>>;
+  };
 }
 
 export interface RolloutRecorder {
@@ -82,6 +91,14 @@ export function mergeEnv(env: readonly string[], overrides: readonly string[]): 
   return [...merged, ...overrides.filter((o) => !present.has(keyOf(o)))];
 }
 
+/** The service's spec as the Swarm step reads it: the rollout labels by name. */
+const serviceView = (spec: ServiceSpecView): SwarmServiceView => ({
+  version: spec.version,
+  rollout: spec.containerLabels[ROLLOUT_ID],
+  batch: spec.containerLabels[ROLLOUT_BATCH],
+  update: spec.update,
+});
+
 export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunner {
   const { ports, store, logger, backend, service } = options;
   let lastReason = '';
@@ -127,7 +144,8 @@ export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunne
         failing: c.health === 'unhealthy',
         weight: live?.weight,
         configuredWeight: configured.value.servers.find((s) => s.name === server)?.weight,
-        retiring: retiring.has(c.id),
+        // A Swarm task told to stop is on its way out as surely as one with a retirement record.
+        retiring: retiring.has(c.id) || c.stopping === true,
       };
     });
     return ok({ replicas, figures });
@@ -135,6 +153,22 @@ export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunne
 
   async function perform(r: Rollout, effect: RolloutEffect, containers: readonly ContainerSnapshot[], replicas: readonly ReplicaView[]): Promise<Result<void>> {
     switch (effect.kind) {
+      case 'update-service': {
+        if (ports.swarm === undefined) return fail('update the service', 'unsupported', 'a Swarm rollout needs docker.mode swarm');
+        // The rollout's labels go on the new version's tasks; the old version's spec gets its
+        // own labels back, so the tasks that never changed are not replaced by a rollback.
+        const forward = effect.version === 'to';
+        const done = await ports.swarm.updateService({
+          version: r[effect.version],
+          labels: forward || r.previous !== undefined ? { [ROLLOUT_ID]: forward ? r.id : r.previous, [ROLLOUT_BATCH]: SWARM_BATCH } : { [ROLLOUT_ID]: undefined, [ROLLOUT_BATCH]: undefined },
+          parallelism: r.settings.batch,
+          // A rollback bakes nothing: the old version was known good; Swarm waiting a bake
+          // between batches and after the last one would keep the new tasks serving longer.
+          bakeMs: forward ? r.settings.bakeMs : 0,
+        });
+        if (done.ok) logger.info({ rollout: r.id, image: r[effect.version].image }, `rollout ${r.id}: Swarm asked to update ${service.service} to ${r[effect.version].image}${forward ? '' : ' (rollback)'}`);
+        return done;
+      }
       case 'start': {
         // The newest replica of the service is the template, as for a scale-up; the variant
         // sets the version, so which one it is does not matter beyond its settings.
@@ -171,7 +205,17 @@ export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunne
       logger.warn({ rollout: r.id, error: view.error.message }, `rollout ${r.id} waits: cannot read HAProxy's servers`);
       return;
     }
-    const step = advanceRollout(r, view.value, options.now());
+    let step: RolloutStep;
+    if (r.via === 'swarm') {
+      const spec: Result<ServiceSpecView> = ports.swarm === undefined ? fail('read the service', 'unsupported', 'a Swarm rollout needs docker.mode swarm') : await ports.swarm.readService();
+      if (!spec.ok) {
+        logger.warn({ rollout: r.id, error: spec.error.message }, `rollout ${r.id} waits: cannot read the Swarm service: ${spec.error.message}`);
+        return;
+      }
+      step = advanceSwarmRollout(r, { ...view.value, service: serviceView(spec.value) }, options.now());
+    } else {
+      step = advanceRollout(r, view.value, options.now());
+    }
     for (const effect of step.effects) {
       const done = await perform(r, effect, listed.value, view.value.replicas);
       if (!done.ok) {
@@ -198,6 +242,18 @@ export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunne
     }
     lastReason = step.reason;
     if (step.effects.some((e) => e.kind === 'retire')) await options.retirements.progress();
+  }
+
+  /**
+   * The version the replicas run: the Swarm service's task template (and the rollout that
+   * brought it, if any), or the newest Compose replica's.
+   */
+  async function currentVersion(newestId: string): Promise<Result<ReplicaVersion & { previous?: string }>> {
+    if (ports.swarm === undefined) return ports.versionOf(newestId);
+    const spec = await ports.swarm.readService();
+    if (!spec.ok) return spec;
+    const previous = spec.value.containerLabels[ROLLOUT_ID];
+    return ok({ ...spec.value.version, ...(previous === undefined ? {} : { previous }) });
   }
 
   let ticking: Promise<void> | undefined;
@@ -227,18 +283,28 @@ export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunne
       if (!settings.ok) return settings;
       const listed = await ports.listRunning();
       if (!listed.ok) return listed;
-      // Oldest first: they are replaced in the order a scale-down would pick them.
-      const old = listed.value.filter(ofService).sort((a, b) => a.createdAt - b.createdAt);
+      // Oldest first: they are replaced in the order a scale-down would pick them. A Swarm task
+      // already told to stop is no replica to replace.
+      const old = listed.value.filter((c) => ofService(c) && c.stopping !== true).sort((a, b) => a.createdAt - b.createdAt);
       const newest = old.at(-1);
       if (newest === undefined) return fail(operation, 'not-found', `no running replica of ${service.service} to replace`);
-      const current = await ports.versionOf(newest.id);
+      const current = await currentVersion(newest.id);
       if (!current.ok) return current;
       const image = request.image ?? current.value.image;
-      const present = await ports.hasImage(image);
-      if (!present.ok) return present;
-      if (!present.value) return fail(operation, 'invalid', `the image ${image} is not on this Docker host (build or pull it first: a rollout pulls nothing)`);
+      // On Swarm the tasks run on the nodes, which pull the image or have it: this host's
+      // images say nothing, so nothing is checked (a task that cannot start pauses Swarm's
+      // update, and the rollout rolls back).
+      if (ports.swarm === undefined) {
+        const present = await ports.hasImage(image);
+        if (!present.ok) return present;
+        if (!present.value) return fail(operation, 'invalid', `the image ${image} is not on this Docker host (build or pull it first: a rollout pulls nothing)`);
+      }
       const from: Version = { image: current.value.image, env: current.value.env };
       const now = options.now();
+      const how =
+        ports.swarm === undefined
+          ? `replacing ${old.length} replica(s) of ${from.image} with ${image}, ${settings.value.batch} at a time`
+          : `Swarm's rolling update replaces ${old.length} task(s) of ${from.image} with ${image}, ${settings.value.batch} at a time, start-first (the nodes must have the image or pull it: not checked)`;
       const rollout: Rollout = {
         id: `r-${new Date(now).toISOString().replace(/[-:]/g, '').slice(0, 15)}-${randomBytes(2).toString('hex')}`,
         backend,
@@ -253,7 +319,9 @@ export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunne
         started: 0,
         startedAt: now,
         phaseSince: now,
-        reason: `replacing ${old.length} replica(s) of ${from.image} with ${image}, ${settings.value.batch} at a time`,
+        reason: how,
+        ...(ports.swarm === undefined ? {} : { via: 'swarm' as const }),
+        ...(current.value.previous === undefined ? {} : { previous: current.value.previous }),
       };
       const stored = await store.update((s) => (activeRollout(s) !== undefined ? s : { ...s, rollouts: [...(s.rollouts ?? []), rollout] }));
       if (!stored.ok) return stored;

@@ -180,6 +180,9 @@ function isRollout(value: unknown): value is Rollout {
     isNumber(value.phaseSince) &&
     (value.endedAt === undefined || isNumber(value.endedAt)) &&
     typeof value.reason === 'string' &&
+    (value.via === undefined || value.via === 'swarm') &&
+    (value.previous === undefined || typeof value.previous === 'string') &&
+    (value.progressAt === undefined || isNumber(value.progressAt)) &&
     (bake === undefined ||
       (isObject(bake) && ['newAnswers', 'newErrors', 'oldAnswers', 'oldErrors'].every((k) => isNumber(bake[k])) && isObject(bake.last)))
   );

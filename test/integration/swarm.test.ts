@@ -8,6 +8,10 @@
 //   - scale down twice, each time draining the task Swarm then stops and no other, 0 failed;
 //   - carry a scale-down on after being stopped in the middle of its drain (a new sidecar on the
 //     same state file), 0 failed, the drained task the one that stops;
+//   - roll the service out to a new environment with hsc rollout (POST /v1/rollouts: Swarm's own
+//     update, start-first, baked on HAProxy's figures), 0 failed; roll one back on the operator's
+//     word mid-bake, 0 failed, the task that never changed left alone; carry one on after the
+//     sidecar was stopped mid-rollout; roll one to an image answering 500 back on its own;
 //   - replace the servers of a worker lost outright by those of the tasks Swarm reschedules,
 //     requests failing only while HAProxy could still send them to the lost node.
 // The figures (failed requests per event, times to converge) are printed at the end.
@@ -17,6 +21,7 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureNginxVariant } from '../../devenv/containers.js';
 import { loadConfig } from '../../sidecar/config/index.js';
 import { parseTask } from '../../sidecar/docker/swarm.js';
 import type { SwarmTask } from '../../sidecar/docker/swarm-plan.js';
@@ -407,6 +412,124 @@ describe('Swarm mode on a three-node Swarm', () => {
     figures.push(`rolling update of 2 tasks (start-first), 4 requests of 4 s in flight, all answered: ${summary(report)}; each old task drained before its server left; converged ${took} ms after the update returned, ${Date.now() - started} ms in all`);
     expect(report.failures).toEqual({});
   }, 240_000);
+
+  interface RolloutAnswer {
+    readonly id: string;
+    readonly via?: string;
+    /** The rollout that brought the version this one replaces; its label is back on a rollback. */
+    readonly previous?: string;
+    readonly phase: string;
+    readonly reason: string;
+    readonly started: number;
+    readonly startedAt: number;
+    readonly endedAt?: number;
+    readonly bake?: { readonly newAnswers: number; readonly newErrors: number; readonly oldAnswers: number };
+  }
+  const rolloutOf = async (id: string): Promise<RolloutAnswer> => (await admin('GET', `/v1/rollouts/${id}`)) as unknown as RolloutAnswer;
+  const beginRollout = async (body: object): Promise<RolloutAnswer> => (await admin('POST', '/v1/rollouts', body)) as unknown as RolloutAnswer;
+  const isFinished = (r: RolloutAnswer): boolean => r.phase === 'succeeded' || r.phase === 'rolled-back';
+  /** Polls the rollout until `done`; the sidecar may be away for a moment (a restart). */
+  async function untilRollout(id: string, done: (r: RolloutAnswer) => boolean, timeoutMs = 180_000): Promise<RolloutAnswer> {
+    let last: RolloutAnswer | undefined;
+    const reached = await eventually(
+      async () => {
+        last = await rolloutOf(id).catch(() => last);
+        return last !== undefined && done(last);
+      },
+      timeoutMs,
+      200,
+    );
+    if (!reached || last === undefined) throw new Error(`rollout ${id} never got there: ${JSON.stringify(last)}`);
+    return last;
+  }
+  /** The rollout label of every running task wanted running ('' for a task of no rollout). */
+  const taskRollouts = async (): Promise<string[]> => wanted(await tasks()).filter((t) => t.state === 'running').map((t) => t.containerLabels?.['hsc.rollout'] ?? '');
+  const took = (r: RolloutAnswer): string => `${(((r.endedAt ?? Date.now()) - r.startedAt) / 1000).toFixed(1)} s`;
+
+  it('hsc rollout of the service to a new environment: Swarm’s own update, start-first, baked; succeeded, every task new, no failed request', async () => {
+    await admin('PUT', '/v1/autoscaler/replicas', { replicas: 2 });
+    await converge(2);
+    const watched = watchLoad();
+    await sleep(500);
+    const begun = await beginRollout({ env: [`DEPLOY_MARK=rollout-${Date.now()}`], batch: 1, bakeSeconds: 4 });
+    expect(begun.via).toBe('swarm');
+    const end = await untilRollout(begun.id, isFinished);
+    await converge(2);
+    const report = await watched.load.stop();
+    expect(end.phase, end.reason).toBe('succeeded');
+    expect(await taskRollouts()).toEqual([begun.id, begun.id]);
+    figures.push(`hsc rollout of 2 tasks (new environment, batch 1, bake 4 s): succeeded in ${took(end)}; ${summary(report)}; the new tasks answered ${end.bake?.newAnswers ?? 0} requests in the bake, ${end.bake?.newErrors ?? 0} errors`);
+    expect(report.failures).toEqual({});
+  }, 240_000);
+
+  it('a rollout the operator rolls back mid-bake ends rolled back, every task of the old version, the untouched task left running, no failed request', async () => {
+    const before = wanted(await tasks()).map((t) => t.id);
+    const watched = watchLoad();
+    await sleep(500);
+    // A long bake: Swarm waits it after the first task, and the rollback comes in it.
+    const begun = await beginRollout({ env: [`DEPLOY_MARK=rollback-${Date.now()}`], batch: 1, bakeSeconds: 30 });
+    await untilRollout(begun.id, (r) => r.started >= 1, 120_000);
+    await sleep(2_000);
+    const asked = Date.now();
+    await admin('POST', `/v1/rollouts/${begun.id}/rollback`, {});
+    const end = await untilRollout(begun.id, isFinished);
+    await converge(2);
+    const report = await watched.load.stop();
+    expect(end.phase, end.reason).toBe('rolled-back');
+    expect(end.reason).toMatch(/asked by an operator/);
+    const after = wanted(await tasks());
+    expect(await taskRollouts()).toEqual([begun.previous ?? '', begun.previous ?? '']);
+    // The old task Swarm had not replaced yet runs on: the spec set back equals its own.
+    const kept = after.filter((t) => before.includes(t.id));
+    expect(kept, 'Swarm replaced the task that never changed').toHaveLength(1);
+    figures.push(`rollout rolled back by the operator mid-bake (1 of 2 tasks replaced): rolled back ${((end.endedAt ?? Date.now()) - asked) / 1000} s after the request, ${took(end)} in all; ${summary(report)}; the untouched task kept`);
+    expect(report.failures).toEqual({});
+  }, 240_000);
+
+  it('a rollout whose sidecar is stopped mid-way and started again on the same state file ends finished, never a mixed pool', async () => {
+    const watched = watchLoad();
+    await sleep(500);
+    const begun = await beginRollout({ env: [`DEPLOY_MARK=restart-${Date.now()}`], batch: 1, bakeSeconds: 4 });
+    await untilRollout(begun.id, (r) => r.started >= 1, 120_000);
+    await sidecar?.stop();
+    sidecar = undefined;
+    const stoppedAt = Date.now();
+    // Swarm goes on meanwhile (its wait between batches is 4 s): the sidecar comes back to a
+    // service further on than it left it.
+    await sleep(3_000);
+    await start({}, 'swarm-rollout-restarted');
+    const end = await untilRollout(begun.id, isFinished);
+    await converge(2);
+    const report = await watched.load.stop();
+    const labels = await taskRollouts();
+    expect(new Set(labels).size, `a mixed pool: ${JSON.stringify(labels)}`).toBe(1);
+    expect(labels[0]).toBe(end.phase === 'succeeded' ? begun.id : (begun.previous ?? ''));
+    const failedAway = watched.failedAt.filter((at) => at >= stoppedAt && at <= stoppedAt + 3_500).length;
+    figures.push(`rollout with the sidecar stopped 3 s mid-way: ${end.phase} (${end.reason}) in ${took(end)}; ${summary(report)}, ${failedAway} of them sent while the sidecar was away`);
+  }, 240_000);
+
+  it('a rollout to an image that answers 500 rolls back on its own, the old version serving every slot, its failures bounded', async () => {
+    const loadStarted = Date.now();
+    const broken = await ensureNginxVariant('broken');
+    await cluster.loadImages([broken]);
+    const loadMs = Date.now() - loadStarted;
+    await converge(2);
+    const watched = watchLoad();
+    await sleep(500);
+    const begun = await beginRollout({ image: broken, batch: 1, bakeSeconds: 10 });
+    const end = await untilRollout(begun.id, isFinished);
+    await converge(2);
+    const report = await watched.load.stop();
+    expect(end.phase, end.reason).toBe('rolled-back');
+    expect(end.reason).toMatch(/the new replicas failed/);
+    expect(await taskRollouts()).toEqual([begun.previous ?? '', begun.previous ?? '']);
+    const failed = report.sent - report.ok;
+    figures.push(`rollout to an image answering 500 (batch 1, bake 10 s; image loaded into 3 nodes in ${loadMs} ms): rolled back on its own in ${took(end)} (${end.reason}); ${summary(report)}`);
+    // Only the one new task answered 500, from the time it served to the time it drained: the
+    // verdict needs 50 of its answers (about half of 25 requests/s), then Swarm replaces it.
+    expect(Object.keys(report.failures)).toEqual(['500']);
+    expect(failed).toBeLessThan(200);
+  }, 300_000);
 
   it('replaces the servers of a worker lost outright with those of the tasks Swarm reschedules', async () => {
     const before = wanted(await tasks());

@@ -58,6 +58,8 @@ export interface SwarmCluster {
   exec(node: SwarmNode, args: readonly string[]): Promise<string>;
   /** A node's engine killed outright: the machine lost. */
   kill(node: SwarmNode): Promise<void>;
+  /** Host images loaded into every node (no registry: docker save | docker load). */
+  loadImages(images: readonly string[]): Promise<void>;
   remove(): Promise<void>;
 }
 
@@ -259,6 +261,7 @@ export async function startSwarmCluster(options: { readonly workers?: number; re
       async kill(node) {
         await hostDockerCli(['kill', node.name]);
       },
+      loadImages: (images) => loadImages(nodes, images, join(dir, `images-${Date.now()}.tar`)),
       remove,
     };
   } catch (error) {

@@ -15,7 +15,7 @@ import {
   type SwarmService,
   type SwarmTask,
 } from '../../../sidecar/docker/swarm-plan.js';
-import { parseService, parseTask } from '../../../sidecar/docker/swarm.js';
+import { parseService, parseTask, serviceSpecView, updatedSpec } from '../../../sidecar/docker/swarm.js';
 import { parseContainer } from '../../../sidecar/discovery/parse.js';
 import { replicasOf } from '../../../sidecar/scaling/replicas.js';
 
@@ -242,6 +242,53 @@ describe('parsing Docker answers', () => {
     expect(parseService(raw)).toEqual({ id: 's1', name: 'shop_web', version: 42, replicas: 4, labels: { a: '1' }, containerLabels: { b: '2' } });
     expect(parseService({ ID: 's2', Spec: { Name: 'agent', Mode: { Global: {} } } })?.replicas).toBeUndefined();
     expect(parseService({ ID: 's3' })).toBeUndefined();
+  });
+  it('a task: its own container labels (the spec it was created from), and a snapshot labelled with them, not the service’s current ones', () => {
+    const raw = { ID: 'abc', ServiceID: 's1', Slot: 1, NodeID: 'A', DesiredState: 'running', Status: { State: 'running' }, Spec: { ContainerSpec: { Labels: { 'hsc.rollout': 'r-1', 'hsc.rollout.batch': 'swarm' } } } };
+    const parsed = parseTask(raw);
+    expect(parsed?.containerLabels).toEqual({ 'hsc.rollout': 'r-1', 'hsc.rollout.batch': 'swarm' });
+    // The service's spec moved on (a rollback): the task still shows the labels it runs with.
+    const nodes = new Map([['A', 'worker-1']]);
+    const labels = taskSnapshot(service(), parsed as SwarmTask, nodes, 1).labels;
+    expect(labels['hsc.rollout']).toBe('r-1');
+    expect(labels['haproxy.weight']).toBeUndefined();
+    expect(labels['haproxy.backend']).toBe('be_app');
+    // An old task without rollout labels, while the service's spec carries them.
+    const old = taskSnapshot(service({ containerLabels: { 'hsc.rollout': 'r-1' } }), task(2, 'A', 'running', { containerLabels: {} }), nodes, 1);
+    expect(old.labels['hsc.rollout']).toBeUndefined();
+  });
+  it('a service spec as a rollout reads it: version, container labels, Swarm’s update state', () => {
+    const raw = {
+      ID: 's1',
+      Spec: { Name: 'web', TaskTemplate: { ContainerSpec: { Image: 'hsc/nginx:local', Env: ['A=1'], Labels: { 'hsc.rollout': 'r-1' } } } },
+      UpdateStatus: { State: 'paused', Message: 'update paused due to failure or early termination of task x' },
+    };
+    expect(serviceSpecView(raw)).toEqual({
+      version: { image: 'hsc/nginx:local', env: ['A=1'] },
+      containerLabels: { 'hsc.rollout': 'r-1' },
+      update: { state: 'paused', message: 'update paused due to failure or early termination of task x' },
+    });
+    expect(serviceSpecView({ Spec: { TaskTemplate: { ContainerSpec: { Image: 'x' } } } })).toEqual({ version: { image: 'x', env: [] }, containerLabels: {}, update: undefined });
+  });
+  it('a rollout’s update: image, environment and labels changed, start-first in batches a bake apart, pausing on failure, everything else as read', () => {
+    const spec = {
+      Name: 'web',
+      Labels: { 'haproxy.backend': 'be_app' },
+      Mode: { Replicated: { Replicas: 3 } },
+      TaskTemplate: { ContainerSpec: { Image: 'hsc/nginx:local', Env: ['A=1'], StopGracePeriod: 10_000_000_000 }, ForceUpdate: 0 },
+      UpdateConfig: { Parallelism: 1, Order: 'stop-first' },
+    };
+    const forward = updatedSpec(spec, { version: { image: 'hsc/nginx:next', env: ['A=2'] }, labels: { 'hsc.rollout': 'r-1', 'hsc.rollout.batch': 'swarm' }, parallelism: 2, bakeMs: 5_000 });
+    expect(forward).toEqual({
+      ...spec,
+      TaskTemplate: { ContainerSpec: { Image: 'hsc/nginx:next', Env: ['A=2'], StopGracePeriod: 10_000_000_000, Labels: { 'hsc.rollout': 'r-1', 'hsc.rollout.batch': 'swarm' } }, ForceUpdate: 0 },
+      UpdateConfig: { Parallelism: 2, Delay: 5_000_000_000, FailureAction: 'pause', Monitor: 5_000_000_000, MaxFailureRatio: 0, Order: 'start-first' },
+    });
+    // Back: the labels taken away leave no empty Labels (nor an empty Env) where the spec had none,
+    // so the tasks that never changed equal the spec and Swarm leaves them.
+    const back = updatedSpec(forward, { version: { image: 'hsc/nginx:local', env: [] }, labels: { 'hsc.rollout': undefined, 'hsc.rollout.batch': undefined }, parallelism: 2, bakeMs: 5_000 });
+    expect((back.TaskTemplate as { ContainerSpec: object }).ContainerSpec).toEqual({ Image: 'hsc/nginx:local', StopGracePeriod: 10_000_000_000 });
+    expect(back.Mode).toEqual({ Replicated: { Replicas: 3 } });
   });
   it.each([
     ['rpc error: code = Unknown desc = update out of sequence', true],

@@ -2,9 +2,9 @@
 // accepts and refuses, the effects a tick performs, and the admin API and CLI on top of it.
 import { describe, expect, it } from 'vitest';
 import { EXIT, run } from '../../../sidecar/cli/hsc.js';
-import type { ContainerSnapshot, ReplicaVariant } from '../../../sidecar/docker/compose.js';
+import type { ContainerSnapshot, ReplicaVariant, ServiceSpecView, ServiceUpdate } from '../../../sidecar/docker/compose.js';
 import type { RuntimeServer } from '../../../sidecar/driver/port.js';
-import { ok } from '../../../sidecar/edge/result.js';
+import { fail, ok } from '../../../sidecar/edge/result.js';
 import type { ServerFigures } from '../../../sidecar/haproxy-metrics/exporter.js';
 import type { Logger } from '../../../sidecar/log/logger.js';
 import type { RetirementRunner } from '../../../sidecar/records/retirements.js';
@@ -159,6 +159,98 @@ describe('the rollout runner', () => {
 
   it('merges environment entries by key, in their first place', () => {
     expect(mergeEnv(['A=1', 'B=2', 'C=x=y'], ['B=3', 'D=4', 'C=z'])).toEqual(['A=1', 'B=3', 'C=z', 'D=4']);
+  });
+});
+
+describe('the rollout runner in Swarm mode', () => {
+  /** A Swarm service `web` of two tasks whose spec the fake "Swarm" rewrites on update (the tasks stay: the step is tested on its own). */
+  function swarmWorld() {
+    let clock = 1_000_000;
+    const task = (n: number, labels: Record<string, string> = {}): ContainerSnapshot => ({
+      id: `t${n}`,
+      name: `web.${n}.node`,
+      labels: { 'com.docker.compose.service': 'web', ...labels },
+      running: true,
+      health: 'healthy',
+      networks: {},
+      publishedPorts: [],
+      createdAt: n,
+    });
+    const tasks: ContainerSnapshot[] = [task(1), task(2), { ...task(3), stopping: true }];
+    let spec: ServiceSpecView = { version: { image: 'shop/web:1', env: ['A=1'] }, containerLabels: {}, update: undefined };
+    const updates: ServiceUpdate[] = [];
+    const state = memoryStateStore();
+    const runner = createRolloutRunner({
+      ports: {
+        listRunning: () => Promise.resolve(ok(tasks)),
+        startLike: () => Promise.resolve(fail('start', 'unsupported', 'Swarm starts its tasks')),
+        versionOf: () => Promise.resolve(fail('inspect', 'unsupported', 'no')),
+        hasImage: () => Promise.resolve(fail('inspect an image', 'unsupported', 'no')),
+        serversOf: (list) => new Map(list.map((c) => [c.id, `hsc-${c.name}`])),
+        haproxy: {
+          readServers: () => Promise.resolve(ok({ revision: undefined, backends: ['be_app'], servers: [] })),
+          listRuntimeServers: () => Promise.resolve(ok(tasks.map((c): RuntimeServer => ({ name: `hsc-${c.name}`, adminState: c.stopping === true ? 'drain' : 'ready', operationalState: 'up', checks: 'on', weight: 100 })))),
+          setRuntimeWeight: () => Promise.resolve(ok(undefined)),
+        },
+        readFigures: () => Promise.resolve(new Map<string, ServerFigures>()),
+        swarm: {
+          readService: () => Promise.resolve(ok(spec)),
+          updateService: (change) => {
+            updates.push(change);
+            const labels = Object.fromEntries(Object.entries(change.labels).filter((e): e is [string, string] => e[1] !== undefined));
+            spec = { version: change.version, containerLabels: labels, update: { state: 'updating', message: '' } };
+            return Promise.resolve(ok(undefined));
+          },
+        },
+      },
+      store: state,
+      retirements: { retire: () => Promise.resolve(ok(undefined)), progress: () => Promise.resolve(0), list: () => [], settled: () => Promise.resolve() },
+      service: { service: 'web', project: '' },
+      backend: 'be_app',
+      defaults: { batch: 1, canaryPercent: 100, bakeMs: 10_000, readyTimeoutMs: 60_000, maxErrorRatio: 0.01, maxLatencyRatio: 2, minAnswers: 50 },
+      drainDeadlineMs: 30_000,
+      requestPass: () => undefined,
+      logger: quiet,
+      now: () => clock,
+    });
+    return { runner, tasks, updates, state, setSpec: (next: ServiceSpecView) => (spec = next), advance: (ms: number) => (clock += ms) };
+  }
+
+  it('begins from the service’s spec (no image check: the nodes pull or have it), asks Swarm once, and sets the old spec back on a rollback', async () => {
+    const w = swarmWorld();
+    const begun = await w.runner.begin({ image: 'shop/web:2', env: ['B=2'], settings: { batch: 2, bakeMs: 4_000 } });
+    if (!begun.ok) throw new Error(begun.error.message);
+    // The task already told to stop is no replica to replace.
+    expect(begun.value).toMatchObject({ via: 'swarm', old: ['t1', 't2'], from: { image: 'shop/web:1', env: ['A=1'] }, to: { image: 'shop/web:2', env: ['A=1', 'B=2'] } });
+    expect(begun.value.reason).toMatch(/the nodes must have the image or pull it/);
+    await w.runner.tick();
+    await w.runner.tick();
+    expect(w.updates).toEqual([{ version: { image: 'shop/web:2', env: ['A=1', 'B=2'] }, labels: { 'hsc.rollout': begun.value.id, 'hsc.rollout.batch': 'swarm' }, parallelism: 2, bakeMs: 4_000 }]);
+    expect(w.runner.list()[0]).toMatchObject({ phase: 'starting', progressAt: 1_000_000 });
+    expect(w.runner.forAutoscaler().hold).toBe('scale-down');
+    expect((await w.runner.rollBack(begun.value.id, 'asked by an operator')).ok).toBe(true);
+    await w.runner.tick();
+    expect(w.updates[1]).toEqual({ version: { image: 'shop/web:1', env: ['A=1'] }, labels: { 'hsc.rollout': undefined, 'hsc.rollout.batch': undefined }, parallelism: 2, bakeMs: 0 });
+    // Swarm done: the old version in every slot.
+    w.setSpec({ version: { image: 'shop/web:1', env: ['A=1'] }, containerLabels: {}, update: { state: 'completed', message: '' } });
+    await w.runner.tick();
+    expect(w.runner.list()[0]).toMatchObject({ phase: 'rolled-back', reason: 'rolled back: asked by an operator' });
+    expect(w.updates).toHaveLength(2);
+  });
+
+  it('begins from a spec an earlier rollout brought, and a rollback puts that rollout’s labels back with its version', async () => {
+    const w = swarmWorld();
+    w.setSpec({ version: { image: 'shop/web:2', env: [] }, containerLabels: { 'hsc.rollout': 'r-earlier', 'hsc.rollout.batch': 'swarm' }, update: { state: 'completed', message: '' } });
+    const begun = await w.runner.begin({ image: 'shop/web:3' });
+    if (!begun.ok) throw new Error(begun.error.message);
+    expect(begun.value).toMatchObject({ previous: 'r-earlier', from: { image: 'shop/web:2', env: [] } });
+    await w.runner.tick();
+    expect((await w.runner.rollBack(begun.value.id, 'asked by an operator')).ok).toBe(true);
+    await w.runner.tick();
+    expect(w.updates.map((u) => u.labels)).toEqual([
+      { 'hsc.rollout': begun.value.id, 'hsc.rollout.batch': 'swarm' },
+      { 'hsc.rollout': 'r-earlier', 'hsc.rollout.batch': 'swarm' },
+    ]);
   });
 });
 
