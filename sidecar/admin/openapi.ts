@@ -279,6 +279,7 @@ export const ADMIN_OPENAPI = {
           envChanged: { type: 'array', items: { type: 'string' }, description: 'the environment variables it sets or changes (names only: values may be secrets)' },
           bake: { type: 'object', description: "answers and errors of the new and the old replicas over the current batch's bake" },
           progressAt: { type: 'integer', description: 'Swarm: when one more new task was last seen serving (ms since the epoch)' },
+          previous: { type: 'string', description: 'Swarm: the rollout whose labels the service carried before this one (a rollback sets them back)' },
         },
       },
       Version: { type: 'object', properties: { image: { type: 'string' } } },

@@ -105,7 +105,9 @@ export function advanceSwarmRollout(r: Rollout, view: SwarmRolloutObservation, n
       if (!progressed && now - (r.progressAt ?? r.phaseSince) > r.settings.readyTimeoutMs + r.settings.bakeMs) {
         return rollBack(`no new task started serving for ${Math.round(r.settings.readyTimeoutMs / 1000)} s (${newServing} of ${wanted} serving; Swarm's update ${update?.state ?? 'not started'})`);
       }
-      return stay(`Swarm's update: ${newServing} of ${wanted} task(s) new and serving, ${old.length} old (${bake.newAnswers} answers, ${bake.newErrors} errors from the new ones)`, [], counted);
+      // The reason changes only with progress (the log and the CLI print it when it changes); the
+      // bake's counts are in the record.
+      return stay(`Swarm's update: ${newServing} of ${wanted} task(s) new and serving, ${old.length} old`, [], counted);
     }
 
     case 'baking': {
@@ -116,7 +118,7 @@ export function advanceSwarmRollout(r: Rollout, view: SwarmRolloutObservation, n
       const { bake, verdict } = judge(over);
       if (verdict !== undefined) return rollBack(verdict);
       const counted: Rollout = { ...r, bake };
-      if (!over || view.figures === undefined) return stay(`baking (${bake.newAnswers} answers, ${bake.newErrors} errors)`, [], counted);
+      if (!over || view.figures === undefined) return stay('baking', [], counted);
       // Swarm watches the last batch for its monitor period before it calls the update complete.
       if (updating || old.length > 0) return stay(`baked; waiting for Swarm to complete its update (${update?.state ?? 'no update state'}, ${old.length} old task(s))`, [], counted);
       return to('succeeded', `all ${newServing} task(s) replaced by ${r.to.image}: ${bake.newErrors} errors in ${bake.newAnswers} answers`, { bake });
