@@ -11,7 +11,7 @@ const errors = (...codes: number[]): Record<string, object> =>
 const ERROR_TEXT: Record<number, string> = {
   400: 'malformed input',
   401: 'missing or wrong bearer token',
-  404: 'not found: an unknown backend, server or rollout, no drain on record, or autoscaling disabled',
+  404: 'not found: an unknown backend, server or rollout, no drain on record, autoscaling disabled, no replica to replace, or an image not on the Docker host',
   409: 'refused: e.g. draining the last ready server of a backend without force, or a rollout while another runs',
   503: 'Docker or HAProxy could not be read or written now; nothing was changed',
   502: 'HAProxy or the Data Plane API did not answer as expected',
@@ -145,9 +145,11 @@ export const ADMIN_OPENAPI = {
             {
               type: 'object',
               additionalProperties: false,
+              // A new image, a new environment, or both: nothing to change is refused.
+              anyOf: [{ required: ['image'] }, { required: ['env'] }],
               properties: {
-                image: { type: 'string', minLength: 1, maxLength: 512, description: 'the new image, on the Docker host already (Compose); on Swarm the nodes must have it or pull it, not checked' },
-                env: { type: 'array', maxItems: 100, items: { type: 'string', pattern: '^[^=\\s]+=', maxLength: 4096 }, description: 'KEY=VALUE set over the current environment' },
+                image: { type: 'string', pattern: '^\\S+$', maxLength: 512, description: 'the new image, on the Docker host already (Compose); on Swarm the nodes must have it or pull it, not checked' },
+                env: { type: 'array', minItems: 1, maxItems: 100, items: { type: 'string', pattern: '^[^=\\s]+=', maxLength: 4096 }, description: 'KEY=VALUE set over the current environment' },
                 batch: { type: 'integer', minimum: 1, maximum: 100, description: 'old replicas replaced at a time; as many new ones run beside them' },
                 canaryPercent: { type: 'integer', minimum: 1, maximum: 100, description: "the first batch's weight while it bakes (100: no canary)" },
                 bakeSeconds: { type: 'number', minimum: 0, maximum: 86400 },

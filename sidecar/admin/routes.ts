@@ -244,9 +244,9 @@ function rolloutRequest(body: unknown): RolloutRequest {
   const unknown = Object.keys(fields).filter((k) => !allowed.includes(k));
   if (unknown.length > 0) throw new BadRequest(`unknown field(s): ${unknown.join(', ')} (allowed: ${allowed.join(', ')})`);
   const { image, env } = fields;
-  if (image !== undefined && (typeof image !== 'string' || image.trim() === '' || image.length > 512)) throw new BadRequest('image must be an image name');
-  if (env !== undefined && (!Array.isArray(env) || env.length > 100 || !env.every((e) => typeof e === 'string' && /^[^=\s]+=/.test(e) && e.length <= 4096))) {
-    throw new BadRequest('env must be a list of KEY=VALUE strings');
+  if (image !== undefined && (typeof image !== 'string' || !/^\S+$/.test(image) || image.length > 512)) throw new BadRequest('image must be an image name (no spaces)');
+  if (env !== undefined && (!Array.isArray(env) || env.length === 0 || env.length > 100 || !env.every((e) => typeof e === 'string' && /^[^=\s]+=/.test(e) && e.length <= 4096))) {
+    throw new BadRequest('env must be a list of 1 to 100 KEY=VALUE strings');
   }
   const number = (name: string, min: number, max: number, integer: boolean): number | undefined => {
     const value = fields[name];

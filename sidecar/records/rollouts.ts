@@ -297,7 +297,7 @@ export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunne
       if (ports.swarm === undefined) {
         const present = await ports.hasImage(image);
         if (!present.ok) return present;
-        if (!present.value) return fail(operation, 'invalid', `the image ${image} is not on this Docker host (build or pull it first: a rollout pulls nothing)`);
+        if (!present.value) return fail(operation, 'not-found', `the image ${image} is not on this Docker host (build or pull it first: a rollout pulls nothing)`);
       }
       const from: Version = { image: current.value.image, env: current.value.env };
       const now = options.now();

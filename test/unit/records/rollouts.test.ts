@@ -305,7 +305,7 @@ describe('rollouts through the admin API and hsc', () => {
     expect((await hsc(['rollout', 'status'], base)).out[0]).toMatch(/ succeeded +batch 2\/2 .*\(shop\/web:1 -> shop\/web:2\)$/);
 
     const bad = await hsc(['rollout', '--image', 'shop/web:missing'], base);
-    expect(bad).toMatchObject({ code: EXIT.refused, err: expect.stringMatching(/not on this Docker host/) as unknown });
+    expect(bad).toMatchObject({ code: EXIT.refused, err: expect.stringMatching(/error \(404\): .*not on this Docker host/) as unknown });
     expect((await hsc(['rollout'], base)).code).toBe(EXIT.usage);
     expect((await hsc(['rollout', '--image', 'x', '--bake', 'soon'], base)).code).toBe(EXIT.usage);
     expect((await hsc(['rollout', 'rollback'], base)).code).toBe(EXIT.usage);
