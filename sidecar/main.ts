@@ -23,10 +23,10 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDependenc
   const docker = deps.docker ?? wire.wireDocker(config, logger);
   const discovery = wire.wireDiscovery(config, docker, logger);
   const probe = deps.probe ?? httpProbe(config.backends.probeTimeoutMs);
-  const reconciler = wire.wireReconciler(config, { discovery, haproxy, probe, logger, metrics, state });
-  const drainer = wire.wireDrains(config, { haproxy, state, logger, metrics });
   const requestPass = (reason: string): void => queue.add(wire.RECORDS, reason);
   const records = wire.wireRecords(config, { docker, discovery, haproxy, state, logger, metrics, requestReconcile: resync, requestPass });
+  const reconciler = wire.wireReconciler(config, { discovery, haproxy, probe, logger, metrics, state, runtimeWeightOf: (id, full) => records.rollouts.canaryWeightOf(id, full) });
+  const drainer = wire.wireDrains(config, { haproxy, state, logger, metrics });
   // Until the driver's inspection says otherwise, states are assumed settable (every call answers for itself).
   let runtimeReads = true;
   const autoscaler = wire.wireAutoscaler(config, { docker, discovery, haproxy, drainer, state, records, logger, metrics, requestReconcile: resync, canDrain: () => runtimeReads });

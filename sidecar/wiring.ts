@@ -154,6 +154,8 @@ export interface ReconcilerParts {
   readonly metrics: SidecarMetrics;
   /** The records that ask for admin states and removals; absent: no records (the bench). */
   readonly state?: StateStore;
+  /** A rollout's canary weight for a container just started (RolloutRunner.canaryWeightOf). */
+  readonly runtimeWeightOf?: (containerId: string, fullWeight: number) => number | undefined;
 }
 
 export function wireReconciler(config: SidecarConfig, parts: ReconcilerParts): Reconciler {
@@ -167,6 +169,7 @@ export function wireReconciler(config: SidecarConfig, parts: ReconcilerParts): R
     logger: parts.logger,
     metrics: parts.metrics,
     now: () => Date.now(),
+    ...(parts.runtimeWeightOf === undefined ? {} : { runtimeWeightOf: parts.runtimeWeightOf }),
     ...(state === undefined
       ? {}
       : {

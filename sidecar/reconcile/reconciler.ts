@@ -33,6 +33,11 @@ export interface ReconcilerOptions {
    * Read at every pass, so a state lost to a reload or changed by someone else is set again.
    */
   readonly adminStateOf?: (backend: string, server: string) => AdminState | undefined;
+  /**
+   * A weight a new server runs with from its first moment, set at run time right after it is
+   * added in the same pass (a rollout's canary: a fraction of `fullWeight`); undefined: its own.
+   */
+  readonly runtimeWeightOf?: (containerId: string, fullWeight: number) => number | undefined;
 }
 
 export type ReconcileOutcome =
@@ -282,6 +287,17 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       if (servers.ok) for (const s of servers.value) running.set(serverKey(backend, s.name), s);
     }
     const changing = new Set(operations.flatMap((o) => (o.op === 'remove' ? [] : [serverKey(o.server.backend, o.server.name)])));
+    // A canary takes its small weight now, not at the records' next pass: until then it would
+    // carry a full replica's share of the traffic.
+    for (const operation of operations) {
+      if (operation.op !== 'add') continue;
+      const { server } = operation;
+      const weight = options.runtimeWeightOf?.(server.containerId, server.weight);
+      if (weight === undefined || weight === server.weight) continue;
+      const set = await driver.setRuntimeWeight(server.backend, server.name, weight);
+      if (set.ok) logger.info({ backend: server.backend, server: server.name, weight }, `${server.backend}/${server.name} added at weight ${weight} of ${server.weight} (a rollout's canary)`);
+      else logger.warn({ backend: server.backend, server: server.name, error: set.error.message }, `cannot give ${server.backend}/${server.name} its canary weight yet: ${set.error.message}`);
+    }
     const planned = planStates({ desired, running, changing });
     for (const operation of planned.filter(applies)) {
       const id = serverKey(operation.backend, operation.name);

@@ -11,7 +11,7 @@ import { fail, ok, type Result } from '../edge/result.js';
 import type { ServerFigures } from '../haproxy-metrics/exporter.js';
 import type { Logger } from '../log/logger.js';
 import type { RetirementRunner } from './retirements.js';
-import { advanceRollout, batchCount, isFinished, type ReplicaView, type Rollout, type RolloutEffect, type RolloutSettings, type RolloutStep, type Version } from './rollout.js';
+import { advanceRollout, batchCount, canaryWeight, isFinished, type ReplicaView, type Rollout, type RolloutEffect, type RolloutSettings, type RolloutStep, type Version } from './rollout.js';
 import { activeRollout, type StateStore } from './store.js';
 import { advanceSwarmRollout, SWARM_BATCH, type SwarmServiceView } from './swarm-rollout.js';
 
@@ -80,6 +80,12 @@ export interface RolloutRunner {
    * forward, undefined when none runs. `hold`: what the autoscaler must not do meanwhile.
    */
   forAutoscaler(): { readonly variant: ReplicaVariant | undefined; readonly hold: 'none' | 'scale-down' | 'all' };
+  /**
+   * The weight a container this runner started as a canary must run with from its first moment
+   * (canaryWeight of `fullWeight`); undefined for any other. Known from the start it made, so a
+   * canary started before a restart gets its weight from the step's next pass instead.
+   */
+  canaryWeightOf(containerId: string, fullWeight: number): number | undefined;
 }
 
 /** The environment after `overrides` (KEY=VALUE) are set over `env`, keys in their first place. */
@@ -102,6 +108,8 @@ const serviceView = (spec: ServiceSpecView): SwarmServiceView => ({
 export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunner {
   const { ports, store, logger, backend, service } = options;
   let lastReason = '';
+  /** The containers started as the first batch of a canary rollout, by this process. */
+  const canaries = new Set<string>();
 
   const ofService = (c: ContainerSnapshot): boolean =>
     c.running && c.labels[COMPOSE_SERVICE] === service.service && (service.project === '' || c.labels[COMPOSE_PROJECT] === service.project);
@@ -176,6 +184,7 @@ export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunne
         if (template === undefined) return fail('start replicas', 'not-found', `no running replica of ${service.service} to copy`);
         const started = await ports.startLike(template.id, effect.count, variantOf(r, effect.version, effect.batch));
         if (!started.ok) return started;
+        if (effect.version === 'to' && effect.batch === '0' && r.settings.canaryPercent < 100) for (const id of started.value) canaries.add(id);
         logger.info({ rollout: r.id, started: started.value.map((id) => id.slice(0, 12)), image: r[effect.version].image }, `rollout ${r.id}: started ${started.value.length} replica(s) of ${r[effect.version].image}`);
         return ok(undefined);
       }
@@ -356,6 +365,12 @@ export function createRolloutRunner(options: RolloutRunnerOptions): RolloutRunne
     list() {
       const all = store.read().rollouts ?? [];
       return [...all].reverse();
+    },
+
+    canaryWeightOf(containerId, fullWeight) {
+      const r = activeRollout(store.read());
+      if (r === undefined || !canaries.has(containerId) || r.batch !== 0 || r.phase === 'rolling-back') return undefined;
+      return canaryWeight(fullWeight, r.settings.canaryPercent);
     },
 
     forAutoscaler() {

@@ -120,6 +120,9 @@ describe('the rollout runner', () => {
     expect(w.runner.forAutoscaler()).toMatchObject({ hold: 'scale-down', variant: { image: 'shop/web:2', labels: { 'hsc.rollout': begun.value.id, 'hsc.rollout.batch': 'scale' } } });
     await w.runner.tick();
     expect(w.started).toEqual([{ image: 'shop/web:2', env: ['A=1', 'TOKEN=n3w', 'B=2'], labels: { 'hsc.rollout': begun.value.id, 'hsc.rollout.batch': '0' } }]);
+    // The canary it started gets its weight the moment the reconciler adds its server; no other does.
+    expect(w.runner.canaryWeightOf('c3', 100)).toBe(10);
+    expect(w.runner.canaryWeightOf('c1', 100)).toBeUndefined();
     await w.runner.tick();
     expect(w.runner.list()[0]?.phase).toBe('baking');
     expect(w.weights).toEqual(['hsc-web-3=10']);
