@@ -56,6 +56,9 @@ describe('the sidecar’s autoscaler on real HAProxy metrics and Docker', () => 
           HSC_DOCKER_ADDRESS_MODE: 'published',
           HSC_DOCKER_LABEL_PREFIX: project,
           HSC_DOCKER_COMPOSE_SERVICE: 'nginx',
+          // Its own project only: a benchmark's or a demo's `nginx` service on the same host would
+          // otherwise share the server names and leave two of these replicas unnamed.
+          HSC_DOCKER_COMPOSE_PROJECT: project,
           HSC_AUTOSCALE_PROJECT: project,
           HSC_AUTOSCALE_INTERVAL_MS: '1000',
           HSC_AUTOSCALE_RPS_TARGET: '20',
