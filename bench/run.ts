@@ -73,7 +73,7 @@ const log = (message: string): void => {
 /** Sizes of every scenario: the full run fits in about fifteen minutes on 2 cores; --quick is a smoke run. */
 const sizes = quick
   ? { rounds: 2, wrkSeconds: 3, idle: 5, churn: 8, churnStarts: 8, drainTrials: 3, cycles: 2, bursts: 2, stepTrials: 1, deployRuns: 1, deploySeconds: 12 }
-  : { rounds: 5, wrkSeconds: 5, idle: 20, churn: 30, churnStarts: 30, drainTrials: 10, cycles: 10, bursts: 5, stepTrials: 2, deployRuns: 2, deploySeconds: 20 };
+  : { rounds: 5, wrkSeconds: 5, idle: 60, churn: 30, churnStarts: 30, drainTrials: 10, cycles: 10, bursts: 5, stepTrials: 2, deployRuns: 2, deploySeconds: 20 };
 /** The capacity scenario: pool sizes, seconds per probe, probes per search, its time budget (s). */
 const capacitySizes = quick
   ? { sizes: [2, 4], probeSeconds: 3, maxProbes: 4, budgetSeconds: 120 }
@@ -287,7 +287,9 @@ async function main(): Promise<number> {
     );
     await run('resources', undefined, 'sidecar RSS and CPU', async () =>
       resourcesScenario(await sharedPool(), {
-        settleSeconds: 5,
+        // Long enough for the first evaluations and the breach checks' allocations to have sized
+        // V8's heap, and an idle phase of two production intervals: what a sidecar left alone shows.
+        settleSeconds: quick ? 5 : 30,
         idleSeconds: sizes.idle,
         churnSeconds: sizes.churn,
         maxChurnStarts: sizes.churnStarts,

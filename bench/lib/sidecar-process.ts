@@ -3,7 +3,7 @@
 // in an extra thread and transpiles at start-up).
 import { execFile, spawn } from 'node:child_process';
 import { copyFile, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -37,6 +37,21 @@ export async function buildSidecar(purpose: 'bench' | 'test' | 'soak' = 'bench')
   return { dir, entry: join(dir, 'sidecar', 'main.js'), remove: () => rm(dir, { recursive: true, force: true }) };
 }
 
+/**
+ * The node flags of the sidecar's image: the Dockerfile's `CMD ["node", <flags>..., "dist/sidecar/main.js"]`.
+ * Every sidecar process started here runs with them, so that what the benchmarks measure (its
+ * memory above all: the flags size V8's young generation and its compiler tiers) is what the
+ * image runs, from one place.
+ */
+export function imageNodeFlags(dockerfile: string = readFileSync(join(repoRoot, 'Dockerfile'), 'utf8')): string[] {
+  const line = dockerfile.split('\n').find((l) => l.startsWith('CMD ['));
+  const command: unknown = line === undefined ? undefined : JSON.parse(line.slice('CMD '.length));
+  if (!Array.isArray(command) || !command.every((part): part is string => typeof part === 'string') || command[0] !== 'node' || command.at(-1) !== 'dist/sidecar/main.js') {
+    throw new Error('the Dockerfile has no CMD ["node", ..., "dist/sidecar/main.js"] line');
+  }
+  return command.slice(1, -1);
+}
+
 export interface SidecarProcess {
   readonly pid: number;
   readonly adminUrl: string;
@@ -53,7 +68,7 @@ export interface SidecarProcess {
 const started = runningChildren();
 
 /**
- * Starts `node <build>/sidecar/main.js` configured only by `env` (HSC_* variables of the
+ * Starts `node <image flags> <build>/sidecar/main.js` configured only by `env` (HSC_* variables of the
  * caller's environment are dropped, so a developer's settings cannot change a figure) and
  * waits for /healthz.
  */
@@ -61,7 +76,7 @@ export async function startSidecarProcess(build: SidecarBuild, env: Readonly<Rec
   const port = env.HSC_HTTP_PORT;
   if (port === undefined || port === '0') throw new Error('give the sidecar a fixed HSC_HTTP_PORT, so the benchmark can reach it');
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('HSC_')));
-  const child = spawn(process.execPath, [build.entry], { env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...imageNodeFlags(), build.entry], { env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   started.add(child);
   const log = createWriteStream(logFile, { flags: 'a' });
   child.stdout?.pipe(log);

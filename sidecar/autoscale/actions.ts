@@ -4,6 +4,7 @@
 // sessions, the newest among equals; nothing is retired while replicas are starting, and one
 // retirement runs at a time. In Swarm mode, where the orchestrator and not the sidecar picks the
 // task that stops, the victim is the one Swarm will pick (removalOrder), drained first.
+import { compareNames } from '../driver/port.js';
 
 export interface ServingReplica {
   readonly containerId: string;
@@ -52,7 +53,7 @@ export function planActions(desired: number, pool: PoolState): Action[] {
           (a.removalOrder ?? Infinity) - (b.removalOrder ?? Infinity) ||
           (a.sessions ?? Infinity) - (b.sessions ?? Infinity) ||
           b.createdAt - a.createdAt ||
-          a.server.localeCompare(b.server),
+          compareNames(a.server, b.server),
       )
       .slice(0, pool.serving.length - desired);
     return victims.map((v) => ({ kind: 'retire', containerId: v.containerId, server: v.server }));

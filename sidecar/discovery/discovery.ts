@@ -2,6 +2,8 @@
 // Docker's side comes in through a DockerSource (docker.ts); everything else here is plain data.
 import type { Logger } from '../log/logger.js';
 import type { DockerEdge } from '../docker/compose.js';
+import { compareNames } from '../driver/port.js';
+import { httpGet } from '../edge/http-get.js';
 import { ok, type Result } from '../edge/result.js';
 import { assignServerNames, isOfComposeService, parseContainer, type Candidate, type ContainerSnapshot, type DiscoveryOptions } from './parse.js';
 
@@ -58,7 +60,7 @@ export function createDiscovery(source: DockerSource, options: DiscoveryOptions,
       }
       reported = stillBroken;
       const named = assignServerNames(candidates).sort((a, b) =>
-        a.backend === b.backend ? a.serverName.localeCompare(b.serverName) : a.backend.localeCompare(b.backend),
+        a.backend === b.backend ? compareNames(a.serverName, b.serverName) : compareNames(a.backend, b.backend),
       );
       return { candidates: named, skipped };
   }
@@ -80,11 +82,8 @@ export function httpProbe(timeoutMs: number): Probe {
   return async (address, port, path) => {
     const host = address.includes(':') ? `[${address}]` : address;
     try {
-      const response = await fetch(`http://${host}:${port}${path}`, {
-        signal: AbortSignal.timeout(timeoutMs),
-        redirect: 'manual',
-      });
-      await response.body?.cancel();
+      // A redirect counts as an answer (not followed), as before with fetch's redirect: 'manual'.
+      const response = await httpGet(`http://${host}:${port}${path}`, { timeoutMs, statusOnly: true });
       return response.status >= 200 && response.status < 400;
     } catch {
       return false;

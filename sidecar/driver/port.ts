@@ -8,6 +8,13 @@ import type { Result } from '../edge/result.js';
 
 export type AdminState = 'ready' | 'drain' | 'maint';
 
+/**
+ * The one order of HAProxy names (backends, servers) wherever the sidecar sorts them: by UTF-16
+ * code units, the same on every machine. Not localeCompare, whose order follows the process's
+ * locale and whose first call loads ICU's collation data (measured: about 2 MiB of RSS).
+ */
+export const compareNames = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
 export type DriverKind = 'dataplane' | 'runtime';
 
 /** A server the sidecar wants, derived from a ready container. */

@@ -1,6 +1,8 @@
 // Reads HAProxy's own Prometheus endpoint (the built-in exporter) and turns it into per-backend
 // and per-server snapshots with a timestamp, and counter pairs into rates. A scrape that fails is
 // a value (the caller marks its signals stale), never zeros.
+import { compareNames } from '../driver/port.js';
+import { httpGet, type HttpGet } from '../edge/http-get.js';
 import { errorMessage, fail, ok, type Result } from '../edge/result.js';
 
 export interface PromSample {
@@ -120,7 +122,7 @@ export function backendSnapshot(samples: readonly PromSample[], backend: string,
     responseTimeAverageSeconds: one('haproxy_backend_response_time_average_seconds') ?? 0,
     queueTimeAverageSeconds: one('haproxy_backend_queue_time_average_seconds') ?? 0,
     activeServers: one('haproxy_backend_active_servers') ?? 0,
-    servers: [...servers.entries()].map(([name, v]) => ({ name, ...v })).sort((a, b) => a.name.localeCompare(b.name)),
+    servers: [...servers.entries()].map(([name, v]) => ({ name, ...v })).sort((a, b) => compareNames(a.name, b.name)),
   };
 }
 
@@ -146,7 +148,8 @@ export type ScrapeResult = Result<{ readonly samples: PromSample[]; readonly at:
 export interface ScrapeOptions {
   readonly url: string;
   readonly timeoutMs: number;
-  readonly fetch?: typeof fetch;
+  /** node:http by default (edge/http-get.ts says why not fetch). */
+  readonly get?: HttpGet;
   readonly now?: () => number;
 }
 
@@ -162,7 +165,7 @@ export function scopedUrl(url: string): string {
 }
 
 export async function scrape(options: ScrapeOptions): Promise<ScrapeResult> {
-  const doFetch = options.fetch ?? fetch;
+  const get = options.get ?? httpGet;
   const now = options.now ?? Date.now;
   const url = scopedUrl(options.url);
   let lastError: unknown;
@@ -170,10 +173,9 @@ export async function scrape(options: ScrapeOptions): Promise<ScrapeResult> {
   // and the same GET on a fresh connection succeeds, so a connection failure is retried once.
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      const response = await doFetch(url, { signal: AbortSignal.timeout(options.timeoutMs) });
-      const text = await response.text();
-      if (!response.ok) return fail(`scrape ${options.url}`, 'unavailable', `${options.url} answered ${response.status}`, response.status);
-      return ok({ samples: parsePrometheusText(text), at: now() });
+      const response = await get(url, { timeoutMs: options.timeoutMs });
+      if (response.status < 200 || response.status >= 300) return fail(`scrape ${options.url}`, 'unavailable', `${options.url} answered ${response.status}`, response.status);
+      return ok({ samples: parsePrometheusText(response.body), at: now() });
     } catch (error) {
       lastError = error;
       if (error instanceof Error && error.name === 'TimeoutError') break;

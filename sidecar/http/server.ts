@@ -1,6 +1,7 @@
 // The sidecar's HTTP listener: liveness, readiness and Prometheus metrics. JSON in and out; every
 // error is a JSON body with a message. The admin API mounts its routes here too.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { http } from '../edge/node-http.js';
 import type { Registry } from 'prom-client';
 
 export interface Readiness {
@@ -45,7 +46,7 @@ export function requestPath(target: string | undefined): string | undefined {
 }
 
 export function createHttpServer(options: HttpServerOptions): HttpServer {
-  const server: Server = createServer((request, response) => {
+  const server: Server = http.createServer((request, response) => {
     handle(request, response).catch((error: unknown) => {
       options.onError?.(error, request.method ?? '', requestPath(request.url) ?? '');
       // The cause stays in the sidecar's log: an internal message may name what a client should

@@ -2,7 +2,7 @@
 // managed backend equal the ready containers (plan), and so that each of them is in the admin
 // state its records ask, with its health checks on (planStates). No I/O, no clock; the same
 // inputs give the same operations in the same order, and a converged state gives none.
-import type { AdminState, ConfiguredServer, DesiredServer, Operation, RuntimeServer } from '../driver/port.js';
+import { compareNames, type AdminState, type ConfiguredServer, type DesiredServer, type Operation, type RuntimeServer } from '../driver/port.js';
 
 export type { DesiredServer, Operation } from '../driver/port.js';
 
@@ -18,7 +18,7 @@ export interface PlanInput {
 const key = (backend: string, name: string): string => `${backend}/${name}`;
 
 function byBackendAndName(a: { backend: string; name: string }, b: { backend: string; name: string }): number {
-  return a.backend === b.backend ? a.name.localeCompare(b.name) : a.backend.localeCompare(b.backend);
+  return a.backend === b.backend ? compareNames(a.name, b.name) : compareNames(a.backend, b.backend);
 }
 
 export function plan(input: PlanInput): Operation[] {
