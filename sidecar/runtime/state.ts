@@ -4,8 +4,12 @@
 import type { AdminState, ConfiguredServer, RuntimeServer } from '../driver/port.js';
 import { fail, ok, type Result } from '../edge/result.js';
 
-/** One row of `show servers state`, reduced to what the sidecar uses. */
-export type ServerState = ConfiguredServer & Omit<RuntimeServer, 'name'>;
+/**
+ * One row of `show servers state`, reduced to what the sidecar uses. `weight` is the configured
+ * (initial) weight, `runtimeWeight` the one it runs with now: `set weight` (a rollout's canary)
+ * changes only the latter, and must not read as a configuration change to replace.
+ */
+export type ServerState = ConfiguredServer & Omit<RuntimeServer, 'name' | 'weight'> & { readonly runtimeWeight: number | undefined };
 
 // srv_admin_state bits (HAProxy's enum srv_admin, the same in 2.6 and 3.0): FMAINT 0x01 forced,
 // IMAINT 0x02 inherited from a tracked server, CMAINT 0x04 `disabled` in the configuration,
@@ -51,7 +55,7 @@ export function operationalStateFromCode(code: number): RuntimeServer['operation
   }
 }
 
-const COLUMNS = ['be_name', 'srv_name', 'srv_addr', 'srv_op_state', 'srv_admin_state', 'srv_uweight', 'srv_check_state', 'srv_fqdn', 'srv_port'] as const;
+const COLUMNS = ['be_name', 'srv_name', 'srv_addr', 'srv_op_state', 'srv_admin_state', 'srv_uweight', 'srv_iweight', 'srv_check_state', 'srv_fqdn', 'srv_port'] as const;
 
 const integer = (text: string | undefined): number | undefined =>
   text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
@@ -91,7 +95,8 @@ export function parseServersState(text: string, operation = 'show servers state'
       address: fqdn !== undefined && fqdn !== '-' ? fqdn : (column(fields, 'srv_addr') ?? ''),
       // 0 is HAProxy's "no port in the configuration" (the client's port is used).
       port: port === 0 ? undefined : port,
-      weight: integer(column(fields, 'srv_uweight')),
+      weight: integer(column(fields, 'srv_iweight')),
+      runtimeWeight: integer(column(fields, 'srv_uweight')),
       adminState: adminFlags === undefined ? undefined : adminStateFromFlags(adminFlags),
       operationalState: opState === undefined ? undefined : operationalStateFromCode(opState),
       checks: checkFlags === undefined ? undefined : checksFromFlags(checkFlags),
@@ -113,7 +118,7 @@ export const toRuntimeServer = (server: ServerState): RuntimeServer => ({
   adminState: server.adminState,
   operationalState: server.operationalState,
   checks: server.checks,
-  weight: server.weight,
+  weight: server.runtimeWeight,
 });
 
 /** The `Version:` line of `show info`, e.g. "3.0.11-1+deb13u4"; undefined when absent. */

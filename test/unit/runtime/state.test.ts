@@ -67,13 +67,23 @@ describe('parseServersState', () => {
     expect(parsed.ok).toBe(true);
     if (!parsed.ok) return;
     expect(parsed.value).toEqual([
-      { backend: 'be_app', name: 'srv-static', address: '127.0.0.1', port: 32797, weight: 1, adminState: 'drain', operationalState: 'up', checks: 'on' },
-      { backend: 'be_app', name: 'srv-disabled', address: '127.0.0.1', port: 32798, weight: 1, adminState: 'maint', operationalState: 'down', checks: 'on' },
-      { backend: 'be_app', name: 'srv-fqdn', address: 'localhost', port: 32797, weight: 20, adminState: 'ready', operationalState: 'up', checks: 'on' },
-      { backend: 'be_app', name: 'srv-track', address: '127.0.0.1', port: 32798, weight: 1, adminState: 'drain', operationalState: 'up', checks: 'none' },
-      { backend: 'be_api', name: 'srv-noport', address: '127.0.0.1', port: undefined, weight: 1, adminState: 'ready', operationalState: 'up', checks: 'none' },
-      { backend: 'be_api', name: 'hsc-dyn', address: '127.0.0.1', port: 32798, weight: 3, adminState: 'maint', operationalState: 'down', checks: 'off' },
+      { backend: 'be_app', name: 'srv-static', address: '127.0.0.1', port: 32797, weight: 1, runtimeWeight: 1, adminState: 'drain', operationalState: 'up', checks: 'on' },
+      { backend: 'be_app', name: 'srv-disabled', address: '127.0.0.1', port: 32798, weight: 1, runtimeWeight: 1, adminState: 'maint', operationalState: 'down', checks: 'on' },
+      { backend: 'be_app', name: 'srv-fqdn', address: 'localhost', port: 32797, weight: 20, runtimeWeight: 20, adminState: 'ready', operationalState: 'up', checks: 'on' },
+      { backend: 'be_app', name: 'srv-track', address: '127.0.0.1', port: 32798, weight: 1, runtimeWeight: 1, adminState: 'drain', operationalState: 'up', checks: 'none' },
+      { backend: 'be_api', name: 'srv-noport', address: '127.0.0.1', port: undefined, weight: 1, runtimeWeight: 1, adminState: 'ready', operationalState: 'up', checks: 'none' },
+      { backend: 'be_api', name: 'hsc-dyn', address: '127.0.0.1', port: 32798, weight: 3, runtimeWeight: 3, adminState: 'maint', operationalState: 'down', checks: 'off' },
     ]);
+  });
+
+  it('keeps a weight set at run time (a canary) apart from the configured one', () => {
+    const parsed = parseServersState(`1\n${HEADER}\n2 be_app 5 hsc-canary 127.0.0.1 2 0 10 100 6 6 3 4 6 0 0 0 - 32797 - 0 0 - - 0\n`);
+    if (!parsed.ok) throw new Error(parsed.error.message);
+    const [row] = parsed.value;
+    if (row === undefined) throw new Error('no row');
+    // Configured 100: no structural change to plan; runs at 10: the canary's weight holds.
+    expect(toConfiguredServer(row).weight).toBe(100);
+    expect(toRuntimeServer(row).weight).toBe(10);
   });
 
   it('reads HAProxy 3.0 output: forced and inherited maintenance', () => {
