@@ -169,6 +169,7 @@ export function wireReconciler(config: SidecarConfig, parts: ReconcilerParts): R
     logger: parts.logger,
     metrics: parts.metrics,
     now: () => Date.now(),
+    holdLastServerMs: config.docker.holdLastServerMs,
     ...(parts.runtimeWeightOf === undefined ? {} : { runtimeWeightOf: parts.runtimeWeightOf }),
     ...(state === undefined
       ? {}

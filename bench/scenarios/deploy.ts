@@ -13,6 +13,10 @@
 //   rollout         hsc rollout of the 4 replicas to a new image, one at a time (the sidecar's way)
 //   rollback        hsc rollout to an image that answers 500: rolled back on its own (a 10 % canary)
 //
+// HAProxy reaches each replica at its address on the project's network, as in production
+// (docker.addressMode network). With `staticServers`, no sidecar runs: the replicas are written in
+// haproxy.cfg by hand, the comparison issue 26 sets for a plain recreate.
+//
 // Failed requests are wrk's socket errors plus its non-2xx answers; for the rollback the 500s
 // the canary gave are counted on their own. Timings of the rollout and the rollback are from the
 // admin API's POST to the end the record shows.
@@ -60,7 +64,16 @@ export interface DeployOptions {
   readonly retryOnStop?: boolean;
   /** Names the result (the pieces scenario runs this once per combination). */
   readonly variant?: string;
+  /**
+   * No sidecar: HAProxy runs the replicas' addresses written by hand (static servers), and only
+   * the operations that need no sidecar and keep the replicas' addresses run (baseline, recreate,
+   * recreate-env): what a recreate costs without the sidecar.
+   */
+  readonly staticServers?: boolean;
 }
+
+/** The operations a run with static servers and no sidecar measures. */
+export const STATIC_OPERATIONS: readonly DeployOperation[] = ['baseline', 'recreate', 'recreate-env'];
 
 interface Trial {
   readonly run: number;
@@ -100,7 +113,6 @@ export async function deployScenario(options: DeployOptions): Promise<Omit<Scena
         'services:',
         `  ${SERVICE}:`,
         `    image: ${base}`,
-        "    ports: ['127.0.0.1::80']",
         `    labels: { ${OWNER_LABEL}: bench }`,
         `    environment: { DEPLOY_MARK: '${mark}' }`,
         '',
@@ -126,6 +138,16 @@ export async function deployScenario(options: DeployOptions): Promise<Omit<Scena
     if (first === undefined) throw new Error('no replica running');
     return first.id;
   };
+  const network = `${project}_default`;
+  /** The replicas' addresses on the project's network. */
+  const addresses = async (): Promise<string[]> =>
+    Promise.all(
+      (await replicas()).map(async ({ id }) => {
+        const address = (await docker.getContainer(id).inspect()).NetworkSettings.Networks[network]?.IPAddress;
+        if (address === undefined || address === '') throw new Error(`replica ${id.slice(0, 12)} has no address on ${network}`);
+        return address;
+      }),
+    );
   const admin = (): SidecarProcess => {
     if (sidecar === undefined) throw new Error('no sidecar');
     return sidecar;
@@ -192,32 +214,43 @@ export async function deployScenario(options: DeployOptions): Promise<Omit<Scena
 
   try {
     [nextImage, brokenImage] = await Promise.all([ensureNginxVariant('next'), ensureNginxVariant('broken')]);
-    haproxy = await startLocalHaproxy({ purpose: 'bench', withDataplane: driver === 'dataplane', retryOnStop: options.retryOnStop ?? true });
     await writeCompose(mark);
     await compose('up', '-d', '--scale', `${SERVICE}=${REPLICAS}`);
-    sidecar = await startSidecarProcess(
-      options.build,
-      {
-        ...haproxyEnv(haproxy, driver),
-        HSC_DOCKER_ADDRESS_MODE: 'published',
-        HSC_DOCKER_COMPOSE_SERVICE: SERVICE,
-        HSC_DOCKER_COMPOSE_PROJECT: project,
-        HSC_DOCKER_LABEL_PREFIX: `hsc-none-${project}`,
-        HSC_DEFAULT_BACKEND: haproxy.backend,
-        HSC_AUTOSCALE_ENABLED: 'false',
-        HSC_DOCKER_DRAIN_ON_STOP: String(options.drainOnStop ?? true),
-        HSC_AUTOSCALE_STATE_FILE: join(dir, 'state.json'),
-        HSC_ADMIN_TOKEN: token,
-        HSC_HTTP_PORT: String(await freePort()),
-        HSC_LOG_LEVEL: 'debug',
-      },
-      join(options.workDir, `deploy-${driver}${options.variant === undefined ? '' : `-${options.variant.replace(/\W+/g, '-')}`}-sidecar.log`),
-    );
+    const staticServers = options.staticServers === true ? (await addresses()).map((address, i) => ({ name: `static-${i + 1}`, address, port: 80 })) : [];
+    haproxy = await startLocalHaproxy({
+      purpose: 'bench',
+      withDataplane: driver === 'dataplane' && options.staticServers !== true,
+      retryOnStop: options.retryOnStop ?? true,
+      manualServers: staticServers,
+    });
+    if (options.staticServers !== true) {
+      sidecar = await startSidecarProcess(
+        options.build,
+        {
+          ...haproxyEnv(haproxy, driver),
+          HSC_DOCKER_ADDRESS_MODE: 'network',
+          HSC_DOCKER_NETWORK: network,
+          HSC_DOCKER_COMPOSE_SERVICE: SERVICE,
+          HSC_DOCKER_COMPOSE_PROJECT: project,
+          HSC_DOCKER_LABEL_PREFIX: `hsc-none-${project}`,
+          HSC_DEFAULT_BACKEND: haproxy.backend,
+          HSC_AUTOSCALE_ENABLED: 'false',
+          HSC_DOCKER_DRAIN_ON_STOP: String(options.drainOnStop ?? true),
+          HSC_AUTOSCALE_STATE_FILE: join(dir, 'state.json'),
+          HSC_ADMIN_TOKEN: token,
+          HSC_HTTP_PORT: String(await freePort()),
+          HSC_LOG_LEVEL: 'debug',
+        },
+        join(options.workDir, `deploy-${driver}${options.variant === undefined ? '' : `-${options.variant.replace(/\W+/g, '-')}`}-sidecar.log`),
+      );
+    }
     await settled('start');
 
     const trials: Trial[] = [];
-    const chosen = DEPLOY_OPERATIONS.filter((o) => options.operations === undefined || options.operations.includes(o));
-    const label = options.variant === undefined ? driver : `${driver}, ${options.variant}`;
+    const chosen = DEPLOY_OPERATIONS.filter(
+      (o) => (options.operations === undefined || options.operations.includes(o)) && (options.staticServers !== true || STATIC_OPERATIONS.includes(o)),
+    );
+    const label = options.staticServers === true ? 'static servers, no sidecar' : options.variant === undefined ? driver : `${driver}, ${options.variant}`;
     for (let r = 1; r <= options.runs; r++) {
       for (const operation of chosen) {
         const timed = operation === 'rollout' || operation === 'rollback';
@@ -294,12 +327,15 @@ export async function deployScenario(options: DeployOptions): Promise<Omit<Scena
           ];
     const notes = [
       ...pieces,
-      `HAProxy ${haproxy.haproxyVersion}, the ${driver === 'dataplane' ? 'Data Plane API' : 'runtime API'} driver; the sidecar as its own process, autoscaler off; ${REPLICAS} replicas of a docker-compose (v1) service of ${base}.`,
+      options.staticServers === true
+        ? `HAProxy ${haproxy.haproxyVersion} with the ${REPLICAS} replicas' addresses on ${network} written in haproxy.cfg by hand (check inter 1s fall 2 rise 1), no sidecar; a docker-compose (v1) service of ${base}.`
+        : `HAProxy ${haproxy.haproxyVersion}, the ${driver === 'dataplane' ? 'Data Plane API' : 'runtime API'} driver; the sidecar as its own process, autoscaler off; ${REPLICAS} replicas of a docker-compose (v1) service of ${base}, reached at their addresses on ${network}.`,
       `wrk: 2 threads, ${options.connections} connections, closed loop on / through HAProxy on 127.0.0.1; ${options.seconds} s per plain operation, which starts ${options.operationAtSeconds} s in; 60 s for a rollout or a rollback; ${options.runs} run(s) of every operation.`,
       'Failed = wrk socket errors (connect, read, write, timeout) + non-2xx answers. p99 is over the whole wrk run, as in the table of issue 26.',
       `rollout: to ${nextImage}, one replica at a time, bake 2 s. rollback: to ${brokenImage} (answers 500, health check passes), one at a time, 10 % canary, bake 10 s; its 500s are counted apart.`,
     ];
-    return { id: options.variant === undefined ? 'deploy' : `deploy-pieces: ${options.variant}`, driver, title: DEPLOY_TITLE, status: 'measured', figures, notes, data: { trials } };
+    const id = options.staticServers === true ? 'deploy-static' : options.variant === undefined ? 'deploy' : `deploy-pieces: ${options.variant}`;
+    return { id, driver, title: DEPLOY_TITLE, status: 'measured', figures, notes, data: { trials } };
   } finally {
     await sidecar?.stop();
     await compose('down', '--timeout', '5').catch(() => undefined);

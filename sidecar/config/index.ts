@@ -52,6 +52,8 @@ export interface DockerConfig {
   readonly eventsMaxBackoffMs: number;
   /** A container's server leaves rotation at Docker's stopping `kill` or an unhealthy verdict, not at the next pass. */
   readonly drainOnStop: boolean;
+  /** How long the server of a backend's last replica is kept after its container is gone, for a replacement. */
+  readonly holdLastServerMs: number;
 }
 
 export interface BackendDefaults {
@@ -316,6 +318,7 @@ const spec = {
   'docker.composeProject': { env: 'HSC_DOCKER_COMPOSE_PROJECT', read: str, fallback: '', doc: 'Compose project of that service; empty matches it in any project.' },
   'docker.labelPrefix': { env: 'HSC_DOCKER_LABEL_PREFIX', read: nonEmpty, fallback: 'haproxy', doc: 'Prefix of the container labels the sidecar reads, as in haproxy.enable=true.' },
   'docker.eventsMinBackoffMs': { env: 'HSC_DOCKER_EVENTS_MIN_BACKOFF_MS', read: int(10, 600_000), fallback: 500, doc: 'First wait before the Docker event stream is reopened after a break.' },
+  'docker.holdLastServerMs': { env: 'HSC_DOCKER_HOLD_LAST_SERVER_MS', read: int(0, 600_000), fallback: 5_000, doc: 'When every replica of a backend stops at once (a Compose recreate), the last one stays in rotation and its server is kept this long after its container is gone, for a replacement: HAProxy holds requests in its retries instead of answering 503 at once. 0: removed at the next pass.' },
   'docker.drainOnStop': { env: 'HSC_DOCKER_DRAIN_ON_STOP', read: bool, fallback: true, doc: 'A container that starts to stop (Docker\'s kill event with a stopping signal) or turns unhealthy leaves rotation at once, before it closes its listeners; off: only at the next pass.' },
   'docker.eventsMaxBackoffMs': { env: 'HSC_DOCKER_EVENTS_MAX_BACKOFF_MS', read: int(10, 3_600_000), fallback: 30_000, doc: 'Longest wait between reopenings of the event stream; not below docker.eventsMinBackoffMs.' },
   'backends.defaultBackend': { env: 'HSC_DEFAULT_BACKEND', read: backendName, fallback: 'be_app', doc: 'The backend a container joins when it carries no backend label; one of backends.managedBackends.' },
@@ -588,6 +591,7 @@ export function loadConfig(sources: ConfigSources = {}): SidecarConfig {
       eventsMinBackoffMs: v['docker.eventsMinBackoffMs'],
       eventsMaxBackoffMs: v['docker.eventsMaxBackoffMs'],
       drainOnStop: v['docker.drainOnStop'],
+      holdLastServerMs: v['docker.holdLastServerMs'],
     },
     backends: {
       defaultBackend,

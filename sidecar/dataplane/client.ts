@@ -92,6 +92,12 @@ export interface DataplaneClient {
    * schedules a reload, whose id comes back.
    */
   addServerAtVersion(backend: string, server: ServerSpec, version: number): Promise<Result<AddedServer>>;
+  /**
+   * Replaces a server outside any transaction, refused with a conflict unless the configuration
+   * is still at `version`. Where only its address, port or weight changed, the API sets them in
+   * the running HAProxy (`set server addr`) without a reload; otherwise it schedules a reload.
+   */
+  replaceServerAtVersion(backend: string, server: ServerSpec, version: number): Promise<Result<AddedServer>>;
   /** The running HAProxy's version string, e.g. "3.0.11-1+deb13u4". */
   haproxyVersion(): Promise<Result<string>>;
   deleteServer(backend: string, name: string, transactionId: string): Promise<Result<void>>;
@@ -302,6 +308,23 @@ export function createDataplaneClient(options: DataplaneClientOptions): Dataplan
           ok: true,
           value: {
             atRuntime: response.status === 201,
+            reloadId: response.status === 202 ? (response.headers.get('reload-id') ?? undefined) : undefined,
+          },
+        }),
+      ),
+
+    replaceServerAtVersion: (backend, server, version) =>
+      call(
+        `replace server ${server.name} in backend ${backend} at version ${version}`,
+        () =>
+          api.PUT('/services/haproxy/configuration/backends/{parent_name}/servers/{name}', {
+            params: { path: { parent_name: backend, name: server.name }, query: { version } },
+            body: toApiServer(server),
+          }),
+        (_data, response) => ({
+          ok: true,
+          value: {
+            atRuntime: response.status === 200,
             reloadId: response.status === 202 ? (response.headers.get('reload-id') ?? undefined) : undefined,
           },
         }),

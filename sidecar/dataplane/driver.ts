@@ -179,21 +179,37 @@ export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyD
     return ready.ok ? ok({ reloaded: false }) : ready;
   }
 
+  /** A server's new address, through the API outside a transaction: set at run time, no reload. */
+  async function replaceAtRuntime(backend: string, server: DesiredServer, version: number): Promise<Result<{ reloaded: boolean }>> {
+    const replaced = await client.replaceServerAtVersion(backend, specOf(server), version);
+    if (!replaced.ok) return replaced;
+    if (replaced.value.atRuntime || replaced.value.reloadId === undefined) return ok({ reloaded: false });
+    // The API found more than the address changed: the running HAProxy takes it at the reload.
+    const reload = await client.waitForReload(replaced.value.reloadId, options.reloadTimeoutMs);
+    return reload.ok ? ok({ reloaded: true }) : reload;
+  }
+
   async function apply(operations: readonly Operation[], snapshot: ServerSnapshot): Promise<Result<ApplyOutcome>> {
     let version = snapshot.revision;
     if (version === undefined) return fail('apply a plan', 'invalid', 'the snapshot has no configuration version');
     const runtimeAdds = socket !== undefined;
-    const isAdd = (o: Operation): o is Extract<Operation, { op: 'add' }> => o.op === 'add';
-    const adds = runtimeAdds ? operations.filter(isAdd) : [];
-    const rest = runtimeAdds ? operations.filter((o) => !isAdd(o)) : operations;
+    type ServerChange = Extract<Operation, { op: 'add' | 'replace' }>;
+    // An address change is a `set server addr` the API makes itself: the server keeps its state
+    // and the requests HAProxy holds for it in its retries (a replica recreated under its name).
+    const atRuntime = (o: Operation): o is ServerChange => o.op === 'add' || (o.op === 'replace' && o.reason === 'address changed');
+    const changes = runtimeAdds ? operations.filter(atRuntime) : [];
+    const rest = runtimeAdds ? operations.filter((o) => !atRuntime(o)) : operations;
     let reloads = 0;
     let runtimeChanges = 0;
     // Capacity first: additions go in before anything is taken out.
-    for (const operation of adds) {
-      const added = await addAtRuntime(operation.server.backend, operation.server, version);
-      if (!added.ok) return added;
+    for (const operation of [...changes].sort((a, b) => (a.op === b.op ? 0 : a.op === 'add' ? -1 : 1))) {
+      const changed =
+        operation.op === 'add'
+          ? await addAtRuntime(operation.server.backend, operation.server, version)
+          : await replaceAtRuntime(operation.server.backend, operation.server, version);
+      if (!changed.ok) return changed;
       version++;
-      if (added.value.reloaded) reloads++;
+      if (changed.value.reloaded) reloads++;
       else runtimeChanges++;
     }
     if (rest.length === 0) return ok({ reloads, transactions: 0, runtimeChanges });

@@ -132,21 +132,24 @@ export async function selectReady(
  * `docker compose up -d` of a new version) takes its starting containers as soon as they answer
  * their health path, before Docker's first health check calls them healthy (2 s and more later):
  * a container that answers beats a backend that answers 503 to everything. `leavingOrStopping`
- * tells the servers that are on their way out; HAProxy's own checks watch the ones admitted.
+ * tells the servers that are on their way out; HAProxy's own checks watch the ones admitted, so
+ * one admitted early stays a server while Docker still calls it starting, even once others are
+ * healthy (it is not removed and added again).
  */
 export async function admitWhenEmpty(
   readiness: Readiness,
   leavingOrStopping: (candidate: Candidate) => boolean,
+  isServing: (candidate: Candidate) => boolean,
   probe: Probe,
 ): Promise<Readiness & { readonly starving: number }> {
   const staying = new Set(readiness.ready.filter((c) => !leavingOrStopping(c)).map((c) => c.backend));
-  const eligible = readiness.waiting.filter((c) => c.health === 'starting' && c.stopping !== true && !staying.has(c.backend));
-  if (eligible.length === 0) return { ...readiness, starving: 0 };
+  const starting = readiness.waiting.filter((c) => c.health === 'starting' && c.stopping !== true);
+  const admittedBefore = starting.filter(isServing);
+  const eligible = starting.filter((c) => !staying.has(c.backend) && !isServing(c));
   const answers = await Promise.all(eligible.map((c) => probe(c.address, c.port, c.healthPath)));
-  const admitted = new Set(eligible.filter((_, i) => answers[i] === true));
+  const admitted = new Set([...admittedBefore, ...eligible.filter((_, i) => answers[i] === true)]);
   // Starving: containers a backend without a server waits for; the caller looks again soon.
-  const starving = eligible.length - admitted.size;
+  const starving = eligible.filter((_, i) => answers[i] !== true).length;
   if (admitted.size === 0) return { ...readiness, starving };
   return { ready: [...readiness.ready, ...admitted], waiting: readiness.waiting.filter((c) => !admitted.has(c)), starving };
 }
-

@@ -38,6 +38,12 @@ export interface ReconcilerOptions {
    * added in the same pass (a rollout's canary: a fraction of `fullWeight`); undefined: its own.
    */
   readonly runtimeWeightOf?: (containerId: string, fullWeight: number) => number | undefined;
+  /**
+   * How long the server of a backend's last container in rotation is kept after that container
+   * is gone, waiting for a replacement (every replica stopped at once: a Compose recreate);
+   * 0: removed at the next pass, as any other. See `lastInRotation` below.
+   */
+  readonly holdLastServerMs?: number;
 }
 
 export type ReconcileOutcome =
@@ -104,21 +110,56 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   const leaving = new Set<string>();
   const isLeavingServer = (backend: string, server: string): boolean =>
     [...leaving].some((id) => serversOf.get(id)?.some((s) => s.backend === backend && s.server === server) === true);
+  /**
+   * The sidecar never empties a backend by its own hand. When every replica of a backend stops
+   * at once (a Compose recreate, `docker compose restart`), the last one to begin stopping stays
+   * in rotation instead of draining, and once it is gone its server is held for
+   * `holdLastServerMs` while nothing replaces it: HAProxy then treats it as it would a static
+   * server, holding each request in its retries (`retry-on conn-failure`, `timeout connect`)
+   * instead of answering 503 "no server" at once, until its checks take the server down or a new
+   * replica serves. A replacement that comes back under the same name and address (Compose's
+   * numbering, Docker's lowest free address) then needs no change at all.
+   */
+  const lastInRotation = new Set<string>();
+  /** The held servers of gone containers, by backend/name, with the time their container went. */
+  const held = new Map<string, { readonly server: DesiredServer; readonly since: number }>();
+  /** What the last pass wanted, for the servers a gone container leaves to be held. */
+  let lastDesired: readonly DesiredServer[] = [];
+  const holdMs = options.holdLastServerMs ?? 0;
 
-  /** What a server's records ask, and drain for a container on its way out; maintenance wins. */
-  const wantedState = (c: Candidate): AdminState => {
+  const goingAway = (c: Candidate): boolean => leaving.has(c.containerId) || c.stopping === true;
+  /** Backends with a server that stays in rotation: its container is not going away and no record takes it out. */
+  const backendsWithStayingServer = (candidates: readonly Candidate[]): Set<string> =>
+    new Set(candidates.filter((c) => !goingAway(c) && options.adminStateOf?.(c.backend, c.serverName) === undefined).map((c) => c.backend));
+
+  /**
+   * What a server's records ask; for a container on its way out, drain, unless it is its
+   * backend's last server in rotation (above) and nothing else stays there.
+   */
+  const wantedState = (c: Candidate, staying: ReadonlySet<string>): AdminState => {
     const recorded = options.adminStateOf?.(c.backend, c.serverName);
-    if (recorded === 'maint') return 'maint';
-    return recorded ?? (leaving.has(c.containerId) || c.stopping === true ? 'drain' : 'ready');
+    if (recorded !== undefined) return recorded;
+    if (!goingAway(c)) return 'ready';
+    return lastInRotation.has(c.containerId) && !staying.has(c.backend) ? 'ready' : 'drain';
   };
 
   return {
     async leaving(containerId) {
       leaving.add(containerId);
       const servers = serversOf.get(containerId) ?? [];
+      const staying = backendsWithStayingServer(lastReady);
       await Promise.all(
         servers.map(async ({ backend, server }) => {
-          const set = await driver.setAdminState(backend, server, options.adminStateOf?.(backend, server) === 'maint' ? 'maint' : 'drain');
+          const recorded = options.adminStateOf?.(backend, server);
+          if (recorded === undefined && !staying.has(backend)) {
+            lastInRotation.add(containerId);
+            logger.info(
+              { backend, server, container: containerId.slice(0, 12) },
+              `${backend}/${server} stays in rotation although its container is stopping: no other server of ${backend} stays; HAProxy's retries hold its requests until a replacement serves`,
+            );
+            return;
+          }
+          const set = await driver.setAdminState(backend, server, recorded === 'maint' ? 'maint' : 'drain');
           // Gone already (a retirement removed it first) is fine: nothing serves through it.
           if (!set.ok && set.error.kind !== 'not-found') logger.warn({ backend, server, error: set.error.message }, `cannot take ${backend}/${server} out of rotation: ${set.error.message}`);
           else if (set.ok) logger.info({ backend, server, container: containerId.slice(0, 12) }, `${backend}/${server} out of rotation: its container is stopping`);
@@ -127,15 +168,17 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     },
     returned(containerId) {
       leaving.delete(containerId);
+      lastInRotation.delete(containerId);
     },
     starved() {
       const backends = new Set(lastReady.map((c) => c.backend));
-      return [...backends].some((b) => lastReady.every((c) => c.backend !== b || leaving.has(c.containerId) || c.stopping === true));
+      return [...backends].some((b) => lastReady.every((c) => c.backend !== b || goingAway(c)));
     },
     async repairStates() {
       if (lastReady.length === 0) return false;
+      const staying = backendsWithStayingServer(lastReady);
       const planned = await convergeStates(
-        lastReady.map((c) => toDesired(c, wantedState(c))),
+        lastReady.map((c) => toDesired(c, wantedState(c, staying))),
         [],
         (operation) => operation.op === 'enable-checks' || operation.state !== 'ready',
       );
@@ -183,6 +226,14 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       // A container no longer running has left: its mark goes with it.
       const running = new Set(discovered.candidates.map((c) => c.containerId));
       for (const id of leaving) if (!running.has(id)) leaving.delete(id);
+      for (const id of lastInRotation) {
+        if (running.has(id)) continue;
+        lastInRotation.delete(id);
+        if (holdMs === 0) continue;
+        for (const server of lastDesired) {
+          if (server.containerId === id && server.adminState === 'ready') held.set(serverKey(server.backend, server.name), { server, since: options.now() });
+        }
+      }
       serversOf = new Map();
       for (const c of discovered.candidates) serversOf.set(c.containerId, [...(serversOf.get(c.containerId) ?? []), { backend: c.backend, server: c.serverName }]);
       const candidates = discovered.candidates.filter((c) => options.isRemovable?.(c.containerId) !== true);
@@ -201,11 +252,14 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
           isServing,
           options.probe,
         ),
-        (c) => c.stopping === true || leaving.has(c.containerId),
+        goingAway,
+        isServing,
         options.probe,
       );
-      const desired = ready.map((c) => toDesired(c, wantedState(c)));
+      const staying = backendsWithStayingServer(ready);
+      const desired = holdLastServers(ready.map((c) => toDesired(c, wantedState(c, staying))), new Set(actual.map((s) => serverKey(s.backend, s.name))));
       lastReady = ready;
+      lastDesired = desired;
       const operations = plan({
         desired,
         actual,
@@ -219,7 +273,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         if (!kept.ok) return failed(`keeping the servers HAProxy runs in its configuration: ${kept.error.message}`, kept.error);
         const stateOperations = await convergeStates(desired, operations);
         recordDrift(operations, stateOperations);
-        return { status: 'converged', operations, stateOperations, transactions, reloads, conflicts, waiting: waiting.length, starving };
+        return { status: 'converged', operations, stateOperations, transactions, reloads, conflicts, waiting: waiting.length, starving: starving + held.size };
       }
 
       const applied = await driver.apply(operations, snapshot.value);
@@ -232,7 +286,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         for (const operation of operations) logApplied(operation, candidates, retired);
         const stateOperations = await convergeStates(desired, operations);
         recordDrift(operations, stateOperations);
-        return { status: 'converged', operations, stateOperations, transactions, reloads, conflicts, waiting: waiting.length, starving };
+        return { status: 'converged', operations, stateOperations, transactions, reloads, conflicts, waiting: waiting.length, starving: starving + held.size };
       }
       const error = applied.error;
       if (driver.kind === 'dataplane') metrics.transactions.inc({ result: error.kind === 'conflict' ? 'conflict' : 'failed' });
@@ -254,6 +308,27 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       return failed(`applying ${operations.length} operation(s): ${error.message}`, error);
     }
     return failed(`the configuration kept changing: ${conflicts} version conflicts in a row; retrying on the next pass`);
+  }
+
+  /**
+   * The wanted servers, plus the held servers of gone containers whose backend has no server in
+   * rotation yet. A hold ends when a server of the backend is in rotation again (a replacement
+   * under the same name takes the held one's place: no change when its address is the same too),
+   * or after `holdLastServerMs`: the server is then removed like any other.
+   */
+  function holdLastServers(wanted: readonly DesiredServer[], configured: ReadonlySet<string>): DesiredServer[] {
+    const inRotation = new Set(wanted.filter((s) => s.adminState === 'ready').map((s) => s.backend));
+    const names = new Set(wanted.map((s) => serverKey(s.backend, s.name)));
+    const kept: DesiredServer[] = [];
+    for (const [id, { server, since }] of held) {
+      if (names.has(id) || inRotation.has(server.backend) || !configured.has(id) || options.now() - since >= holdMs) {
+        held.delete(id);
+        if (!names.has(id) && !inRotation.has(server.backend) && configured.has(id)) logger.info({ backend: server.backend, server: server.name }, `${id}: no replacement came within ${holdMs} ms; removing it`);
+        continue;
+      }
+      kept.push(server);
+    }
+    return [...wanted, ...kept];
   }
 
   /** hsc_servers: the managed servers by the admin state the running HAProxy shows. */

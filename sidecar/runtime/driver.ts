@@ -10,7 +10,7 @@ import type {
   HealthCheck,
   ServerSnapshot,
 } from '../driver/port.js';
-import { ok, type EdgeError, type Result } from '../edge/result.js';
+import { fail, ok, type EdgeError, type Result } from '../edge/result.js';
 import type { DesiredServer, Operation } from '../driver/port.js';
 import { serverArguments, writeManagedRegions, readConfigFile, replaceRegion, type RegionServer } from './config-file.js';
 import { createRuntimeSocket, type RuntimeSocket, type RuntimeTransport } from './socket.js';
@@ -80,6 +80,8 @@ function dialectOf(version: string | undefined): Dialect {
 }
 
 const key = (backend: string, name: string): string => `${backend}/${name}`;
+
+const ADDRESS_SET = /^(IP changed|port changed|no need to change|nothing changed)/;
 
 const stillConnected = (error: EdgeError): boolean =>
   error.kind === 'unavailable' && error.message.startsWith('Server still has connections attached');
@@ -191,7 +193,22 @@ export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDrive
     return socket.execute(`del server ${id}`);
   };
 
-  const replace = async (server: DesiredServer, dialect: Dialect): Promise<Result<void>> => {
+  /**
+   * A new address is set in place (`set server addr`): the server keeps its state, its checks
+   * and the requests HAProxy holds for it in its retries, which then reach the new address; a
+   * replica replaced under the same name (a Compose recreate) serves again without the backend
+   * losing a server. A new weight is a remove and an add: `set weight` would change only the
+   * running weight, not the configured one this driver reads back.
+   */
+  const replace = async (server: DesiredServer, reason: 'address changed' | 'weight changed', dialect: Dialect): Promise<Result<void>> => {
+    if (reason === 'address changed') {
+      const command = `set server ${key(server.backend, server.name)} addr ${server.address} port ${server.port}`;
+      const answered = await socket.query(command);
+      if (!answered.ok) return answered;
+      // "IP changed from … to …", "port changed …", "no need to change the addr …" (2.6) or
+      // "nothing changed" (3.0+); anything else is a refusal.
+      return ADDRESS_SET.test(answered.value) ? ok(undefined) : fail(command, 'invalid', answered.value.split('\n', 1)[0] ?? answered.value);
+    }
     const removed = await remove(server.backend, server.name, dialect);
     if (!removed.ok) return removed;
     return add(server, dialect);
@@ -253,15 +270,18 @@ export function createRuntimeDriver(options: RuntimeDriverOptions): HaproxyDrive
       if (!written.ok) return written;
 
       // Sequential, stopping at the first failure: the file already holds the target, and the
-      // next pass plans again from what HAProxy then shows.
+      // next pass plans again from what HAProxy then shows. New servers first, then the
+      // replaced and removed ones: a removal waits for its server's connections to end, and
+      // a backend whose replicas were all replaced at once must not stand empty meanwhile.
+      const order = { add: 0, replace: 1, remove: 2 } as const;
       let applied = 0;
-      for (const operation of operations) {
+      for (const operation of [...operations].sort((a, b) => order[a.op] - order[b.op])) {
         const result =
           operation.op === 'add'
             ? await add(operation.server, dialect)
             : operation.op === 'remove'
               ? await remove(operation.backend, operation.name, dialect)
-              : await replace(operation.server, dialect);
+              : await replace(operation.server, operation.reason, dialect);
         if (!result.ok) return result;
         applied++;
       }

@@ -96,10 +96,17 @@ describe.each<DriverChoice>(['runtime', 'dataplane'])('the HAProxy driver contra
     value(await driver.setAdminState(haproxy.backend, 'hsc-contract-2', 'ready'));
   });
 
-  it.skipIf(skip)('replaces a server whose address changed, then removes servers with at most one reload', async () => {
-    value(await driver.apply([{ op: 'replace', server: desired('hsc-contract-1', second), reason: 'address changed' }], value(await driver.readServers([haproxy.backend]))));
+  it.skipIf(skip)('replaces a server whose address changed in place, without a reload, then removes servers with at most one reload', async () => {
+    const before = await haproxy.reloadCount();
+    value(await driver.setAdminState(haproxy.backend, 'hsc-contract-2', 'maint'));
+    const replaced = value(await driver.apply([{ op: 'replace', server: desired('hsc-contract-1', second), reason: 'address changed' }], value(await driver.readServers([haproxy.backend]))));
+    expect(replaced.reloads).toBe(0);
+    expect(await haproxy.reloadCount()).toBe(before);
     const moved = value(await driver.readServers([haproxy.backend])).servers.find((s) => s.name === 'hsc-contract-1');
     expect(moved?.port).toBe(second.hostPort);
+    // The same server, its state kept: it serves from the new address at once.
+    expect(await stateOf('hsc-contract-1')).toBe('ready');
+    expect(await eventually(async () => (await get(`${haproxy.frontendUrl}/`)).servedBy === second.hostname, 10_000)).toBe(true);
     const reloads = await haproxy.reloadCount();
     const outcome = value(
       await driver.apply(

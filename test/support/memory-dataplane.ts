@@ -158,6 +158,23 @@ export function createMemoryDataplane(initial: Record<string, ConfiguredServer[]
       model.adminStates.set(`${backend}/${server.name}`, 'maint');
       return Promise.resolve(ok({ atRuntime: true, reloadId: undefined }));
     },
+    replaceServerAtVersion(backend, server: ServerSpec, version) {
+      model.calls.push(`replaceServerAtVersion ${backend} ${server.name} ${server.address}:${server.port} @${version}`);
+      const error = injected('replaceServerAtVersion');
+      if (error) return Promise.resolve(fail(error));
+      if (version !== model.version) {
+        return Promise.resolve(fail({ kind: 'conflict', status: 409, message: `version mismatch: ${version} != ${model.version}`, operation: 'replace' }));
+      }
+      const servers = backends.get(backend);
+      const at = servers?.findIndex((s) => s.name === server.name) ?? -1;
+      if (servers === undefined || at < 0) return Promise.resolve(fail({ kind: 'not-found', status: 404, message: `missing object: server ${server.name} does not exist in ${backend}`, operation: 'replace' }));
+      const before = servers[at];
+      servers[at] = { name: server.name, address: server.address, port: server.port, weight: server.weight, cookie: server.cookie, checkEnabled: server.check !== undefined };
+      model.version++;
+      // Only the address, port or weight changed: set at run time, the admin state kept (as the real API does).
+      const atRuntime = before !== undefined && before.cookie === server.cookie && before.checkEnabled === (server.check !== undefined);
+      return Promise.resolve(ok({ atRuntime, reloadId: atRuntime ? undefined : `reload-${model.version}` }));
+    },
     haproxyVersion() {
       model.calls.push('haproxyVersion');
       const error = injected('haproxyVersion');

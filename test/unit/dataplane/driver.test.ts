@@ -57,6 +57,49 @@ describe('the Data Plane API driver', () => {
     ]);
   });
 
+  it('with the runtime socket, a new address goes in place outside any transaction (no reload), after the adds and before the removals', async () => {
+    const api = createMemoryDataplane({
+      be_app: [
+        { name: 'hsc-web-1', address: '10.0.0.5', port: 80, weight: 100, cookie: undefined, checkEnabled: true },
+        { name: 'hsc-web-3', address: '10.0.0.7', port: 80, weight: 100, cookie: undefined, checkEnabled: true },
+      ],
+    });
+    const ok = { ok: true as const, value: undefined };
+    const driver = createDataplaneDriver({
+      client: api,
+      healthCheck: check,
+      reloadTimeoutMs: 1_000,
+      socket: {
+        enableHealth: () => Promise.resolve(ok),
+        enableDynamicCookies: () => Promise.resolve(ok),
+        listRuntimeServers: () => Promise.resolve({ ok: true, value: [] }),
+        setAdminState: () => Promise.resolve(ok),
+        setRuntimeWeight: () => Promise.resolve(ok),
+      },
+    });
+    const snapshot = await driver.readServers(['be_app']);
+    if (!snapshot.ok) throw new Error(snapshot.error.message);
+    const moved = { backend: 'be_app', name: 'hsc-web-1', address: '10.0.0.9', port: 80, weight: 100, containerId: 'c1' };
+    const added = { backend: 'be_app', name: 'hsc-web-2', address: '10.0.0.6', port: 80, weight: 100, containerId: 'c2' };
+    expect(
+      await driver.apply(
+        [
+          { op: 'remove', backend: 'be_app', name: 'hsc-web-3', reason: 'no ready container' },
+          { op: 'replace', server: moved, reason: 'address changed' },
+          { op: 'add', server: added, reason: 'container ready' },
+        ],
+        snapshot.value,
+      ),
+    ).toEqual({ ok: true, value: { reloads: 1, transactions: 1, runtimeChanges: 2 } });
+    expect(api.calls.filter((c) => /^(addServerAtVersion|replaceServerAtVersion|startTransaction|deleteServer|addServer )/.test(c))).toEqual([
+      'addServerAtVersion be_app hsc-web-2 10.0.0.6:80 @1',
+      'replaceServerAtVersion be_app hsc-web-1 10.0.0.9:80 @2',
+      'startTransaction 3',
+      'deleteServer be_app hsc-web-3',
+    ]);
+    expect(api.backends.get('be_app')?.map((s) => `${s.name} ${s.address}`)).toEqual(['hsc-web-1 10.0.0.9', 'hsc-web-2 10.0.0.6']);
+  });
+
   it('fails the pass at once when the API does not answer its transaction listing, and reads on past any other failure of it', async () => {
     const api = createMemoryDataplane({ be_app: [] });
     const driver = createDataplaneDriver({ client: api, healthCheck: check, reloadTimeoutMs: 1_000 });

@@ -37,7 +37,10 @@ interface Harness {
   readonly metrics: SidecarMetrics;
   readonly logs: Array<{ level: string; fields: Record<string, unknown>; message: string }>;
   containers: ContainerSnapshot[];
+  /** The reconciler's clock (ms since the epoch); tests move it. */
+  clock: number;
   reconcile: ReturnType<typeof createReconciler>['reconcile'];
+  reconciler: ReturnType<typeof createReconciler>;
 }
 
 function harness(
@@ -45,6 +48,7 @@ function harness(
   containers: ContainerSnapshot[],
   probe: Probe = () => Promise.resolve(true),
   records: Record<string, AdminState> = {},
+  holdLastServerMs?: number,
 ): Harness {
   const logs: Harness['logs'] = [];
   const log =
@@ -60,7 +64,9 @@ function harness(
     metrics,
     logs,
     containers,
+    clock: 1_700_000_000_000,
     reconcile: () => Promise.reject(new Error('unset')),
+    reconciler: undefined as unknown as Harness['reconciler'], // set right below
   };
   const source: DockerSource = {
     listRunning: (selects) => Promise.resolve({ ok: true, value: h.containers.filter((c) => selects?.(c.labels) ?? true) }),
@@ -75,10 +81,12 @@ function harness(
     maxConflictRetries: 3,
     logger,
     metrics,
-    now: () => 1_700_000_000_000,
+    now: () => h.clock,
     adminStateOf: (backend, name) => records[`${backend}/${name}`],
+    ...(holdLastServerMs === undefined ? {} : { holdLastServerMs }),
   });
   h.reconcile = () => reconciler.reconcile();
+  h.reconciler = reconciler;
   return h;
 }
 
@@ -130,6 +138,109 @@ describe('reconciler', () => {
     await busy.reconcile();
     expect(names(busy)).toEqual(['hsc-nginx-1']);
     expect(probed).toEqual([]);
+  });
+
+  describe('every replica stopping at once (a Compose recreate)', () => {
+    const three = (): Harness => {
+      const h = harness(
+        { be_app: [server('hsc-nginx-1', 32001), server('hsc-nginx-2', 32002), server('hsc-nginx-3', 32003)], be_api: [] },
+        [nginx(1), nginx(2), nginx(3)],
+        () => Promise.resolve(true),
+        {},
+        5_000,
+      );
+      for (const n of [1, 2, 3]) h.dataplane.adminStates.set(`be_app/hsc-nginx-${n}`, 'ready');
+      return h;
+    };
+
+    it('drains each stopping replica while another stays, and keeps the last one in rotation', async () => {
+      const h = three();
+      await h.reconcile();
+      await h.reconciler.leaving(nginx(1).id);
+      await h.reconciler.leaving(nginx(2).id);
+      expect(h.reconciler.starved()).toBe(false);
+      await h.reconciler.leaving(nginx(3).id);
+      expect(h.reconciler.starved()).toBe(true);
+      expect([1, 2, 3].map((n) => h.dataplane.adminStates.get(`be_app/hsc-nginx-${n}`))).toEqual(['drain', 'drain', 'ready']);
+      expect(h.logs.some((l) => l.message.includes('be_app/hsc-nginx-3 stays in rotation although its container is stopping'))).toBe(true);
+      // A pass while they still run keeps it so, and so does the repair between passes.
+      await h.reconcile();
+      expect(await h.reconciler.repairStates()).toBe(false);
+      expect([1, 2, 3].map((n) => h.dataplane.adminStates.get(`be_app/hsc-nginx-${n}`))).toEqual(['drain', 'drain', 'ready']);
+    });
+
+    it('holds the last server once its container is gone, until a replacement under its name serves at a new address', async () => {
+      const h = three();
+      await h.reconcile();
+      for (const n of [1, 2, 3]) await h.reconciler.leaving(nginx(n).id);
+      h.containers = [];
+      const held = await h.reconcile();
+      expect(held).toMatchObject({ status: 'converged', starving: 1 });
+      expect(names(h)).toEqual(['hsc-nginx-3']);
+      expect(h.dataplane.adminStates.get('be_app/hsc-nginx-3')).toBe('ready');
+      // Still nothing 4 s later: held.
+      h.clock += 4_000;
+      await h.reconcile();
+      expect(names(h)).toEqual(['hsc-nginx-3']);
+      // The replacement: Compose's same number, another address.
+      h.containers = [nginx(3, { id: `33${'e'.repeat(62)}`, publishedPorts: [{ containerPort: 80, hostIp: '127.0.0.1', hostPort: 32013 }] })];
+      const replaced = await h.reconcile();
+      expect(replaced).toMatchObject({ status: 'converged', starving: 0 });
+      expect(replaced.status === 'converged' && replaced.operations.map((o) => (o.op === 'remove' ? o : { op: o.op, name: o.server.name, port: o.server.port, reason: o.reason }))).toEqual([
+        { op: 'replace', name: 'hsc-nginx-3', port: 32013, reason: 'address changed' },
+      ]);
+      expect(h.dataplane.backends.get('be_app')?.map((s) => `${s.name} ${s.port}`)).toEqual(['hsc-nginx-3 32013']);
+    });
+
+    it('removes a held server when no replacement came within holdLastServerMs', async () => {
+      const h = three();
+      await h.reconcile();
+      for (const n of [1, 2, 3]) await h.reconciler.leaving(nginx(n).id);
+      h.containers = [];
+      await h.reconcile();
+      h.clock += 5_000;
+      const outcome = await h.reconcile();
+      expect(outcome).toMatchObject({ status: 'converged', starving: 0 });
+      expect(names(h)).toEqual([]);
+      expect(h.logs.some((l) => l.message === 'be_app/hsc-nginx-3: no replacement came within 5000 ms; removing it')).toBe(true);
+    });
+
+    it('holds nothing with holdLastServerMs 0, and nothing when a server stays in the backend', async () => {
+      const off = harness({ be_app: [server('hsc-nginx-1', 32001)], be_api: [] }, [nginx(1)], () => Promise.resolve(true), {}, 0);
+      await off.reconcile();
+      await off.reconciler.leaving(nginx(1).id);
+      off.containers = [];
+      await off.reconcile();
+      expect(names(off)).toEqual([]);
+
+      const h = three();
+      await h.reconcile();
+      await h.reconciler.leaving(nginx(3).id);
+      expect(h.dataplane.adminStates.get('be_app/hsc-nginx-3')).toBe('drain');
+      h.containers = [nginx(1), nginx(2)];
+      await h.reconcile();
+      expect(names(h)).toEqual(['hsc-nginx-1', 'hsc-nginx-2']);
+    });
+
+    it('drains the replica kept in rotation once a replacement serves beside it', async () => {
+      const h = three();
+      await h.reconcile();
+      for (const n of [1, 2, 3]) await h.reconciler.leaving(nginx(n).id);
+      h.containers = [nginx(3), nginx(4, { health: 'starting' })];
+      await h.reconcile();
+      expect(names(h)).toEqual(['hsc-nginx-3', 'hsc-nginx-4']);
+      expect(h.dataplane.adminStates.get('be_app/hsc-nginx-3')).toBe('drain');
+    });
+  });
+
+  it('a starting container admitted early stays a server when others turn healthy', async () => {
+    const h = harness({ be_app: [], be_api: [] }, [nginx(3, { health: 'starting' }), nginx(4, { health: 'starting' })]);
+    await h.reconcile();
+    expect(names(h)).toEqual(['hsc-nginx-3', 'hsc-nginx-4']);
+    h.containers = [nginx(3, { health: 'starting' }), nginx(4), nginx(5)];
+    const outcome = await h.reconcile();
+    expect(outcome.status === 'converged' && outcome.operations.map((o) => o.op)).toEqual(['add']);
+    expect(names(h)).toEqual(['hsc-nginx-3', 'hsc-nginx-4', 'hsc-nginx-5']);
   });
 
   it('writes nothing when HAProxy already matches Docker', async () => {

@@ -57,7 +57,9 @@ function fakeHaproxy(version: string, answer: (command: string) => string | unde
               ? 'Server deleted.'
               : command.startsWith('wait ')
                 ? 'Done.'
-                : '');
+                : / addr /.test(command)
+                  ? "IP changed from '10.0.0.1' to '10.0.0.9' by 'stats socket command'"
+                  : '');
     return Promise.resolve(ok(text === '' ? '\n' : `${text}\n\n`));
   };
   return { sent, commands: () => sent.map((s) => s.command), transport };
@@ -188,30 +190,49 @@ describe('runtime driver', () => {
       },
     );
 
-    it('replaces: removes, then adds with the new address', async () => {
+    it('replaces an address in place: the server keeps its state and the requests held for it', async () => {
       const fake = fakeHaproxy(VERSION_30);
-      const operation: Operation = { op: 'replace', server: desired('hsc-old', '10.0.0.9', 50), reason: 'address changed' };
+      const operation: Operation = { op: 'replace', server: desired('hsc-old', '10.0.0.9', 100), reason: 'address changed' };
+      const result = await driverFor(fake).apply([operation], snapshot);
+      expect(result).toEqual({ ok: true, value: { reloads: 0, transactions: 0, runtimeChanges: 1 } });
+      expect(fake.commands().slice(1)).toEqual(['set server be_app/hsc-old addr 10.0.0.9 port 80']);
+      expect(await region('be_app')).toEqual(['    server hsc-old 10.0.0.9:80 check inter 1000 fall 2 rise 1 weight 100']);
+    });
+
+    it('reports a refused address change with HAProxy\'s words, and stops there', async () => {
+      const fake = fakeHaproxy(VERSION_30, (command) => (/ addr /.test(command) ? 'Invalid addr: bad' : undefined));
+      const operation: Operation = { op: 'replace', server: desired('hsc-old', 'bad', 100), reason: 'address changed' };
+      const result = await driverFor(fake).apply([operation, add(desired('hsc-web-2', '10.0.0.2'))], snapshot);
+      expect(result.ok).toBe(false);
+      if (!result.ok) expect(result.error.message).toContain('Invalid addr: bad');
+      expect(fake.commands().filter((c) => c.startsWith('add server'))).toEqual(['add server be_app/hsc-web-2 10.0.0.2:80 check inter 1000 fall 2 rise 1 weight 100']);
+    });
+
+    it('replaces a weight: removes, then adds with the new weight', async () => {
+      const fake = fakeHaproxy(VERSION_30);
+      const operation: Operation = { op: 'replace', server: desired('hsc-old', '10.0.0.1', 50), reason: 'weight changed' };
       const result = await driverFor(fake).apply([operation], snapshot);
       expect(result).toEqual({ ok: true, value: { reloads: 0, transactions: 0, runtimeChanges: 1 } });
       expect(fake.commands().slice(1)).toEqual([
         'set server be_app/hsc-old state maint',
         'wait 2000 srv-removable be_app/hsc-old',
         'del server be_app/hsc-old',
-        'add server be_app/hsc-old 10.0.0.9:80 check inter 1000 fall 2 rise 1 weight 50',
+        'add server be_app/hsc-old 10.0.0.1:80 check inter 1000 fall 2 rise 1 weight 50',
         'enable health be_app/hsc-old',
         'enable server be_app/hsc-old',
       ]);
-      expect(await region('be_app')).toEqual(['    server hsc-old 10.0.0.9:80 check inter 1000 fall 2 rise 1 weight 50']);
+      expect(await region('be_app')).toEqual(['    server hsc-old 10.0.0.1:80 check inter 1000 fall 2 rise 1 weight 50']);
     });
 
-    it('applies a plan across backends in order and writes both regions in one go', async () => {
+    it('applies a plan across backends, new servers before removals, and writes both regions in one go', async () => {
       const fake = fakeHaproxy(VERSION_30);
       const plan = [remove('hsc-api-1', 'be_api'), add(desired('hsc-web-2', '10.0.0.2')), add(desired('hsc-api-2', '10.0.1.2', 100, 'be_api'))];
       expect(await driverFor(fake).apply(plan, snapshot)).toEqual({ ok: true, value: { reloads: 0, transactions: 0, runtimeChanges: 3 } });
+      // Capacity first: a removal waits for its connections, and must not leave a backend empty meanwhile.
       expect(fake.commands().filter((c) => /^(add|del) server/.test(c))).toEqual([
-        'del server be_api/hsc-api-1',
         'add server be_app/hsc-web-2 10.0.0.2:80 check inter 1000 fall 2 rise 1 weight 100',
         'add server be_api/hsc-api-2 10.0.1.2:80 check inter 1000 fall 2 rise 1 weight 100',
+        'del server be_api/hsc-api-1',
       ]);
       expect(await region('be_api')).toEqual(['    server hsc-api-2 10.0.1.2:80 check inter 1000 fall 2 rise 1 weight 100']);
       expect(await region('be_app')).toEqual([
