@@ -260,12 +260,16 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       const desired = holdLastServers(ready.map((c) => toDesired(c, wantedState(c, staying))), new Set(actual.map((s) => serverKey(s.backend, s.name))));
       lastReady = ready;
       lastDesired = desired;
-      const operations = plan({
+      const operations = deferRemovals(
+        plan({
+          desired,
+          actual,
+          managedBackends: options.managedBackends,
+          isOwned: isOwnedServerName,
+        }),
         desired,
-        actual,
-        managedBackends: options.managedBackends,
-        isOwned: isOwnedServerName,
-      });
+        discovered.candidates,
+      );
       if (operations.length === 0) {
         // Nothing to change in HAProxy; a driver that keeps its own copy of the servers (the
         // runtime driver's file) repairs it here if it drifted, and writes nothing otherwise.
@@ -329,6 +333,24 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       kept.push(server);
     }
     return [...wanted, ...kept];
+  }
+
+  /**
+   * While a backend waits for a replacement (its last replica kept in rotation, or its server
+   * held), the servers of its other gone replicas stay where they are, out of rotation, and go
+   * once a replacement serves: in one change with it, not one each (with the Data Plane API each
+   * removal is a reload, which a recreate of every replica would otherwise pay several times).
+   */
+  function deferRemovals(operations: readonly Operation[], desired: readonly DesiredServer[], candidates: readonly Candidate[]): Operation[] {
+    const waiting = new Set([...held.values()].map((h) => h.server.backend));
+    for (const c of candidates) if (lastInRotation.has(c.containerId)) waiting.add(c.backend);
+    const byId = new Map(candidates.map((c) => [c.containerId, c]));
+    for (const server of desired) {
+      const c = byId.get(server.containerId);
+      if (server.adminState === 'ready' && c !== undefined && !goingAway(c)) waiting.delete(server.backend);
+    }
+    if (waiting.size === 0) return [...operations];
+    return operations.filter((o) => o.op !== 'remove' || !waiting.has(o.backend));
   }
 
   /** hsc_servers: the managed servers by the admin state the running HAProxy shows. */

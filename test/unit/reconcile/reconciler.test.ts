@@ -176,17 +176,20 @@ describe('reconciler', () => {
       h.containers = [];
       const held = await h.reconcile();
       expect(held).toMatchObject({ status: 'converged', starving: 1 });
-      expect(names(h)).toEqual(['hsc-nginx-3']);
-      expect(h.dataplane.adminStates.get('be_app/hsc-nginx-3')).toBe('ready');
+      // The others stay too, drained, until a replacement serves: then they go in one change.
+      expect(names(h)).toEqual(['hsc-nginx-1', 'hsc-nginx-2', 'hsc-nginx-3']);
+      expect([1, 2, 3].map((n) => h.dataplane.adminStates.get(`be_app/hsc-nginx-${n}`))).toEqual(['drain', 'drain', 'ready']);
       // Still nothing 4 s later: held.
       h.clock += 4_000;
       await h.reconcile();
-      expect(names(h)).toEqual(['hsc-nginx-3']);
+      expect(names(h)).toEqual(['hsc-nginx-1', 'hsc-nginx-2', 'hsc-nginx-3']);
       // The replacement: Compose's same number, another address.
       h.containers = [nginx(3, { id: `33${'e'.repeat(62)}`, publishedPorts: [{ containerPort: 80, hostIp: '127.0.0.1', hostPort: 32013 }] })];
       const replaced = await h.reconcile();
       expect(replaced).toMatchObject({ status: 'converged', starving: 0 });
       expect(replaced.status === 'converged' && replaced.operations.map((o) => (o.op === 'remove' ? o : { op: o.op, name: o.server.name, port: o.server.port, reason: o.reason }))).toEqual([
+        { op: 'remove', backend: 'be_app', name: 'hsc-nginx-1', reason: 'no ready container' },
+        { op: 'remove', backend: 'be_app', name: 'hsc-nginx-2', reason: 'no ready container' },
         { op: 'replace', name: 'hsc-nginx-3', port: 32013, reason: 'address changed' },
       ]);
       expect(h.dataplane.backends.get('be_app')?.map((s) => `${s.name} ${s.port}`)).toEqual(['hsc-nginx-3 32013']);
