@@ -280,6 +280,10 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         return { status: 'converged', operations, stateOperations, transactions, reloads, conflicts, waiting: waiting.length, starving: starving + held.size };
       }
 
+      // A server that stays and goes back into rotation (a replica recreated under the same name
+      // and address takes over its drained server) does so before the plan's removals, which wait
+      // for their servers' connections to end.
+      if (operations.some((o) => o.op === 'remove')) await convergeStates(desired, operations, (o) => o.op === 'set-state' && o.state === 'ready');
       const applied = await driver.apply(operations, snapshot.value);
       if (applied.ok) {
         transactions += applied.value.transactions;

@@ -195,6 +195,21 @@ describe('reconciler', () => {
       expect(h.dataplane.backends.get('be_app')?.map((s) => `${s.name} ${s.port}`)).toEqual(['hsc-nginx-3 32013']);
     });
 
+    it('puts a replacement that took over a drained server (same name and address) back in rotation before the removals', async () => {
+      const h = three();
+      await h.reconcile();
+      for (const n of [1, 2, 3]) await h.reconciler.leaving(nginx(n).id);
+      expect(h.dataplane.adminStates.get('be_app/hsc-nginx-1')).toBe('drain');
+      // Compose's new replica 1, at the old one's address; 2 and 3 gone, not replaced yet.
+      h.containers = [nginx(1, { id: `11${'e'.repeat(62)}` })];
+      h.dataplane.calls.length = 0;
+      await h.reconcile();
+      const calls = writes(h.dataplane.calls);
+      expect(calls.indexOf('setAdminState be_app/hsc-nginx-1 ready')).toBeGreaterThanOrEqual(0);
+      expect(calls.indexOf('setAdminState be_app/hsc-nginx-1 ready')).toBeLessThan(calls.indexOf('startTransaction 1'));
+      expect(names(h)).toEqual(['hsc-nginx-1']);
+    });
+
     it('removes a held server when no replacement came within holdLastServerMs', async () => {
       const h = three();
       await h.reconcile();
