@@ -107,7 +107,9 @@ function render(template: string, values: Readonly<Record<string, string>>): str
 
 function dataplaneConfig(dir: string, port: number, reloadDelaySeconds: number, haproxyBin: string): string {
   // config_version 2 is the Data Plane API v3 file format. The reload and restart commands
-  // are executables without arguments (they are not run through a shell).
+  // are executables without arguments (they are not run through a shell). No master_runtime:
+  // with it the API reloads HAProxy 2.7+ through the master CLI instead of the reload command,
+  // which saves the server state first (haproxy/reload.sh): drain states were lost at reloads.
   return `config_version: 2
 name: ${JSON.stringify(`hsc-${port}`)}
 dataplaneapi:
@@ -128,7 +130,6 @@ dataplaneapi:
 haproxy:
   config_file: ${dir}/haproxy.cfg
   haproxy_bin: ${haproxyBin}
-  master_runtime: ${dir}/master.sock
   master_worker_mode: true
   reload:
     reload_delay: ${reloadDelaySeconds}

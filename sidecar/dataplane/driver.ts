@@ -130,8 +130,11 @@ export function createDataplaneDriver(options: DataplaneDriverOptions): HaproxyD
   }
 
   async function setAdminState(backend: string, server: string, state: AdminState): Promise<Result<void>> {
-    if (apiRuntimeWorks) return client.setAdminState(backend, server, state);
+    // The socket where there is one: a server whose replica is stopping must leave rotation in
+    // the milliseconds before the replica closes its listeners, and the API's round trip (an
+    // HTTP request, then the same runtime command) took long enough that requests still met them.
     if (socket !== undefined) return socket.setAdminState(backend, server, state);
+    if (apiRuntimeWorks) return client.setAdminState(backend, server, state);
     return fail(`set server ${backend}/${server} to ${state}`, 'unsupported', UNSUPPORTED_RUNTIME);
   }
 

@@ -98,9 +98,9 @@ describe.skipIf(binary === undefined)('Data Plane API transactions against real 
     });
     const report = value(await driver.inspect([haproxy.backend]));
     expect(report.haproxyVersion).toBe(haproxy.haproxyVersion);
-    // HAProxy 2.6 answers the API's runtime reads with 404: the driver says so and uses the socket.
-    const before30 = Number(haproxy.haproxyVersion.split('.')[0]) < 3;
-    expect(report.limitations.some((l) => l.includes('cannot read or set runtime server states'))).toBe(before30);
+    // The API reaches the runtime through the worker's stats socket (no master_runtime in its
+    // configuration): its runtime reads answer on 2.6 too, and no limitation is reported.
+    expect(report.limitations.some((l) => l.includes('cannot read or set runtime server states'))).toBe(false);
     expect(report.runtimeReads).toBe(true);
 
     const reloadsBefore = await haproxy.reloadCount();
@@ -124,17 +124,39 @@ describe.skipIf(binary === undefined)('Data Plane API transactions against real 
     expect(removed).toMatchObject({ transactions: 1, reloads: 1 });
   });
 
+  it('keeps a drained server drained across a reload the API makes (the reload command saves the server state)', async () => {
+    const driver = createDataplaneDriver({
+      client,
+      healthCheck: { intervalMs: 500, fall: 2, rise: 1 },
+      reloadTimeoutMs: 20_000,
+      socket: createRuntimeSocketOps({ address: haproxy.runtimeSocket, timeoutMs: 5_000 }),
+    });
+    value(await driver.inspect([haproxy.backend]));
+    const server = (name: string, port: number) => ({ backend: haproxy.backend, name, address: '127.0.0.1', port, weight: 100, containerId: name });
+    value(
+      await driver.apply(
+        [
+          { op: 'add', server: server('hsc-keep-1', nginx.hostPort), reason: 'container ready' },
+          { op: 'add', server: server('hsc-keep-2', 9), reason: 'container ready' },
+        ],
+        value(await driver.readServers([haproxy.backend])),
+      ),
+    );
+    value(await driver.setAdminState(haproxy.backend, 'hsc-keep-1', 'drain'));
+    const reloads = await haproxy.reloadCount();
+    const removed = value(await driver.apply([{ op: 'remove', backend: haproxy.backend, name: 'hsc-keep-2', reason: 'no ready container' }], value(await driver.readServers([haproxy.backend]))));
+    expect(removed.reloads).toBe(1);
+    expect(await haproxy.reloadCount()).toBeGreaterThan(reloads);
+    expect(value(await driver.listRuntimeServers(haproxy.backend)).find((s) => s.name === 'hsc-keep-1')?.adminState).toBe('drain');
+    value(await driver.apply([{ op: 'remove', backend: haproxy.backend, name: 'hsc-keep-1', reason: 'no ready container' }], value(await driver.readServers([haproxy.backend]))));
+  });
+
   it('without the runtime socket, says what it cannot do, and adds in a transaction', async () => {
     const driver = createDataplaneDriver({ client, healthCheck: { intervalMs: 500, fall: 2, rise: 1 }, reloadTimeoutMs: 20_000 });
     const report = value(await driver.inspect([haproxy.backend]));
     expect(report.limitations.some((l) => l.includes('no runtime socket is configured'))).toBe(true);
-    const before30 = Number(haproxy.haproxyVersion.split('.')[0]) < 3;
-    // On 2.6 nothing can read drain states: the sidecar must not scale down or resume drains.
-    expect(report.runtimeReads).toBe(!before30);
-    if (before30) {
-      const refused = await driver.setAdminState(haproxy.backend, 'anything', 'drain');
-      expect(!refused.ok && refused.error.kind).toBe('unsupported');
-    }
+    // The API's runtime endpoints answer on every version here (through the stats socket).
+    expect(report.runtimeReads).toBe(true);
     const server = { backend: haproxy.backend, name: 'hsc-tx-1', address: '127.0.0.1', port: nginx.hostPort, weight: 100, containerId: 'x' };
     const outcome = value(await driver.apply([{ op: 'add', server, reason: 'container ready' }], value(await driver.readServers([haproxy.backend]))));
     expect(outcome).toMatchObject({ transactions: 1, reloads: 1, runtimeChanges: 0 });
