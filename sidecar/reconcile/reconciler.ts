@@ -5,8 +5,8 @@
 // and HAProxy show now, so a restart, a lost event or a failed reload heals on the next pass.
 import type { Candidate, Discovery, Probe } from '../discovery/discovery.js';
 import { admitWhenEmpty, isOwnedServerName, selectReady } from '../discovery/discovery.js';
-import type { AdminState, HaproxyDriver, RuntimeServer } from '../driver/port.js';
-import { isReplanKind, type EdgeError } from '../edge/result.js';
+import type { AdminState, ApplyOutcome, HaproxyDriver, RuntimeServer, ServerSnapshot } from '../driver/port.js';
+import { isReplanKind, ok, type EdgeError, type Result } from '../edge/result.js';
 import type { Logger } from '../log/logger.js';
 import type { SidecarMetrics } from '../telemetry/metrics.js';
 import type { WorkSpec } from '../queue/queue.js';
@@ -280,11 +280,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         return { status: 'converged', operations, stateOperations, transactions, reloads, conflicts, waiting: waiting.length, starving: starving + held.size };
       }
 
-      // A server that stays and goes back into rotation (a replica recreated under the same name
-      // and address takes over its drained server) does so before the plan's removals, which wait
-      // for their servers' connections to end.
-      if (operations.some((o) => o.op === 'remove')) await convergeStates(desired, operations, (o) => o.op === 'set-state' && o.state === 'ready');
-      const applied = await driver.apply(operations, snapshot.value);
+      const applied = await applyInStages(operations, snapshot.value, desired);
       if (applied.ok) {
         transactions += applied.value.transactions;
         reloads += applied.value.reloads;
@@ -316,6 +312,37 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       return failed(`applying ${operations.length} operation(s): ${error.message}`, error);
     }
     return failed(`the configuration kept changing: ${conflicts} version conflicts in a row; retrying on the next pass`);
+  }
+
+  /**
+   * A plan with removals is applied in three stages, so that no backend stands without a server
+   * in rotation while a removal waits for its server's connections to end: first the additions
+   * and replacements, then every wanted server's way back into rotation (a replica recreated
+   * under its name takes over its drained server, in place), then the removals, planned against
+   * a fresh read. A plan without removals is applied as one.
+   */
+  async function applyInStages(operations: readonly Operation[], snapshot: ServerSnapshot, desired: readonly DesiredServer[]): Promise<Result<ApplyOutcome>> {
+    const removals = operations.filter((o) => o.op === 'remove');
+    const rest = operations.filter((o) => o.op !== 'remove');
+    if (removals.length === 0) return driver.apply(operations, snapshot);
+    let first: ApplyOutcome = { reloads: 0, transactions: 0, runtimeChanges: 0 };
+    let current = snapshot;
+    if (rest.length > 0) {
+      const applied = await driver.apply(rest, snapshot);
+      if (!applied.ok) return applied;
+      first = applied.value;
+      const reread = await driver.readServers(options.managedBackends);
+      if (!reread.ok) return reread;
+      current = reread.value;
+    }
+    await convergeStates(desired, [], (o) => o.op === 'set-state' && o.state === 'ready');
+    const removed = await driver.apply(removals, current);
+    if (!removed.ok) return removed;
+    return ok({
+      reloads: first.reloads + removed.value.reloads,
+      transactions: first.transactions + removed.value.transactions,
+      runtimeChanges: first.runtimeChanges + removed.value.runtimeChanges,
+    });
   }
 
   /**

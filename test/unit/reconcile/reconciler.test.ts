@@ -210,6 +210,21 @@ describe('reconciler', () => {
       expect(names(h)).toEqual(['hsc-nginx-1']);
     });
 
+    it('puts a replacement under a drained server\'s name at a new address in rotation before the removals', async () => {
+      const h = three();
+      await h.reconcile();
+      for (const n of [1, 2, 3]) await h.reconciler.leaving(nginx(n).id);
+      h.containers = [nginx(1, { id: `11${'e'.repeat(62)}`, publishedPorts: [{ containerPort: 80, hostIp: '127.0.0.1', hostPort: 32011 }] })];
+      h.dataplane.calls.length = 0;
+      const outcome = await h.reconcile();
+      expect(outcome).toMatchObject({ status: 'converged', transactions: 2 });
+      const calls = writes(h.dataplane.calls);
+      const ready = calls.indexOf('setAdminState be_app/hsc-nginx-1 ready');
+      expect(ready).toBeGreaterThan(calls.indexOf('addServer be_app hsc-nginx-1 127.0.0.1:32011'));
+      expect(ready).toBeLessThan(calls.indexOf('deleteServer be_app hsc-nginx-2'));
+      expect(names(h)).toEqual(['hsc-nginx-1']);
+    });
+
     it('removes a held server when no replacement came within holdLastServerMs', async () => {
       const h = three();
       await h.reconcile();
