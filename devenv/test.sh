@@ -24,7 +24,7 @@ reports=("default=$report" "default=$report.faults")
 # draining, its exporter, the faults it suffers) run again on the newest LTS; the others (Docker,
 # Prometheus, the stack, the admin API) only need one HAProxy. Skipped when the first pass already
 # ran that series (HSC_HAPROXY_SERIES set to it).
-haproxy_suites=(test/integration/{driver-contract,drain-under-load,scale-down,scale-down-crash,reconcile,runtime-driver,haproxy-metrics,convergence,rollout}.test.ts)
+haproxy_suites=(test/integration/{driver-contract,drain-under-load,scale-down,scale-down-crash,reconcile,runtime-driver,haproxy-metrics,convergence,rollout,recreate}.test.ts)
 haproxy_faults=(test/faults/haproxy.test.ts)
 if [ -n "${HSC_HAPROXY_BIN:-}" ] || [ "${HSC_HAPROXY_SERIES:-}" != "$HAPROXY_SECOND_SERIES" ]; then
   second_start=$(date +%s)

@@ -121,8 +121,11 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
    * numbering, Docker's lowest free address) then needs no change at all.
    */
   const lastInRotation = new Set<string>();
-  /** The held servers of gone containers, by backend/name, with the time their container went. */
-  const held = new Map<string, { readonly server: DesiredServer; readonly since: number }>();
+  /**
+   * The held servers of gone containers, by backend/name, with the time their container went, and
+   * once the hold is over, the time their release began (in maintenance, before their removal).
+   */
+  const held = new Map<string, { readonly server: DesiredServer; readonly since: number; readonly releasing?: number }>();
   /** What the last pass wanted, for the servers a gone container leaves to be held. */
   let lastDesired: readonly DesiredServer[] = [];
   const holdMs = options.holdLastServerMs ?? 0;
@@ -347,21 +350,28 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
 
   /**
    * The wanted servers, plus the held servers of gone containers whose backend has no server in
-   * rotation yet. A hold ends when a server of the backend is in rotation again (a replacement
-   * under the same name takes the held one's place: no change when its address is the same too),
-   * or after `holdLastServerMs`: the server is then removed like any other.
+   * rotation yet. A hold ends when a server of the backend is in rotation again, or after
+   * `holdLastServerMs`; a replacement under the same name takes the held one's place at once (no
+   * change at all when its address is the same too). Otherwise the held server is released: in
+   * maintenance for HELD_RELEASE_MS, in which the requests HAProxy still holds for it finish
+   * their retries elsewhere, and only then removed, so that no removal cuts them.
    */
   function holdLastServers(wanted: readonly DesiredServer[], configured: ReadonlySet<string>): DesiredServer[] {
     const inRotation = new Set(wanted.filter((s) => s.adminState === 'ready').map((s) => s.backend));
     const names = new Set(wanted.map((s) => serverKey(s.backend, s.name)));
     const kept: DesiredServer[] = [];
-    for (const [id, { server, since }] of held) {
-      if (names.has(id) || inRotation.has(server.backend) || !configured.has(id) || options.now() - since >= holdMs) {
+    const now = options.now();
+    for (const [id, hold] of held) {
+      const { server, since, releasing } = hold;
+      if (names.has(id) || !configured.has(id) || (releasing !== undefined && now - releasing >= HELD_RELEASE_MS)) {
         held.delete(id);
-        if (!names.has(id) && !inRotation.has(server.backend) && configured.has(id)) logger.info({ backend: server.backend, server: server.name }, `${id}: no replacement came within ${holdMs} ms; removing it`);
         continue;
       }
-      kept.push(server);
+      if (releasing === undefined && (inRotation.has(server.backend) || now - since >= holdMs)) {
+        if (!inRotation.has(server.backend)) logger.info({ backend: server.backend, server: server.name }, `${id}: no replacement came within ${holdMs} ms; removing it`);
+        held.set(id, { ...hold, releasing: now });
+      }
+      kept.push(held.get(id)?.releasing === undefined ? server : { ...server, adminState: 'maint' });
     }
     return [...wanted, ...kept];
   }
@@ -506,6 +516,12 @@ export interface ReconcileSchedule {
  */
 /** How soon a pass looks again at the starting containers a backend without any server waits for. */
 const STARVING_RETRY_MS = 100;
+/**
+ * How long a held server stays in maintenance before its removal: longer than HAProxy takes to
+ * give up on a request it holds in its retries (the templates' `retries 2` × `timeout connect 1s`),
+ * so that the runtime driver's removal finds no session left to cut.
+ */
+const HELD_RELEASE_MS = 3_000;
 
 export function reconcileWork(reconciler: Pick<Reconciler, 'reconcile'>, schedule: ReconcileSchedule): WorkSpec {
   return {

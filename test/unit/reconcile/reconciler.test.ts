@@ -207,7 +207,9 @@ describe('reconciler', () => {
       const calls = writes(h.dataplane.calls);
       expect(calls.indexOf('setAdminState be_app/hsc-nginx-1 ready')).toBeGreaterThanOrEqual(0);
       expect(calls.indexOf('setAdminState be_app/hsc-nginx-1 ready')).toBeLessThan(calls.indexOf('startTransaction 1'));
-      expect(names(h)).toEqual(['hsc-nginx-1']);
+      // The last one held is released: in maintenance until HAProxy's retries gave up on it.
+      expect(names(h).sort()).toEqual(['hsc-nginx-1', 'hsc-nginx-3']);
+      expect(h.dataplane.adminStates.get('be_app/hsc-nginx-3')).toBe('maint');
     });
 
     it('puts a replacement under a drained server\'s name at a new address in rotation before the removals', async () => {
@@ -222,7 +224,7 @@ describe('reconciler', () => {
       const ready = calls.indexOf('setAdminState be_app/hsc-nginx-1 ready');
       expect(ready).toBeGreaterThan(calls.indexOf('addServer be_app hsc-nginx-1 127.0.0.1:32011'));
       expect(ready).toBeLessThan(calls.indexOf('deleteServer be_app hsc-nginx-2'));
-      expect(names(h)).toEqual(['hsc-nginx-1']);
+      expect(names(h).sort()).toEqual(['hsc-nginx-1', 'hsc-nginx-3']);
     });
 
     it('removes a held server when no replacement came within holdLastServerMs', async () => {
@@ -232,10 +234,31 @@ describe('reconciler', () => {
       h.containers = [];
       await h.reconcile();
       h.clock += 5_000;
+      // Released first: in maintenance while HAProxy's retries give up on what it still holds.
+      expect(await h.reconcile()).toMatchObject({ status: 'converged', starving: 1 });
+      expect(names(h)).toEqual(['hsc-nginx-1', 'hsc-nginx-2', 'hsc-nginx-3']);
+      expect(h.dataplane.adminStates.get('be_app/hsc-nginx-3')).toBe('maint');
+      expect(h.logs.some((l) => l.message === 'be_app/hsc-nginx-3: no replacement came within 5000 ms; removing it')).toBe(true);
+      h.clock += 3_000;
       const outcome = await h.reconcile();
       expect(outcome).toMatchObject({ status: 'converged', starving: 0 });
       expect(names(h)).toEqual([]);
-      expect(h.logs.some((l) => l.message === 'be_app/hsc-nginx-3: no replacement came within 5000 ms; removing it')).toBe(true);
+    });
+
+    it('releases a held server once another replica serves: in maintenance first, removed 3 s later', async () => {
+      const h = three();
+      await h.reconcile();
+      for (const n of [1, 2, 3]) await h.reconciler.leaving(nginx(n).id);
+      h.containers = [];
+      await h.reconcile();
+      // A new replica under another number (a scale-up): in rotation at once; the held server goes to maintenance.
+      h.containers = [nginx(4)];
+      await h.reconcile();
+      expect(names(h)).toEqual(['hsc-nginx-3', 'hsc-nginx-4']);
+      expect(h.dataplane.adminStates.get('be_app/hsc-nginx-3')).toBe('maint');
+      h.clock += 3_000;
+      await h.reconcile();
+      expect(names(h)).toEqual(['hsc-nginx-4']);
     });
 
     it('holds nothing with holdLastServerMs 0, and nothing when a server stays in the backend', async () => {
